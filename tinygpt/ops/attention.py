@@ -1,0 +1,54 @@
+"""Causal scaled dot-product attention: out = softmax(Q Kᵀ / sqrt(hs) + mask) V, per head.
+
+The mask puts -inf above the diagonal before the softmax, so position t attends to positions <= t.
+This reference builds the whole (T, T) score matrix; the C and Numba versions compute the same
+thing in tiles of keys with an online softmax (FlashAttention), never holding (T, T) in memory.
+Both keep only (q, k, v, out, lse) for backward, where lse is each row's log-sum-exp: from it the
+backward recomputes P = exp(S - lse) exactly. Not here: the projections to q, k, v (nn).
+"""
+
+import numpy as np
+
+from tinygpt.backend import kernel
+
+
+def _scores(q, k, scale, causal):
+    """q: (B, nh, Tq, hs), k: (B, nh, Tk, hs) -> S: (B, nh, Tq, Tk), masked with -inf"""
+    s = np.matmul(q, np.swapaxes(k, -1, -2)) * scale
+    if causal:
+        tq, tk = q.shape[-2], k.shape[-2]
+        # query i sits at absolute position i + (Tk - Tq): with a KV cache the queries are the
+        # last Tq positions of the Tk keys
+        future = np.triu(np.ones((tq, tk), dtype=bool), k=tk - tq + 1)
+        s = np.where(future, -np.inf, s).astype(q.dtype, copy=False)
+    return s
+
+
+@kernel
+def attention_forward(q, k, v, causal=True, scale=None):
+    """q: (B, nh, Tq, hs), k, v: (B, nh, Tk, hs) -> out: (B, nh, Tq, hs), cache (q, k, v, out, lse, ...)"""
+    scale = 1.0 / np.sqrt(q.shape[-1]) if scale is None else scale
+    s = _scores(q, k, float(scale), causal)
+    row_max = np.max(s, axis=-1, keepdims=True)
+    e = np.exp(s - row_max)
+    row_sum = np.sum(e, axis=-1, keepdims=True)
+    out = np.matmul(e / row_sum, v)  # (B, nh, Tq, hs)
+    lse = (row_max + np.log(row_sum))[..., 0]  # (B, nh, Tq)
+    return out, (q, k, v, out, lse, causal, float(scale))
+
+
+@kernel
+def attention_backward(dout, cache):
+    """dout: (B, nh, Tq, hs) -> dq, dk, dv, shaped like q, k, v"""
+    q, k, v, out, lse, causal, scale = cache
+    p = np.exp(_scores(q, k, scale, causal) - lse[..., None])  # (B, nh, Tq, Tk), exact softmax
+    # out = P V: dV = Pᵀ dout, dP = dout Vᵀ
+    dv = np.matmul(np.swapaxes(p, -1, -2), dout)
+    dp = np.matmul(dout, np.swapaxes(v, -1, -2))
+    # softmax backward row by row: dS = P * (dP - rowsum(dP * P)), and rowsum(dP * P) = rowsum(dout * out)
+    delta = np.sum(dout * out, axis=-1, keepdims=True)  # (B, nh, Tq, 1)
+    ds = p * (dp - delta) * scale
+    # S = Q Kᵀ * scale: dQ = dS K, dK = dSᵀ Q (scale already folded into dS)
+    dq = np.matmul(ds, k)
+    dk = np.matmul(np.swapaxes(ds, -1, -2), q)
+    return dq.astype(q.dtype, copy=False), dk.astype(k.dtype, copy=False), dv.astype(v.dtype, copy=False)

@@ -1,0 +1,278 @@
+"""Tensor: a NumPy array that remembers how it was made, and reverse-mode autodiff over that record.
+
+Every differentiable operation goes through `apply(forward, backward, *inputs)`: the forward runs on
+plain arrays and returns (out, cache); if any input requires a gradient, the output keeps a Node
+holding the backward function, the cache and the inputs. `Tensor.backward()` orders the Nodes
+topologically without recursion and calls each backward once, summing gradients of reused tensors.
+Not here: the ops themselves (tinygpt/ops, on plain arrays) or their public names (functional.py).
+"""
+
+import contextlib
+
+import numpy as np
+
+_grad_enabled = True
+_FREED = object()  # a Node's cache after backward released it
+
+
+@contextlib.contextmanager
+def no_grad():
+    """Inside `with no_grad():` ops record nothing, so evaluation and generation keep no graph."""
+    global _grad_enabled
+    previous, _grad_enabled = _grad_enabled, False
+    try:
+        yield
+    finally:
+        _grad_enabled = previous
+
+
+def is_grad_enabled():
+    return _grad_enabled
+
+
+class Node:
+    """How one op's output(s) were made: the backward to call, what forward saved, and the inputs."""
+
+    __slots__ = ("backward", "cache", "inputs", "n_outputs")
+
+    def __init__(self, backward, cache, inputs, n_outputs):
+        self.backward, self.cache, self.inputs, self.n_outputs = backward, cache, inputs, n_outputs
+
+
+def _as_array(data, dtype):
+    """float32 unless told otherwise: a float64 *array* keeps its precision, Python floats do not."""
+    if dtype is not None:
+        return np.asarray(data, dtype=dtype)
+    given_array = isinstance(data, (np.ndarray, np.generic))
+    array = np.asarray(data)
+    if array.dtype.kind == "f":
+        if array.dtype == np.float64 and given_array:
+            return array
+        return array.astype(np.float32, copy=False)
+    if array.dtype.kind in "iub":
+        return array
+    raise TypeError(f"Tensor data must be numeric, got an array of dtype {array.dtype}")
+
+
+class Tensor:
+    """An n-dimensional array with an optional gradient. `.data` is the NumPy array itself."""
+
+    __slots__ = ("data", "grad", "requires_grad", "_node", "_index", "name", "__weakref__")
+    __array_priority__ = 1000  # so `ndarray + Tensor` calls Tensor.__radd__ instead of NumPy's
+
+    def __init__(self, data, requires_grad=False, dtype=None, name=None):
+        if isinstance(data, Tensor):
+            data = data.data
+        self.data = _as_array(data, dtype)
+        if requires_grad and self.data.dtype.kind != "f":
+            raise TypeError(f"requires_grad=True needs a floating-point tensor, got dtype "
+                            f"{self.data.dtype}; integer tensors hold indices and have no gradient")
+        self.requires_grad = bool(requires_grad)
+        self.grad = None
+        self._node = None  # the Node that made this tensor; None for leaves
+        self._index = 0  # which output of that Node this tensor is
+        self.name = name
+
+    # ----- backward -------------------------------------------------------------------------
+    def backward(self, grad=None, retain_graph=False):
+        """Fill `.grad` of every leaf this tensor depends on with d(self)/d(leaf), weighted by `grad`."""
+        if not self.requires_grad:
+            raise RuntimeError("backward() on a tensor that does not require grad: no input of the "
+                               "ops that made it has requires_grad=True (or it was made under no_grad)")
+        if grad is None:
+            if self.data.size != 1:
+                raise ValueError(f"backward() without a gradient needs a scalar, but this tensor "
+                                 f"has shape {self.shape}; pass grad= of that shape or reduce first")
+            grad = np.ones_like(self.data)
+        else:
+            grad = np.asarray(grad.data if isinstance(grad, Tensor) else grad, dtype=self.dtype)
+            if grad.shape != self.shape:
+                raise ValueError(f"backward(grad=...) got shape {grad.shape}, expected {self.shape}")
+        if self._node is None:
+            self._accumulate(grad)
+            return
+        pending = {self._node: [None] * self._node.n_outputs}  # Node -> gradients of its outputs
+        pending[self._node][self._index] = grad
+        for node in _topological_order(self._node):
+            out_grads = pending.pop(node, None)
+            if out_grads is None:  # no path from self reaches this node's outputs
+                continue
+            if node.cache is _FREED:
+                raise RuntimeError("backward through a graph that was already freed; "
+                                   "call backward(retain_graph=True) the first time to go twice")
+            dout = out_grads[0] if node.n_outputs == 1 else tuple(out_grads)
+            in_grads = node.backward(dout, node.cache)
+            if not isinstance(in_grads, tuple):
+                in_grads = (in_grads,)
+            for x, dx in zip(node.inputs, in_grads):
+                if dx is None or not isinstance(x, Tensor) or not x.requires_grad:
+                    continue
+                if dx.shape != x.data.shape:
+                    raise RuntimeError(f"{node.backward.__name__} returned a gradient of shape "
+                                       f"{dx.shape} for an input of shape {x.data.shape}")
+                if x._node is None:
+                    x._accumulate(dx)
+                else:
+                    slots = pending.setdefault(x._node, [None] * x._node.n_outputs)
+                    previous = slots[x._index]
+                    slots[x._index] = dx if previous is None else previous + dx
+            if not retain_graph:  # free saved activations now, not when the loss goes away
+                node.cache, node.inputs = _FREED, ()
+
+    def _accumulate(self, dx):
+        """A leaf's gradient sums over every use; the first one is copied so no op's array is aliased."""
+        if self.grad is None:
+            self.grad = np.array(dx, dtype=self.data.dtype, copy=True)
+        else:
+            self.grad += dx
+
+    # ----- conversions ----------------------------------------------------------------------
+    def detach(self):
+        """The same data, cut from the graph: gradients do not flow through the result."""
+        return Tensor(self.data)
+
+    def numpy(self):
+        return self.data
+
+    def __array__(self, dtype=None, copy=None):
+        if dtype is not None and dtype != self.data.dtype:
+            return self.data.astype(dtype)
+        return self.data.copy() if copy else self.data
+
+    def item(self):
+        if self.data.size != 1:
+            raise ValueError(f"item() needs a tensor with one element, this one has shape {self.shape}")
+        return self.data.item()
+
+    def astype(self, dtype):
+        """A converted copy, cut from the graph (casts are not differentiable here)."""
+        return Tensor(self.data.astype(dtype))
+
+    @property
+    def shape(self):
+        return self.data.shape
+
+    @property
+    def dtype(self):
+        return self.data.dtype
+
+    @property
+    def ndim(self):
+        return self.data.ndim
+
+    @property
+    def size(self):
+        return self.data.size
+
+    @property
+    def is_leaf(self):
+        return self._node is None
+
+    def __len__(self):
+        return len(self.data)
+
+    def __repr__(self):
+        body = np.array2string(self.data, precision=4, separator=", ", threshold=20,
+                               prefix="Tensor(")
+        extra = ", requires_grad=True" if self.requires_grad else ""
+        dtype = "" if self.dtype == np.float32 else f", dtype={self.dtype}"
+        return f"Tensor({body}{dtype}{extra})"
+
+    # ----- operators and methods: each is one line into tinygpt.functional -------------------
+    def __add__(self, other): return F.add(self, other)
+    def __radd__(self, other): return F.add(other, self)
+    def __sub__(self, other): return F.sub(self, other)
+    def __rsub__(self, other): return F.sub(other, self)
+    def __mul__(self, other): return F.mul(self, other)
+    def __rmul__(self, other): return F.mul(other, self)
+    def __truediv__(self, other): return F.div(self, other)
+    def __rtruediv__(self, other): return F.div(other, self)
+    def __neg__(self): return F.neg(self)
+    def __pow__(self, exponent): return F.pow(self, exponent)
+    def __rpow__(self, base): return F.pow(base, self)
+    def __matmul__(self, other): return F.matmul(self, other)
+    def __rmatmul__(self, other): return F.matmul(other, self)
+    def __getitem__(self, index): return F.getitem(self, index)
+
+    def exp(self): return F.exp(self)
+    def log(self): return F.log(self)
+    def sqrt(self): return F.sqrt(self)
+    def tanh(self): return F.tanh(self)
+    def sigmoid(self): return F.sigmoid(self)
+    def relu(self): return F.relu(self)
+    def gelu(self): return F.gelu(self)
+    def clip(self, min=None, max=None): return F.clip(self, min, max)
+    def sum(self, axis=None, keepdims=False): return F.sum(self, axis, keepdims)
+    def mean(self, axis=None, keepdims=False): return F.mean(self, axis, keepdims)
+    def max(self, axis=None, keepdims=False): return F.max(self, axis, keepdims)
+    def var(self, axis=None, keepdims=False, ddof=0): return F.var(self, axis, keepdims, ddof)
+    def softmax(self, axis=-1): return F.softmax(self, axis)
+    def log_softmax(self, axis=-1): return F.log_softmax(self, axis)
+    def reshape(self, *shape): return F.reshape(self, shape[0] if len(shape) == 1 else shape)
+    def transpose(self, *axes): return F.transpose(self, axes[0] if len(axes) == 1 else (axes or None))
+    def permute(self, *axes): return F.transpose(self, axes[0] if len(axes) == 1 else axes)
+    def split(self, sections, axis=-1): return F.split(self, sections, axis)
+    def masked_fill(self, mask, value): return F.masked_fill(self, mask, value)
+
+    @property
+    def T(self):
+        return F.transpose(self)
+
+
+def _topological_order(root):
+    """Nodes reachable from `root`, each before the nodes of its inputs. Iterative, so a chain of
+    100,000 ops needs no recursion: a node is appended once all its inputs' nodes are done."""
+    order, visited = [], set()
+    stack = [(root, False)]
+    while stack:
+        node, inputs_done = stack.pop()
+        if inputs_done:
+            order.append(node)
+            continue
+        if node in visited:
+            continue
+        visited.add(node)
+        stack.append((node, True))
+        for x in node.inputs:
+            if isinstance(x, Tensor) and x._node is not None and x._node not in visited:
+                stack.append((x._node, False))
+    order.reverse()  # consumers first: a node's gradient is complete before it is used
+    return order
+
+
+def apply(forward, backward, *inputs, **params):
+    """Run `forward` on the arrays of `inputs` (Tensors or constants) and record how to go back.
+
+    `forward(*arrays, **params)` returns (out, cache), where out is an array or a tuple of arrays;
+    `backward(dout, cache)` returns one gradient per input (None for constants and integers).
+    """
+    arrays = [x.data if isinstance(x, Tensor) else x for x in inputs]
+    out, cache = forward(*arrays, **params)
+    track = _grad_enabled and any(isinstance(x, Tensor) and x.requires_grad for x in inputs)
+    if not isinstance(out, tuple):
+        result = Tensor.__new__(Tensor)
+        _init_output(result, out, track)
+        if track:
+            result._node = Node(backward, cache, inputs, 1)
+        return result
+    node = Node(backward, cache, inputs, len(out)) if track else None
+    results = []
+    for i, array in enumerate(out):
+        result = Tensor.__new__(Tensor)
+        _init_output(result, array, track)
+        result._node, result._index = node, i
+        results.append(result)
+    return tuple(results)
+
+
+def _init_output(tensor, array, track):
+    """Tensor.__init__ without the checks: an op's output is already a well-formed array."""
+    tensor.data = array if isinstance(array, np.ndarray) else np.asarray(array)
+    tensor.requires_grad = track
+    tensor.grad = None
+    tensor._node = None
+    tensor._index = 0
+    tensor.name = None
+
+
+from tinygpt import functional as F  # noqa: E402  (functional imports Tensor and apply from here)
