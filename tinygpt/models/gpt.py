@@ -1,0 +1,181 @@
+"""GPT-2: token + position embeddings, n_layer pre-LayerNorm Blocks, a final LayerNorm, and a
+language-model head that reuses the token embedding matrix (weight tying).
+
+Parameter names and layouts are GPT-2's (`transformer.h.0.attn.c_attn.weight`, stored (in, out)),
+so a Hugging Face GPT-2 state dict maps onto this one name for name. Not here: sampling loops
+(generate.py), training loops (train.py), or loading Hugging Face files (checkpoint.py).
+"""
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from tinygpt import functional as F
+from tinygpt.nn import (Block, Dropout, Embedding, KVCache, LayerNorm, Linear, Module, ModuleDict,
+                        ModuleList, as_rng)
+from tinygpt.optim import AdamW, weight_decay_groups
+from tinygpt.tensor import Tensor
+
+
+def check_positive_ints(config, names):
+    """Raise ValueError naming the first field of `config` in `names` that is not an int > 0."""
+    for name in names:
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+            raise ValueError(f"{type(config).__name__}.{name} must be a positive integer, got {value!r}")
+
+
+def check_dropout(config):
+    if not isinstance(config.dropout, (int, float)) or not 0.0 <= config.dropout < 1.0:
+        raise ValueError(f"{type(config).__name__}.dropout must be in [0, 1), got {config.dropout!r}")
+
+
+@dataclass
+class GPTConfig:
+    """The shape of a GPT. The defaults are GPT-2 small (124M parameters)."""
+
+    vocab_size: int = 50257
+    block_size: int = 1024  # the longest sequence the model can see (rows of wpe)
+    n_layer: int = 12
+    n_head: int = 12
+    n_embd: int = 768
+    dropout: float = 0.0
+    bias: bool = True  # biases in Linear and LayerNorm layers, as in GPT-2
+
+    def __post_init__(self):
+        check_positive_ints(self, ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"))
+        if self.n_embd % self.n_head:
+            raise ValueError(f"GPTConfig.n_embd ({self.n_embd}) must be divisible by n_head "
+                             f"({self.n_head}): each head gets n_embd // n_head channels")
+        check_dropout(self)
+
+    def to_dict(self):
+        return asdict(self)
+
+
+def check_idx(idx, what="idx"):
+    """idx: integer token ids (B, T), as an array or Tensor -> the array; else a clear error."""
+    idx = idx.data if isinstance(idx, Tensor) else np.asarray(idx)
+    if idx.dtype.kind not in "iu":
+        raise TypeError(f"{what} must hold integer token ids, got dtype {idx.dtype}; "
+                        f"hint: {what}.astype(np.int64)")
+    if idx.ndim != 2:
+        hint = f"; add a batch axis: {what}[None]" if idx.ndim == 1 else ""
+        raise ValueError(f"{what} must have shape (B, T), got shape {idx.shape}{hint}")
+    if idx.shape[1] == 0:
+        raise ValueError(f"{what} is an empty sequence (shape {idx.shape}); give at least one token")
+    return idx
+
+
+class LMHead(Module):
+    """x: (B, T, C) -> logits: (B, T, V) = x @ weightᵀ, where `weight` (V, C) IS the token
+    embedding Parameter: GPT-2 uses one matrix to read tokens in and to score them out."""
+
+    def __init__(self, weight):
+        super().__init__()
+        self.weight = weight  # the same Parameter object as transformer.wte.weight
+
+    def forward(self, x):
+        return F.matmul(x, self.weight.T)  # (B, T, C) @ (C, V) -> (B, T, V)
+
+    def extra_repr(self):
+        return "weight tied to the token embedding"
+
+
+class GPT(Module):
+    """idx: (B, T) token ids -> (logits (B, T, V), loss or None)."""
+
+    def __init__(self, config, seed=0):
+        super().__init__()
+        if not isinstance(config, GPTConfig):
+            raise TypeError(f"GPT needs a GPTConfig, got {type(config).__name__}")
+        rng = as_rng(seed)  # an int seed or a np.random.Generator: same seed, same model
+        self.config = config
+        C, p = config.n_embd, config.dropout
+        self.transformer = ModuleDict(
+            wte=Embedding(config.vocab_size, C, rng=rng),  # token embedding (V, C)
+            wpe=Embedding(config.block_size, C, rng=rng),  # position embedding (block_size, C)
+            drop=Dropout(p, rng=rng.spawn(1)[0]),
+            h=ModuleList([Block(C, config.n_head, p, config.bias, rng=rng) for _ in range(config.n_layer)]),
+            ln_f=LayerNorm(C, bias=config.bias),
+        )
+        self.lm_head = LMHead(self.transformer.wte.weight)  # tied: listed and saved once, as wte
+        self._init_weights(rng)
+
+    def _init_weights(self, rng):
+        """GPT-2's initialisation: weights normal(0, 0.02), biases 0, LayerNorm gains 1; and the
+        projections that write into the residual stream (c_proj) scaled by 1/sqrt(2 n_layer), so
+        the sum of 2 n_layer residual branches does not grow with depth."""
+        for module in self.modules():
+            if isinstance(module, (Linear, Embedding)):
+                module.weight.data[...] = rng.normal(0.0, 0.02, module.weight.shape)
+            if isinstance(module, Linear) and module.bias is not None:
+                module.bias.data[...] = 0.0
+        std = 0.02 / math.sqrt(2 * self.config.n_layer)
+        for name, param in self.named_parameters():
+            if name.endswith("c_proj.weight"):
+                param.data[...] = rng.normal(0.0, std, param.shape)
+
+    # ----- forward ----------------------------------------------------------------------------
+    def features(self, idx, kv_cache=None):
+        """idx: (B, T) -> the final hidden states (B, T, C), after ln_f and before the head.
+        With a KVCache, idx holds only the new tokens; their positions start at kv_cache.length."""
+        idx = check_idx(idx)
+        T, start = idx.shape[1], 0 if kv_cache is None else kv_cache.length
+        if start + T > self.config.block_size:
+            cached = "" if kv_cache is None else f" ({start} cached + {T} new)"
+            raise ValueError(f"sequence length {start + T}{cached} exceeds block_size "
+                             f"{self.config.block_size}; hint: crop idx to its last "
+                             f"{self.config.block_size} tokens")
+        if kv_cache is not None and len(kv_cache.layers) != self.config.n_layer:
+            raise ValueError(f"kv_cache has {len(kv_cache.layers)} layers, the model has "
+                             f"{self.config.n_layer}; make it with model.make_kv_cache(batch_size)")
+        tr = self.transformer
+        pos = np.arange(start, start + T)  # (T,)
+        x = tr.drop(tr.wte(idx) + tr.wpe(pos))  # (B, T, C) + (T, C) -> (B, T, C)
+        for i, block in enumerate(tr.h):
+            x = block(x, kv_cache=None if kv_cache is None else kv_cache.layers[i])
+        return tr.ln_f(x)
+
+    def forward(self, idx, targets=None, kv_cache=None):
+        """idx: (B, T), targets: (B, T) or None (-100 marks positions to ignore)
+        -> logits (B, T, V), loss (a scalar Tensor) or None."""
+        logits = self.lm_head(self.features(idx, kv_cache))  # (B, T, C) -> (B, T, V)
+        loss = None if targets is None else F.cross_entropy(logits, targets, ignore_index=-100)
+        return logits, loss
+
+    def make_kv_cache(self, batch_size, max_len=None):
+        """An empty KVCache for generating up to max_len (default block_size) positions."""
+        c = self.config
+        return KVCache(c.n_layer, batch_size, c.n_head, max_len or c.block_size, c.n_embd // c.n_head,
+                       dtype=self.transformer.wte.weight.dtype)
+
+    @property
+    def feature_size(self):
+        return self.config.n_embd
+
+    # ----- accounting -------------------------------------------------------------------------
+    def num_params(self, non_embedding=True):
+        """Parameter count. non_embedding=True leaves out the position embedding (as nanoGPT does);
+        the token embedding stays in because it is also the output layer."""
+        n = self.num_parameters()
+        return n - self.transformer.wpe.weight.size if non_embedding else n
+
+    def flops_per_token(self):
+        """Training FLOPs (forward + backward) per token at full context, as in nanoGPT's
+        estimate_mfu (PaLM paper, appendix B): 6N for the weights (2 forward, 4 backward, per
+        parameter) + 12 L H Q T for attention's Q Kᵀ and P V, with N = num_params()."""
+        c = self.config
+        n_layer, n_head, head_size, T = c.n_layer, c.n_head, c.n_embd // c.n_head, c.block_size
+        return 6 * self.num_params() + 12 * n_layer * n_head * head_size * T
+
+    def configure_optimizers(self, weight_decay=0.1, learning_rate=6e-4, betas=(0.9, 0.95), eps=1e-8):
+        """AdamW that decays the 2-D weights (matrices and embeddings) but no biases or LayerNorm gains."""
+        return AdamW(weight_decay_groups(self.named_parameters(), weight_decay), lr=learning_rate,
+                     betas=betas, eps=eps)
+
+    def extra_repr(self):
+        c = self.config
+        return (f"vocab_size={c.vocab_size}, block_size={c.block_size}, n_layer={c.n_layer}, "
+                f"n_head={c.n_head}, n_embd={c.n_embd}")
