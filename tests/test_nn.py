@@ -1,8 +1,12 @@
 """tinygpt.nn: registration and names, state_dict round trips and strict errors, each layer against
 plain NumPy, dropout determinism, the LSTM step-by-step identity, and the KV-cache identity."""
 
+import copy
+
 import numpy as np
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 import tinygpt.nn as nn
 from tinygpt import Tensor, no_grad
@@ -83,6 +87,16 @@ def test_module_repr_shows_parameter_counts():
     assert text.startswith("TwoLayer(  # 34 parameters")
     assert "(fc1): Linear(in_features=3, out_features=4, bias=True)  # 16 parameters" in text
     assert "(fc2): Linear(in_features=4, out_features=2, bias=False)  # 8 parameters" in text
+
+
+def test_module_deepcopy_keeps_shared_parameters_shared():
+    model = nn.Module()
+    model.a = nn.Linear(2, 2, rng=0)
+    model.b = nn.Linear(2, 2, rng=1)
+    model.b.weight = model.a.weight
+    clone = copy.deepcopy(model)
+    assert clone.b.weight is clone.a.weight and clone.a.weight is not model.a.weight
+    np.testing.assert_array_equal(clone.a.weight.data, model.a.weight.data)
 
 
 def test_module_to_float64_keeps_the_same_parameter_objects():
@@ -239,6 +253,22 @@ def test_lstm_step_by_step_equals_whole_sequence_forward_and_gradients():
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
 
 
+@given(B=st.integers(1, 3), T=st.integers(1, 5), I=st.integers(1, 4), D=st.integers(1, 5),
+       layers=st.integers(1, 2))
+@example(B=1, T=1, I=1, D=1, layers=1)
+def test_lstm_chunked_calls_equal_one_call_for_any_shape(B, T, I, D, layers):
+    lstm = nn.LSTM(I, D, num_layers=layers, rng=0).to(np.float64)
+    x = np.random.default_rng(T).standard_normal((B, T, I))
+    whole, (h, c) = lstm(Tensor(x))
+    state, outs = None, []
+    for t in range(T):
+        out, state = lstm(Tensor(x[:, t:t + 1]), state)
+        outs.append(out.data)
+    np.testing.assert_allclose(np.concatenate(outs, axis=1), whole.data, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(state[0].data, h.data, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(state[1].data, c.data, rtol=1e-12, atol=1e-12)
+
+
 def test_lstm_gradcheck_two_layers_float64():
     lstm = nn.LSTM(2, 3, num_layers=2, rng=0).to(np.float64)
     names = [n for n, _ in lstm.named_parameters()]
@@ -306,6 +336,20 @@ def test_causal_self_attention_with_kv_cache_equals_without():
     np.testing.assert_allclose(np.concatenate(pieces, axis=1), full, rtol=1e-5, atol=1e-6)
     with pytest.raises(RuntimeError, match="no_grad"):
         attn(Tensor(x[:, :1]), kv_cache=nn.KVCache(1, 2, 2, 6, 4).layers[0])
+
+
+@given(B=st.integers(1, 3), T=st.integers(1, 6), n_head=st.sampled_from([1, 2, 4]), data=st.data())
+@example(B=1, T=1, n_head=1, data=None)
+def test_kv_cached_attention_equals_uncached_for_any_split(B, T, n_head, data):
+    prompt = 1 if data is None else data.draw(st.integers(1, T))
+    attn = nn.CausalSelfAttention(8, n_head, rng=0).to(np.float64)
+    x = np.random.default_rng(T).standard_normal((B, T, 8))
+    cache = nn.KVCache(1, B, n_head, max_len=T, head_size=8 // n_head, dtype=np.float64)
+    with no_grad():
+        full = attn(Tensor(x)).data
+        pieces = [attn(Tensor(x[:, :prompt]), kv_cache=cache.layers[0]).data]
+        pieces += [attn(Tensor(x[:, t:t + 1]), kv_cache=cache.layers[0]).data for t in range(prompt, T)]
+    np.testing.assert_allclose(np.concatenate(pieces, axis=1), full, rtol=1e-10, atol=1e-12)
 
 
 def test_block_is_pre_layernorm_residual():

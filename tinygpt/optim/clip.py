@@ -21,6 +21,7 @@ def clip_grad_norm_(params, max_norm, eps=1e-6):
     total = math.sqrt(sum(float(np.sum(np.square(g, dtype=np.float64))) for g in grads))
     coef = max_norm / (total + eps)
     if coef < 1.0 or not math.isfinite(total):
-        for g in grads:
-            g *= coef  # in place: p.grad stays the same array
+        with np.errstate(invalid="ignore"):  # inf * 0 -> nan is the point here, not a surprise
+            for g in grads:
+                g *= coef  # in place: p.grad stays the same array
     return total
