@@ -36,14 +36,13 @@ class LRSchedule:
         return {"type": type(self).__name__, "last_step": self.last_step, **self._config()}
 
     def load_state_dict(self, state):
-        if state.get("type") != type(self).__name__ or state_dict_mismatch(self, state):
+        """Resume at the saved step; the saved settings must be this schedule's own."""
+        same = state.get("type") == type(self).__name__ and all(
+            state.get(k) == v for k, v in self._config().items())
+        if not same:
             raise ValueError(f"{type(self).__name__}.load_state_dict: saved schedule {state} "
                              f"differs from this one {self.state_dict()}")
         self.last_step = int(state["last_step"])
-
-
-def state_dict_mismatch(schedule, state):
-    return any(state.get(k) != v for k, v in schedule._config().items())
 
 
 class ConstantLR(LRSchedule):
