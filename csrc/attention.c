@@ -1,0 +1,236 @@
+/* attention.c: fused causal attention, FlashAttention-style (Dao et al. 2022, and its v2 loop
+ * order). Per (batch, head), queries are processed in tiles of BQ rows against tiles of BK keys:
+ * S = Q K^T * scale, then an online softmax keeps each row's running max m and running sum l, and
+ * rescales the output accumulated so far whenever m grows. Only out and lse = m + log l per row
+ * are stored, never the (T, T) matrix P. Backward recomputes P = exp(S - lse) tile by tile.
+ * One (batch, head) per thread at a time. Not here: q, k, v projections (nn), dropout. */
+#include <stdlib.h>
+#include "tinygpt.h"
+#include "tinygpt_internal.h"
+
+#define BQ 64  /* query rows per tile */
+#define BK 64  /* keys per tile: a BQ x BK block of scores is 16 KiB, it stays in L1 */
+
+typedef float f32x8 __attribute__((vector_size(32)));
+
+static inline f32x8 load8(const float *p) { f32x8 v; memcpy(&v, p, sizeof v); return v; }
+static inline void store8(float *p, f32x8 v) { memcpy(p, &v, sizeof v); }
+
+/* C[0:R, 0:16 or 8] (+)= A[0:R, 0:k] B[0:k, 0:16 or 8] in registers. A is read one scalar at a
+ * time (any strides: a transposed A costs nothing), B by rows. always_inline with a constant R
+ * gives one fully unrolled copy per R. */
+static inline __attribute__((always_inline)) void
+tile(int R, int wide, int k, const float *a, long rsa, long csa, const float *b, long ldb,
+     float *c, long ldc, int accumulate)
+{
+    f32x8 acc0[6] = {0}, acc1[6] = {0};
+    for (int p = 0; p < k; p++) {
+        const float *bp = b + p * ldb;
+        f32x8 b0 = load8(bp), b1 = wide ? load8(bp + 8) : b0;
+        for (int i = 0; i < R; i++) {
+            float ai = a[i * rsa + p * csa];
+            acc0[i] += ai * b0;
+            if (wide) acc1[i] += ai * b1;
+        }
+    }
+    for (int i = 0; i < R; i++) {
+        float *ci = c + i * ldc;
+        if (accumulate) {
+            acc0[i] += load8(ci);
+            if (wide) acc1[i] += load8(ci + 8);
+        }
+        store8(ci, acc0[i]);
+        if (wide) store8(ci + 8, acc1[i]);
+    }
+}
+
+/* C (m, n) (+)= A (m, k) B (k, n) for the small tiles of attention, unpacked: everything is
+ * already in L1. Columns go 16 (then 8) at a time, rows 6 at a time; leftovers are plain loops. */
+static void small_gemm(int m, int n, int k, const float *a, long rsa, long csa,
+                       const float *b, long ldb, float *c, long ldc, int accumulate)
+{
+    int j = 0;
+    for (; j + 8 <= n; j += 16) {
+        int wide = j + 16 <= n;
+        if (!wide && j + 8 > n) break;
+        int i = 0;
+        for (; i + 6 <= m; i += 6) {
+            if (wide) tile(6, 1, k, a + i * rsa, rsa, csa, b + j, ldb, c + i * ldc + j, ldc, accumulate);
+            else tile(6, 0, k, a + i * rsa, rsa, csa, b + j, ldb, c + i * ldc + j, ldc, accumulate);
+        }
+        const float *ai = a + i * rsa;
+        float *ci = c + i * ldc + j;
+        switch ((m - i) * 2 + wide) {  /* the last 1-5 rows, each with its own unrolled copy */
+        case 11: tile(5, 1, k, ai, rsa, csa, b + j, ldb, ci, ldc, accumulate); break;
+        case 10: tile(5, 0, k, ai, rsa, csa, b + j, ldb, ci, ldc, accumulate); break;
+        case 9: tile(4, 1, k, ai, rsa, csa, b + j, ldb, ci, ldc, accumulate); break;
+        case 8: tile(4, 0, k, ai, rsa, csa, b + j, ldb, ci, ldc, accumulate); break;
+        case 7: tile(3, 1, k, ai, rsa, csa, b + j, ldb, ci, ldc, accumulate); break;
+        case 6: tile(3, 0, k, ai, rsa, csa, b + j, ldb, ci, ldc, accumulate); break;
+        case 5: tile(2, 1, k, ai, rsa, csa, b + j, ldb, ci, ldc, accumulate); break;
+        case 4: tile(2, 0, k, ai, rsa, csa, b + j, ldb, ci, ldc, accumulate); break;
+        case 3: tile(1, 1, k, ai, rsa, csa, b + j, ldb, ci, ldc, accumulate); break;
+        case 2: tile(1, 0, k, ai, rsa, csa, b + j, ldb, ci, ldc, accumulate); break;
+        default: break;
+        }
+        if (!wide) { j += 8; break; }
+    }
+    for (; j < n; j++)  /* fewer than 8 columns left */
+        for (int i = 0; i < m; i++) {
+            float s = accumulate ? c[i * ldc + j] : 0.0f;
+            for (int p = 0; p < k; p++) s += a[i * rsa + p * csa] * b[p * ldb + j];
+            c[i * ldc + j] = s;
+        }
+}
+
+/* (t, hs) -> (hs, ld): rows of dst are columns of src, so S = Q K^T reads K^T by rows */
+static void transpose(float *dst, long ld, const float *src, int t, int hs)
+{
+    for (int i = 0; i < t; i++)
+        for (int d = 0; d < hs; d++) dst[d * ld + i] = src[i * hs + d];
+}
+
+/* How many keys of the tile starting at key j0 (bk wide) query row i may see: causal query i
+ * sits at absolute position i + offset (with a KV cache the queries are the last tq of tk). */
+static inline int visible(int causal, long i, long offset, int j0, int bk)
+{
+    if (!causal) return bk;
+    long n = i + offset - j0 + 1;
+    return n < 0 ? 0 : (n > bk ? bk : (int)n);
+}
+
+void attention_forward(float *out, float *lse, const float *q, const float *k, const float *v,
+                       int bh, int tq, int tk, int hs, int causal, float scale)
+{
+    long offset = tk - tq;
+    long ld = (tk + 15) / 16 * 16;  /* K^T rows padded so a 16-wide load never leaves the buffer */
+    #pragma omp parallel if (bh > 1)
+    {
+        float *kt = tg_alloc(hs * ld);
+        float *s = tg_alloc(BQ * BK);
+        float m[BQ], l[BQ];
+        memset(kt, 0, sizeof(float) * hs * ld);
+        #pragma omp for schedule(dynamic)
+        for (int h = 0; h < bh; h++) {
+            const float *qh = q + (long)h * tq * hs, *kh = k + (long)h * tk * hs;
+            const float *vh = v + (long)h * tk * hs;
+            transpose(kt, ld, kh, tk, hs);
+            for (int i0 = 0; i0 < tq; i0 += BQ) {
+                int bq = tq - i0 < BQ ? tq - i0 : BQ;
+                float *o = out + ((long)h * tq + i0) * hs;
+                /* keys past the last row's position are masked for every row of the tile */
+                long kend = causal ? min_long(tk, i0 + bq + offset) : tk;
+                memset(o, 0, sizeof(float) * bq * hs);
+                for (int r = 0; r < bq; r++) { m[r] = -INFINITY; l[r] = 0.0f; }
+                for (int j0 = 0; j0 < kend; j0 += BK) {
+                    int bk = kend - j0 < BK ? (int)(kend - j0) : BK;
+                    int bk16 = (bk + 15) / 16 * 16;
+                    /* S = Q K^T (bq, bk), over padded columns that the mask then ignores */
+                    small_gemm(bq, bk16, hs, qh + (long)i0 * hs, hs, 1, kt + j0, ld, s, BK, 0);
+                    for (int r = 0; r < bq; r++) {
+                        float *sr = s + r * BK;
+                        int n = visible(causal, i0 + r, offset, j0, bk);
+                        float tile_max = -INFINITY;
+                        #pragma omp simd reduction(max:tile_max)
+                        for (int j = 0; j < n; j++) {
+                            sr[j] *= scale;
+                            tile_max = sr[j] > tile_max ? sr[j] : tile_max;
+                        }
+                        /* online softmax: a larger max shrinks everything summed so far by
+                         * exp(m_old - m_new) (exp(-inf) = 0 on the first tile) */
+                        float m_new = tile_max > m[r] ? tile_max : m[r];
+                        float shrink = exp_approx(m[r] - m_new);
+                        float sum = 0.0f;
+                        #pragma omp simd reduction(+:sum)
+                        for (int j = 0; j < bk; j++) {
+                            sr[j] = j < n ? exp_approx(sr[j] - m_new) : 0.0f;  /* the mask */
+                            sum += sr[j];
+                        }
+                        l[r] = l[r] * shrink + sum;
+                        m[r] = m_new;
+                        if (shrink != 1.0f) {
+                            float *orow = o + r * hs;
+                            #pragma omp simd
+                            for (int d = 0; d < hs; d++) orow[d] *= shrink;
+                        }
+                    }
+                    /* O += P V (bq, hs) */
+                    small_gemm(bq, hs, bk, s, BK, 1, vh + (long)j0 * hs, hs, o, hs, 1);
+                }
+                for (int r = 0; r < bq; r++) {
+                    float inv = 1.0f / l[r];
+                    for (int d = 0; d < hs; d++) o[r * hs + d] *= inv;
+                    lse[(long)h * tq + i0 + r] = m[r] + logf(l[r]);
+                }
+            }
+        }
+        free(kt);
+        free(s);
+    }
+}
+
+void attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *q,
+                        const float *k, const float *v, const float *out, const float *lse,
+                        int bh, int tq, int tk, int hs, int causal, float scale)
+{
+    long offset = tk - tq;
+    long ld = (tk + 15) / 16 * 16;
+    #pragma omp parallel if (bh > 1)
+    {
+        float *kt = tg_alloc(hs * ld), *vt = tg_alloc(hs * ld);
+        float *p = tg_alloc(BQ * BK), *ds = tg_alloc(BQ * BK);
+        float *delta = tg_alloc(tq);
+        memset(kt, 0, sizeof(float) * hs * ld);
+        memset(vt, 0, sizeof(float) * hs * ld);
+        #pragma omp for schedule(dynamic)
+        for (int h = 0; h < bh; h++) {
+            long qo = (long)h * tq * hs, ko = (long)h * tk * hs;
+            const float *qh = q + qo, *kh = k + ko, *gh = dout + qo;
+            const float *lh = lse + (long)h * tq;
+            float *dqh = dq + qo, *dkh = dk + ko, *dvh = dv + ko;
+            transpose(kt, ld, kh, tk, hs);
+            transpose(vt, ld, v + ko, tk, hs);
+            /* softmax backward needs rowsum(dP * P) = rowsum(dout * out): one dot per row */
+            for (int i = 0; i < tq; i++) {
+                float dot = 0.0f;
+                #pragma omp simd reduction(+:dot)
+                for (int d = 0; d < hs; d++) dot += gh[i * hs + d] * out[qo + i * hs + d];
+                delta[i] = dot;
+            }
+            memset(dqh, 0, sizeof(float) * tq * hs);
+            memset(dkh, 0, sizeof(float) * tk * hs);
+            memset(dvh, 0, sizeof(float) * tk * hs);
+            for (int j0 = 0; j0 < tk; j0 += BK) {  /* outer loop over keys: dK, dV stay hot */
+                int bk = tk - j0 < BK ? tk - j0 : BK;
+                int bk16 = (bk + 15) / 16 * 16;
+                /* the first query that sees key j0, rounded down to a tile */
+                long first = causal ? max_long(0, j0 - offset) : 0;
+                for (int i0 = (int)(first / BQ * BQ); i0 < tq; i0 += BQ) {
+                    int bq = tq - i0 < BQ ? tq - i0 : BQ;
+                    const float *qi = qh + (long)i0 * hs, *gi = gh + (long)i0 * hs;
+                    /* recompute P = exp(S * scale - lse), exactly forward's softmax */
+                    small_gemm(bq, bk16, hs, qi, hs, 1, kt + j0, ld, p, BK, 0);
+                    for (int r = 0; r < bq; r++) {
+                        float *pr = p + r * BK, l = lh[i0 + r];
+                        int n = visible(causal, i0 + r, offset, j0, bk);
+                        #pragma omp simd
+                        for (int j = 0; j < bk; j++) pr[j] = j < n ? exp_approx(pr[j] * scale - l) : 0.0f;
+                    }
+                    /* out = P V: dV += P^T dout (P^T is P with swapped strides) */
+                    small_gemm(bk, hs, bq, p, 1, BK, gi, hs, dvh + (long)j0 * hs, hs, 1);
+                    /* dP = dout V^T, then dS = P (dP - delta) * scale */
+                    small_gemm(bq, bk16, hs, gi, hs, 1, vt + j0, ld, ds, BK, 0);
+                    for (int r = 0; r < bq; r++) {
+                        float *dsr = ds + r * BK, *pr = p + r * BK, dl = delta[i0 + r];
+                        #pragma omp simd
+                        for (int j = 0; j < bk; j++) dsr[j] = pr[j] * (dsr[j] - dl) * scale;
+                    }
+                    /* S = Q K^T: dQ += dS K, dK += dS^T Q */
+                    small_gemm(bq, hs, bk, ds, BK, 1, kh + (long)j0 * hs, hs, dqh + (long)i0 * hs, hs, 1);
+                    small_gemm(bk, hs, bq, ds, 1, BK, qi, hs, dkh + (long)j0 * hs, hs, 1);
+                }
+            }
+        }
+        free(kt); free(vt); free(p); free(ds); free(delta);
+    }
+}

@@ -1,0 +1,283 @@
+/* sgemm.c: C = A B in float32, the GotoBLAS/BLIS way: five loops around a register-blocked
+ * microkernel, with A and B copied ("packed") into cache-sized blocks laid out in exactly the
+ * order the microkernel reads them. Any strides, so transposed operands cost nothing extra.
+ * Also matmul_forward/backward on top of it. Not here: complex or double precision, alpha/beta
+ * beyond "overwrite or accumulate". See docs/kernels.md for the why of every number below. */
+#include <stdlib.h>
+#include "tinygpt.h"
+#include "tinygpt_internal.h"
+
+/* The microkernel computes an MR x NR tile of C in registers: 6 rows x 16 columns are 12 8-wide
+ * accumulators, plus 2 for a row of B and 1 for a broadcast of A: 15 of AVX2's 16 registers. */
+#define MR 6
+#define NR 16
+#define KC 256   /* a KC x NR micro-panel of packed B is 16 KiB: it stays in the 32 KiB L1 */
+#define MC 144   /* an MC x KC block of packed A is 144 KiB: it stays in the 512 KiB L2 */
+#define NC 4080  /* a KC x NC block of packed B is 4 MiB: it stays in the shared L3 */
+
+/* Below this many multiply-adds a product runs on one thread. */
+#define PARALLEL_MIN_FLOPS (64L * 64 * 64)
+
+/* GCC/Clang vector extension: 8 floats that compile to one AVX register (or two SSE ones). */
+typedef float f32x8 __attribute__((vector_size(32)));
+
+static inline f32x8 load8(const float *p) { f32x8 v; memcpy(&v, p, sizeof v); return v; }
+static inline void store8(float *p, f32x8 v) { memcpy(p, &v, sizeof v); }
+
+float *tg_alloc(long count)
+{
+    size_t bytes = ((size_t)(count > 0 ? count : 1) * sizeof(float) + 63) & ~(size_t)63;
+    return aligned_alloc(64, bytes);
+}
+
+void tinygpt_set_num_threads(int n)
+{
+#ifdef _OPENMP
+    omp_set_num_threads(n > 0 ? n : 1);
+#else
+    (void)n;
+#endif
+}
+
+int tinygpt_get_num_threads(void) { return TG_MAX_THREADS(); }
+
+/* Per-thread packing buffers, grown on demand and kept: a product allocates nothing. */
+static _Thread_local float *a_buffer, *b_buffer;
+static _Thread_local long a_capacity, b_capacity;
+
+static float *thread_buffer(float **buffer, long *capacity, long count)
+{
+    if (count > *capacity) {
+        free(*buffer);
+        *buffer = tg_alloc(count);
+        *capacity = count;
+    }
+    return *buffer;
+}
+
+/* Pack an (mc, kc) block of A as row panels of MR: panel[p * MR + i] = A[i, p]; rows past mc
+ * are zero, so the microkernel never needs to know it is on an edge. */
+static void pack_a(float *restrict dst, int mc, int kc, const float *a, long rsa, long csa)
+{
+    for (int i0 = 0; i0 < mc; i0 += MR) {
+        int mr = mc - i0 < MR ? mc - i0 : MR;
+        const float *src = a + i0 * rsa;
+        for (int p = 0; p < kc; p++) {
+            for (int i = 0; i < mr; i++) dst[i] = src[i * rsa + p * csa];
+            for (int i = mr; i < MR; i++) dst[i] = 0.0f;
+            dst += MR;
+        }
+    }
+}
+
+/* Pack a (kc, nc) block of B as column panels of NR: panel[p * NR + j] = B[p, j]. */
+static void pack_b(float *restrict dst, int kc, int nc, const float *b, long rsb, long csb)
+{
+    for (int j0 = 0; j0 < nc; j0 += NR) {
+        int nr = nc - j0 < NR ? nc - j0 : NR;
+        const float *src = b + j0 * csb;
+        for (int p = 0; p < kc; p++) {
+            const float *row = src + p * rsb;
+            if (csb == 1 && nr == NR) {
+                memcpy(dst, row, NR * sizeof(float));
+            } else {
+                for (int j = 0; j < nr; j++) dst[j] = row[j * csb];
+                for (int j = nr; j < NR; j++) dst[j] = 0.0f;
+            }
+            dst += NR;
+        }
+    }
+}
+
+/* C[0:mr, 0:nr] (+)= A_panel B_panel over kc: the only place where the flops happen.
+ * Each step of p is an outer product: one row of B (2 vectors) times 6 broadcast values of A. */
+static void microkernel(int kc, const float *restrict a, const float *restrict b,
+                        float *restrict c, long rsc, int mr, int nr, int accumulate)
+{
+    f32x8 c00 = {0}, c01 = {0}, c10 = {0}, c11 = {0}, c20 = {0}, c21 = {0};
+    f32x8 c30 = {0}, c31 = {0}, c40 = {0}, c41 = {0}, c50 = {0}, c51 = {0};
+    for (int p = 0; p < kc; p++) {
+        f32x8 b0 = *(const f32x8 *)b, b1 = *(const f32x8 *)(b + 8);  /* packed: 32-byte aligned */
+        c00 += a[0] * b0; c01 += a[0] * b1;
+        c10 += a[1] * b0; c11 += a[1] * b1;
+        c20 += a[2] * b0; c21 += a[2] * b1;
+        c30 += a[3] * b0; c31 += a[3] * b1;
+        c40 += a[4] * b0; c41 += a[4] * b1;
+        c50 += a[5] * b0; c51 += a[5] * b1;
+        a += MR;
+        b += NR;
+    }
+    f32x8 tile[MR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
+    if (mr == MR && nr == NR) {
+        for (int i = 0; i < MR; i++) {
+            float *row = c + i * rsc;
+            if (accumulate) {
+                tile[i][0] += load8(row);
+                tile[i][1] += load8(row + 8);
+            }
+            store8(row, tile[i][0]);
+            store8(row + 8, tile[i][1]);
+        }
+    } else {  /* an edge tile: only part of the register tile belongs to C */
+        float t[MR * NR];
+        for (int i = 0; i < MR; i++) {
+            store8(t + i * NR, tile[i][0]);
+            store8(t + i * NR + 8, tile[i][1]);
+        }
+        for (int i = 0; i < mr; i++)
+            for (int j = 0; j < nr; j++)
+                c[i * rsc + j] = accumulate ? c[i * rsc + j] + t[i * NR + j] : t[i * NR + j];
+    }
+}
+
+/* Loops 2 and 1 around the microkernel: every MR x NR tile of an (mc, nc) block of C. */
+static void macro_kernel(int mc, int nc, int kc, const float *pa, const float *pb,
+                         float *c, long rsc, int accumulate)
+{
+    for (int j = 0; j < nc; j += NR)
+        for (int i = 0; i < mc; i += MR)
+            microkernel(kc, pa + (long)i * kc, pb + (long)j * kc, c + i * rsc + j, rsc,
+                        mc - i < MR ? mc - i : MR, nc - j < NR ? nc - j : NR, accumulate);
+}
+
+static void zero_or_keep(int m, int n, float *c, long rsc, int accumulate)
+{
+    if (!accumulate)
+        for (int i = 0; i < m; i++) memset(c + i * rsc, 0, n * sizeof(float));
+}
+
+void sgemm_serial(int m, int n, int k, const float *a, long rsa, long csa,
+                  const float *b, long rsb, long csb, float *c, long rsc, int accumulate)
+{
+    if (m <= 0 || n <= 0) return;
+    if (k <= 0) { zero_or_keep(m, n, c, rsc, accumulate); return; }
+    float *pa = thread_buffer(&a_buffer, &a_capacity, (long)MC * KC);
+    float *pb = thread_buffer(&b_buffer, &b_capacity,
+                              (long)KC * ((n < NC ? n : NC) + NR - 1) / NR * NR);
+    for (int jc = 0; jc < n; jc += NC) {           /* loop 5: NC columns of B and C */
+        int nc = n - jc < NC ? n - jc : NC;
+        for (int pc = 0; pc < k; pc += KC) {       /* loop 4: KC-deep slices of A and B */
+            int kc = k - pc < KC ? k - pc : KC;
+            pack_b(pb, kc, nc, b + pc * rsb + jc * csb, rsb, csb);
+            for (int ic = 0; ic < m; ic += MC) {   /* loop 3: MC rows of A and C */
+                int mc = m - ic < MC ? m - ic : MC;
+                pack_a(pa, mc, kc, a + ic * rsa + pc * csa, rsa, csa);
+                macro_kernel(mc, nc, kc, pa, pb, c + ic * rsc + jc, rsc, accumulate || pc > 0);
+            }
+        }
+    }
+}
+
+void sgemm(int m, int n, int k, const float *a, long rsa, long csa,
+           const float *b, long rsb, long csb, float *c, long rsc, int accumulate)
+{
+    int threads = TG_MAX_THREADS();
+    if (threads == 1 || (long)m * n * k < PARALLEL_MIN_FLOPS || (m < 2 * MR && n < 2 * NR)) {
+        sgemm_serial(m, n, k, a, rsa, csa, b, rsb, csb, c, rsc, accumulate);
+        return;
+    }
+    /* Split C into one slab per thread along its longer side, in whole microkernel tiles; each
+     * thread packs its own copies, so the threads never wait for each other. */
+    int split_n = n >= m;
+    int tile = split_n ? NR : MR;
+    int tiles = ((split_n ? n : m) + tile - 1) / tile;
+    #pragma omp parallel num_threads(threads)
+    {
+        int nt = TG_NUM_THREADS(), id = TG_THREAD_ID();
+        int t0 = (int)((long)tiles * id / nt), t1 = (int)((long)tiles * (id + 1) / nt);
+        int lo = t0 * tile, hi = t1 * tile;
+        if (split_n) {
+            hi = hi < n ? hi : n;
+            if (hi > lo)
+                sgemm_serial(m, hi - lo, k, a, rsa, csa, b + lo * csb, rsb, csb, c + lo, rsc,
+                             accumulate);
+        } else {
+            hi = hi < m ? hi : m;
+            if (hi > lo)
+                sgemm_serial(hi - lo, n, k, a + lo * rsa, rsa, csa, b, rsb, csb, c + lo * rsc,
+                             rsc, accumulate);
+        }
+    }
+}
+
+/* Pre-packed B: the KC-deep slices one after another, each as sgemm_serial would pack it. */
+long sgemm_packed_b_size(int k, int n)
+{
+    return (long)k * ((n + NR - 1) / NR * NR);
+}
+
+void sgemm_pack_b(float *packed, int k, int n, const float *b, long rsb, long csb)
+{
+    long panels = (n + NR - 1) / NR;
+    for (int pc = 0; pc < k; pc += KC) {
+        int kc = k - pc < KC ? k - pc : KC;
+        pack_b(packed + pc * panels * NR, kc, n, b + pc * rsb, rsb, csb);
+    }
+}
+
+void sgemm_serial_packed_b(int m, int n, int k, const float *a, long rsa, long csa,
+                           const float *packed_b, float *c, long rsc, int accumulate)
+{
+    if (m <= 0 || n <= 0) return;
+    if (k <= 0) { zero_or_keep(m, n, c, rsc, accumulate); return; }
+    long panels = (n + NR - 1) / NR;
+    float *pa = thread_buffer(&a_buffer, &a_capacity, (long)MC * KC);
+    for (int pc = 0; pc < k; pc += KC) {
+        int kc = k - pc < KC ? k - pc : KC;
+        for (int ic = 0; ic < m; ic += MC) {
+            int mc = m - ic < MC ? m - ic : MC;
+            pack_a(pa, mc, kc, a + ic * rsa + pc * csa, rsa, csa);
+            macro_kernel(mc, n, kc, pa, packed_b + pc * panels * NR, c + ic * rsc, rsc,
+                         accumulate || pc > 0);
+        }
+    }
+}
+
+/* ---- matmul: the op that the Linear layer and every batched product call ---- */
+
+void matmul_forward(float *out, const float *a, const float *b,
+                    int batch, int m, int k, int n, int b_batched)
+{
+    if (!b_batched) {  /* (batch, m, k) @ (k, n) is one (batch * m, k) @ (k, n) product */
+        sgemm(batch * m, n, k, a, k, 1, b, n, 1, out, n, 0);
+        return;
+    }
+    int threads = TG_MAX_THREADS();
+    if (batch >= 2 * threads || batch % threads == 0) {  /* whole products per thread */
+        #pragma omp parallel for schedule(dynamic) num_threads(threads) if ((long)batch * m * n * k >= PARALLEL_MIN_FLOPS)
+        for (int i = 0; i < batch; i++)
+            sgemm_serial(m, n, k, a + (long)i * m * k, k, 1, b + (long)i * k * n, n, 1,
+                         out + (long)i * m * n, n, 0);
+    } else {
+        for (int i = 0; i < batch; i++)
+            sgemm(m, n, k, a + (long)i * m * k, k, 1, b + (long)i * k * n, n, 1,
+                  out + (long)i * m * n, n, 0);
+    }
+}
+
+void matmul_backward(float *da, float *db, const float *dout, const float *a, const float *b,
+                     int batch, int m, int k, int n, int b_batched)
+{
+    /* out = a @ b, so da = dout @ b^T and db = a^T @ dout: the transposes are swapped strides */
+    if (!b_batched) {
+        long rows = (long)batch * m;
+        sgemm((int)rows, k, n, dout, n, 1, b, 1, n, da, k, 0);
+        /* db sums over the batch: a^T (k, batch*m) @ dout (batch*m, n) in one product */
+        sgemm(k, n, (int)rows, a, 1, k, dout, n, 1, db, n, 0);
+        return;
+    }
+    int threads = TG_MAX_THREADS();
+    int per_thread = batch >= 2 * threads || batch % threads == 0;
+    #pragma omp parallel for schedule(dynamic) num_threads(threads) if (per_thread && (long)batch * m * n * k >= PARALLEL_MIN_FLOPS)
+    for (int i = 0; i < batch; i++) {
+        const float *ai = a + (long)i * m * k, *bi = b + (long)i * k * n;
+        const float *gi = dout + (long)i * m * n;
+        if (per_thread) {
+            sgemm_serial(m, k, n, gi, n, 1, bi, 1, n, da + (long)i * m * k, k, 0);
+            sgemm_serial(k, n, m, ai, 1, k, gi, n, 1, db + (long)i * k * n, n, 0);
+        } else {
+            sgemm(m, k, n, gi, n, 1, bi, 1, n, da + (long)i * m * k, k, 0);
+            sgemm(k, n, m, ai, 1, k, gi, n, 1, db + (long)i * k * n, n, 0);
+        }
+    }
+}

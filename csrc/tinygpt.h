@@ -1,0 +1,144 @@
+/* tinygpt.h: every C kernel of tinygpt, float32, outputs first. This file is also the cffi cdef
+ * (csrc/build_cffi.py reads it as is), so it holds plain declarations only: no macros, no inline
+ * code. Shapes are row-major and contiguous unless a stride argument says otherwise. The Python
+ * wrappers with the same names are in tinygpt/kernels/c_kernels.py; the NumPy references they
+ * must match are in tinygpt/ops/. Not here: helpers shared between kernels (tinygpt_internal.h). */
+
+/* threads: OpenMP's team size for every kernel (1 turns threading off) */
+void tinygpt_set_num_threads(int n);
+int tinygpt_get_num_threads(void);
+
+/* sgemm.c: C = A B, or C += A B when accumulate is nonzero; element (i, j) of X sits at
+ * x[i * rsx + j * csx], so a transposed operand is just swapped strides. */
+void sgemm(int m, int n, int k,
+           const float *a, long rsa, long csa,   /* (m, k) */
+           const float *b, long rsb, long csb,   /* (k, n) */
+           float *c, long rsc,                   /* (m, n), unit column stride */
+           int accumulate);
+
+void matmul_forward(float *out,       /* (batch, m, n) */
+                    const float *a,   /* (batch, m, k) */
+                    const float *b,   /* (batch, k, n) if b_batched else (k, n) */
+                    int batch, int m, int k, int n, int b_batched);
+
+void matmul_backward(float *da,         /* (batch, m, k) */
+                     float *db,         /* (batch, k, n) if b_batched else (k, n), summed over batch */
+                     const float *dout, /* (batch, m, n) */
+                     const float *a,    /* (batch, m, k) */
+                     const float *b,    /* (batch, k, n) if b_batched else (k, n) */
+                     int batch, int m, int k, int n, int b_batched);
+
+/* attention.c: fused scaled dot-product attention, one (tq, hs) problem per (batch, head) */
+void attention_forward(float *out,      /* (bh, tq, hs) */
+                       float *lse,      /* (bh, tq): each row's log-sum-exp of its scaled scores */
+                       const float *q,  /* (bh, tq, hs) */
+                       const float *k,  /* (bh, tk, hs) */
+                       const float *v,  /* (bh, tk, hs) */
+                       int bh, int tq, int tk, int hs, int causal, float scale);
+
+void attention_backward(float *dq,         /* (bh, tq, hs) */
+                        float *dk,         /* (bh, tk, hs) */
+                        float *dv,         /* (bh, tk, hs) */
+                        const float *dout, /* (bh, tq, hs) */
+                        const float *q,    /* (bh, tq, hs) */
+                        const float *k,    /* (bh, tk, hs) */
+                        const float *v,    /* (bh, tk, hs) */
+                        const float *out,  /* (bh, tq, hs) */
+                        const float *lse,  /* (bh, tq) */
+                        int bh, int tq, int tk, int hs, int causal, float scale);
+
+/* softmax.c: along the last axis of a (rows, v) array */
+void softmax_forward(float *out,        /* (rows, v) */
+                     const float *x,    /* (rows, v) */
+                     long rows, int v);
+
+void softmax_backward(float *dx,         /* (rows, v) */
+                      const float *dout, /* (rows, v) */
+                      const float *out,  /* (rows, v) */
+                      long rows, int v);
+
+void log_softmax_forward(float *out,     /* (rows, v) */
+                         const float *x, /* (rows, v) */
+                         long rows, int v);
+
+void log_softmax_backward(float *dx,         /* (rows, v) */
+                          const float *dout, /* (rows, v) */
+                          const float *out,  /* (rows, v) */
+                          long rows, int v);
+
+/* returns how many targets lie outside [0, v) and are not ignore_index (0 when all is well) */
+long cross_entropy_forward(float *losses,          /* (n,): 0 where the target is ignored */
+                           float *lse,             /* (n,) */
+                           const float *logits,    /* (n, v) */
+                           const long long *targets, /* (n,) */
+                           long n, int v, long long ignore_index);
+
+void cross_entropy_backward(float *dlogits,          /* (n, v) */
+                            const float *logits,     /* (n, v) */
+                            const float *lse,        /* (n,) */
+                            const long long *targets, /* (n,) */
+                            const float *scale,      /* (n,) if per_row else (1,): dloss per row */
+                            long n, int v, long long ignore_index, int per_row);
+
+/* layernorm.c: over the last axis of a (rows, c) array; b and db may be NULL */
+void layernorm_forward(float *out,      /* (rows, c) */
+                       float *xhat,     /* (rows, c) */
+                       float *rstd,     /* (rows,) */
+                       const float *x,  /* (rows, c) */
+                       const float *w,  /* (c,) */
+                       const float *b,  /* (c,) or NULL */
+                       long rows, int c, float eps);
+
+void layernorm_backward(float *dx,         /* (rows, c) */
+                        float *dw,         /* (c,) */
+                        float *db,         /* (c,) or NULL */
+                        const float *dout, /* (rows, c) */
+                        const float *xhat, /* (rows, c) */
+                        const float *rstd, /* (rows,) */
+                        const float *w,    /* (c,) */
+                        long rows, int c);
+
+/* gelu.c: GPT-2's tanh approximation, elementwise */
+void gelu_forward(float *out,     /* (n,) */
+                  const float *x, /* (n,) */
+                  long n);
+
+void gelu_backward(float *dx,         /* (n,) */
+                   const float *dout, /* (n,) */
+                   const float *x,    /* (n,) */
+                   long n);
+
+/* adamw.c: one AdamW step, param, m and v updated in place */
+void adamw_update(float *param,      /* (n,) */
+                  const float *grad, /* (n,) */
+                  float *m,          /* (n,) */
+                  float *v,          /* (n,) */
+                  long n, double lr, double beta1, double beta2, double eps,
+                  double weight_decay, long step);
+
+/* lstm.c: one LSTM layer over a whole sequence; gates in PyTorch's order i, f, g, o */
+void lstm_forward(float *hs,          /* (batch, steps + 1, d): hs[:, 0] = h0 on entry */
+                  float *cs,          /* (batch, steps + 1, d): cs[:, 0] = c0 on entry */
+                  float *gates,       /* (batch, steps, 4d): activated i, f, g, o */
+                  float *tanh_c,      /* (batch, steps, d) */
+                  const float *x,     /* (batch, steps, in) */
+                  const float *w_ih,  /* (in, 4d) */
+                  const float *w_hh,  /* (d, 4d) */
+                  const float *b,     /* (4d,) */
+                  int batch, int steps, int in, int d);
+
+void lstm_backward(float *dx,            /* (batch, steps, in) */
+                   float *dh0,           /* (batch, d): holds dh_T on entry (zeros if none) */
+                   float *dc0,           /* (batch, d): holds dc_T on entry (zeros if none) */
+                   float *dw_ih,         /* (in, 4d) */
+                   float *dw_hh,         /* (d, 4d) */
+                   float *db,            /* (4d,) */
+                   const float *dout,    /* (batch, steps, d) or NULL */
+                   const float *x,       /* (batch, steps, in) */
+                   const float *w_ih,    /* (in, 4d) */
+                   const float *w_hh,    /* (d, 4d) */
+                   const float *gates,   /* (batch, steps, 4d) */
+                   const float *hs,      /* (batch, steps + 1, d) */
+                   const float *cs,      /* (batch, steps + 1, d) */
+                   const float *tanh_c,  /* (batch, steps, d) */
+                   int batch, int steps, int in, int d);

@@ -1,0 +1,301 @@
+"""The C kernels (csrc/, compiled by cffi into tinygpt._tinygpt_c) behind the NumPy references' names.
+
+Each wrapper has its reference's name, arguments and cache: it checks dtype and layout, allocates
+outputs with NumPy, hands pointers to C and returns NotImplemented for what C does not take
+(float64, an axis other than the last, probability targets...), so the reference runs instead.
+Not here: the math (csrc/*.c) or choosing a backend (tinygpt/backend.py). Imports nothing from
+tinygpt but the compiled extension.
+"""
+
+import math
+import warnings
+
+import numpy as np
+
+try:
+    from tinygpt._tinygpt_c import ffi, lib
+except ImportError as error:
+    _why = (f"tinygpt's C kernels are not built ({error}); reinstall with a C compiler present "
+            f"(pip install -e .) to build them")
+    warnings.warn(f"{_why}. Running on Numba/NumPy.", RuntimeWarning, stacklevel=2)
+    raise ImportError(_why) from error
+
+_F32 = np.dtype(np.float32)
+_FLOATS = ffi.typeof("float[]")
+_INT64S = ffi.typeof("long long[]")
+_NULL = ffi.NULL
+
+
+def _p(array):
+    """A float* to the data of a C-contiguous float32 array."""
+    return ffi.from_buffer(_FLOATS, array)
+
+
+def _f32(*arrays):
+    """True when every argument is a float32 ndarray (what the C kernels take)."""
+    return all(type(a) is np.ndarray and a.dtype == _F32 for a in arrays)
+
+
+def _c(array):
+    return array if array.flags.c_contiguous else np.ascontiguousarray(array)
+
+
+def _operand(x):
+    """2-D x as (pointer, row stride, column stride) without copying a transposed array."""
+    if x.flags.c_contiguous:
+        return _p(x), x.shape[1], 1
+    if x.flags.f_contiguous:  # x.T is C-contiguous: same buffer, swapped strides
+        return _p(x.T), 1, x.shape[0]
+    return _operand(np.ascontiguousarray(x))
+
+
+def set_num_threads(n):
+    """How many OpenMP threads every C kernel uses from now on."""
+    lib.tinygpt_set_num_threads(int(n))
+
+
+def get_num_threads():
+    return lib.tinygpt_get_num_threads()
+
+
+# ---- matmul ---------------------------------------------------------------------------------
+
+def matmul_forward(a, b):
+    """a: (..., M, K), b: (K, N) or (..., M, K) @ (..., K, N) with equal batch axes -> out, (a, b)"""
+    if not _f32(a, b) or a.ndim < 2 or b.ndim < 2 or a.shape[-1] != b.shape[-2] or 0 in a.shape or 0 in b.shape:
+        return NotImplemented
+    m, k, n = a.shape[-2], a.shape[-1], b.shape[-1]
+    if a.ndim == 2 and b.ndim == 2:  # any layout: a transposed operand is just other strides
+        out = np.empty((m, n), _F32)
+        pa, rsa, csa = _operand(a)
+        pb, rsb, csb = _operand(b)
+        lib.sgemm(m, n, k, pa, rsa, csa, pb, rsb, csb, _p(out), n, 0)
+        return out, (a, b)
+    if b.ndim != 2 and a.shape[:-2] != b.shape[:-2]:
+        return NotImplemented  # broadcasting batch axes: the reference handles it
+    a, b = _c(a), _c(b)
+    out = np.empty(a.shape[:-1] + (n,), _F32)
+    batch = a.size // (m * k)
+    lib.matmul_forward(_p(out), _p(a), _p(b), batch, m, k, n, b.ndim != 2)
+    return out, (a, b)
+
+
+def matmul_backward(dout, cache):
+    """dout: (..., M, N) -> da: a's shape, db: b's shape"""
+    a, b = cache
+    if not _f32(dout, a, b) or a.ndim < 2 or b.ndim < 2 or 0 in dout.shape:
+        return NotImplemented
+    if b.ndim != 2 and a.shape[:-2] != b.shape[:-2]:
+        return NotImplemented
+    m, k, n = a.shape[-2], a.shape[-1], b.shape[-1]
+    dout = _c(dout)
+    da = np.empty(a.shape, _F32)
+    db = np.empty(b.shape, _F32)
+    if b.ndim == 2:
+        # out = a @ b: da = dout @ b^T, db = a^T @ dout summed over the batch (one product
+        # with the batch folded into the inner dimension); transposes are swapped strides
+        rows = dout.size // n
+        if a.ndim != 2:
+            a = _c(a)
+        pa, rsa, csa = _operand(a.reshape(rows, k))
+        pb, rsb, csb = _operand(b)
+        pg = _p(dout)
+        lib.sgemm(rows, k, n, pg, n, 1, pb, csb, rsb, _p(da), k, 0)
+        lib.sgemm(k, n, rows, pa, csa, rsa, pg, n, 1, _p(db), n, 0)
+        return da, db
+    a, b = _c(a), _c(b)
+    batch = a.size // (m * k)
+    lib.matmul_backward(_p(da), _p(db), _p(dout), _p(a), _p(b), batch, m, k, n, 1)
+    return da, db
+
+
+# ---- attention ------------------------------------------------------------------------------
+
+def attention_forward(q, k, v, causal=True, scale=None):
+    """q: (B, nh, Tq, hs), k, v: (B, nh, Tk, hs) -> out: (B, nh, Tq, hs), cache (q, k, v, out, lse, ...)"""
+    if not _f32(q, k, v) or q.ndim != 4 or k.shape != v.shape or k.ndim != 4 \
+            or q.shape[:2] != k.shape[:2] or q.shape[3] != k.shape[3] or 0 in q.shape or 0 in k.shape:
+        return NotImplemented
+    b, nh, tq, hs = q.shape
+    tk = k.shape[2]
+    if causal and tq > tk:
+        return NotImplemented  # the first queries would see no key at all: the reference says nan
+    scale = 1.0 / math.sqrt(hs) if scale is None else float(scale)
+    q, k, v = _c(q), _c(k), _c(v)
+    out = np.empty(q.shape, _F32)
+    lse = np.empty((b, nh, tq), _F32)
+    lib.attention_forward(_p(out), _p(lse), _p(q), _p(k), _p(v), b * nh, tq, tk, hs,
+                          bool(causal), scale)
+    return out, (q, k, v, out, lse, causal, scale)
+
+
+def attention_backward(dout, cache):
+    """dout: (B, nh, Tq, hs) -> dq, dk, dv, shaped like q, k, v"""
+    q, k, v, out, lse, causal, scale = cache
+    if not _f32(dout, q, k, v, out, lse) or q.ndim != 4 or dout.shape != q.shape:
+        return NotImplemented
+    b, nh, tq, hs = q.shape
+    tk = k.shape[2]
+    q, k, v, out, lse, dout = _c(q), _c(k), _c(v), _c(out), _c(lse), _c(dout)
+    dq, dk, dv = np.empty(q.shape, _F32), np.empty(k.shape, _F32), np.empty(v.shape, _F32)
+    lib.attention_backward(_p(dq), _p(dk), _p(dv), _p(dout), _p(q), _p(k), _p(v), _p(out),
+                           _p(lse), b * nh, tq, tk, hs, bool(causal), scale)
+    return dq, dk, dv
+
+
+# ---- softmax, log-softmax, cross-entropy ----------------------------------------------------
+
+def _last_axis(x, axis):
+    return x.ndim >= 1 and axis in (-1, x.ndim - 1) and x.size > 0
+
+
+def softmax_forward(x, axis=-1):
+    """x: (..., V) -> out: (..., V); only the last axis (NotImplemented otherwise)"""
+    if not _f32(x) or not _last_axis(x, axis):
+        return NotImplemented
+    x = _c(x)
+    out = np.empty(x.shape, _F32)
+    v = x.shape[-1]
+    lib.softmax_forward(_p(out), _p(x), x.size // v, v)
+    return out, (out, axis)
+
+
+def softmax_backward(dout, cache):
+    out, axis = cache
+    if not _f32(dout, out) or not _last_axis(out, axis) or dout.shape != out.shape:
+        return NotImplemented
+    dout, out = _c(dout), _c(out)
+    dx = np.empty(out.shape, _F32)
+    v = out.shape[-1]
+    lib.softmax_backward(_p(dx), _p(dout), _p(out), out.size // v, v)
+    return dx
+
+
+def log_softmax_forward(x, axis=-1):
+    if not _f32(x) or not _last_axis(x, axis):
+        return NotImplemented
+    x = _c(x)
+    out = np.empty(x.shape, _F32)
+    v = x.shape[-1]
+    lib.log_softmax_forward(_p(out), _p(x), x.size // v, v)
+    return out, (out, axis)
+
+
+def log_softmax_backward(dout, cache):
+    out, axis = cache
+    if not _f32(dout, out) or not _last_axis(out, axis) or dout.shape != out.shape:
+        return NotImplemented
+    dout, out = _c(dout), _c(out)
+    dx = np.empty(out.shape, _F32)
+    v = out.shape[-1]
+    lib.log_softmax_backward(_p(dx), _p(dout), _p(out), out.size // v, v)
+    return dx
+
+
+def cross_entropy_forward(logits, targets, ignore_index=-100, reduction="mean"):
+    """logits: (N, V), targets: int (N,) -> loss; probability targets: NotImplemented"""
+    if not _f32(logits) or logits.ndim != 2 or type(targets) is not np.ndarray \
+            or targets.ndim != 1 or targets.dtype.kind not in "iu" or 0 in logits.shape \
+            or targets.shape[0] != logits.shape[0]:
+        return NotImplemented
+    n, v = logits.shape
+    logits = _c(logits)
+    t = np.ascontiguousarray(targets, dtype=np.int64)
+    losses = np.empty(n, _F32)
+    lse = np.empty((n, 1), _F32)
+    bad = lib.cross_entropy_forward(_p(losses), _p(lse), _p(logits), ffi.from_buffer(_INT64S, t),
+                                    n, v, int(ignore_index))
+    if bad:
+        return NotImplemented  # a target outside [0, V): the reference raises the IndexError
+    keep = targets != ignore_index
+    count = int(keep.sum())
+    if reduction == "mean":
+        # NOTE: with every target ignored this is 0/0 = nan, as in PyTorch: never hidden
+        loss = np.asarray(losses.sum() / count if count else np.nan, dtype=_F32)
+    elif reduction == "sum":
+        loss = np.asarray(losses.sum(), dtype=_F32)
+    else:
+        loss = losses
+    return loss, (logits, lse, targets, keep, reduction, count)
+
+
+def cross_entropy_backward(dout, cache):
+    """dout: () or (N,) -> dlogits: (N, V), None for the targets"""
+    logits, lse, targets, keep, reduction, count = cache
+    if not _f32(logits, lse) or targets.ndim != 1 or (reduction == "mean" and not count):
+        return NotImplemented
+    n, v = logits.shape
+    per_row = reduction not in ("mean", "sum")
+    scale = np.asarray(dout, dtype=_F32).reshape(-1)
+    if reduction == "mean":
+        scale = scale / np.float32(count)
+    if scale.shape[0] != (n if per_row else 1):
+        return NotImplemented
+    scale = _c(scale)
+    # the cache keeps the mask, not ignore_index: mark ignored rows with -1 for C
+    t = np.where(keep, targets, -1).astype(np.int64, copy=False)
+    dlogits = np.empty((n, v), _F32)
+    lib.cross_entropy_backward(_p(dlogits), _p(_c(logits)), _p(_c(lse)), ffi.from_buffer(_INT64S, t),
+                               _p(scale), n, v, -1, per_row)
+    return dlogits, None
+
+
+# ---- layernorm, gelu, adamw -----------------------------------------------------------------
+
+def layernorm_forward(x, w, b, eps=1e-5):
+    """x: (..., C), w: (C,), b: (C,) or None -> out: (..., C), cache (xhat, rstd, w, b is None)"""
+    if not _f32(x, w) or (b is not None and not _f32(b)) or x.ndim < 1 or x.size == 0 \
+            or w.shape != x.shape[-1:] or (b is not None and b.shape != w.shape):
+        return NotImplemented
+    x, w = _c(x), _c(w)
+    c = x.shape[-1]
+    out, xhat = np.empty(x.shape, _F32), np.empty(x.shape, _F32)
+    rstd = np.empty(x.shape[:-1] + (1,), _F32)
+    lib.layernorm_forward(_p(out), _p(xhat), _p(rstd), _p(x), _p(w),
+                          _NULL if b is None else _p(_c(b)), x.size // c, c, float(eps))
+    return out, (xhat, rstd, w, b is None)
+
+
+def layernorm_backward(dout, cache):
+    """dout: (..., C) -> dx: (..., C), dw: (C,), db: (C,) or None"""
+    xhat, rstd, w, no_bias = cache
+    if not _f32(dout, xhat, rstd, w) or dout.shape != xhat.shape:
+        return NotImplemented
+    dout, xhat, rstd = _c(dout), _c(xhat), _c(rstd)
+    c = xhat.shape[-1]
+    dx, dw = np.empty(xhat.shape, _F32), np.empty(c, _F32)
+    db = None if no_bias else np.empty(c, _F32)
+    lib.layernorm_backward(_p(dx), _p(dw), _NULL if db is None else _p(db), _p(dout), _p(xhat),
+                           _p(rstd), _p(_c(w)), xhat.size // c, c)
+    return dx, dw, db
+
+
+def gelu_forward(x):
+    """x: (...) -> out: (...), cache x"""
+    if not _f32(x) or x.size == 0:
+        return NotImplemented
+    x = _c(x)
+    out = np.empty(x.shape, _F32)
+    lib.gelu_forward(_p(out), _p(x), x.size)
+    return out, x
+
+
+def gelu_backward(dout, x):
+    """dout: (...) -> dx: (...)"""
+    if not _f32(dout, x) or dout.shape != x.shape or x.size == 0:
+        return NotImplemented
+    dout, x = _c(dout), _c(x)
+    dx = np.empty(x.shape, _F32)
+    lib.gelu_backward(_p(dx), _p(dout), _p(x), x.size)
+    return dx
+
+
+def adamw_update(param, grad, m, v, lr, beta1, beta2, eps, weight_decay, step):
+    """param, grad, m, v: same shape, updated in place (all but grad); step counts from 1."""
+    # in place: param, m and v must already be contiguous float32, a copy would lose the update
+    if not _f32(param, grad, m, v) or not (param.flags.c_contiguous and m.flags.c_contiguous
+                                           and v.flags.c_contiguous and param.flags.writeable) \
+            or not param.shape == grad.shape == m.shape == v.shape:
+        return NotImplemented
+    lib.adamw_update(_p(param), _p(_c(grad)), _p(m), _p(v), param.size, float(lr), float(beta1),
+                     float(beta2), float(eps), float(weight_decay), int(step))
