@@ -1,0 +1,60 @@
+"""Numba GELU (GPT-2's tanh approximation), forward and backward, one pass over memory each.
+
+Written with the sigmoid, since 0.5 (1 + tanh(u)) = σ(2u): out = x σ(2u), which never computes
+1 + tanh(u) for u far below 0, where the reference loses digits to cancellation. Cache: x, as there.
+Not here: the other pointwise ops (NumPy's own loops are already single passes), or float64.
+"""
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+from .numba_math import FAST, exp32
+
+GELU_SCALE = np.float32(math.sqrt(2.0 / math.pi))  # the constants of tinygpt/ops/elementwise.py
+GELU_CUBIC = np.float32(0.044715)
+
+
+@njit(parallel=True, fastmath=FAST, error_model="numpy", cache=True)
+def _gelu_flat(x, out):
+    """x, out: (N,) float32"""
+    for i in prange(x.size):
+        u = GELU_SCALE * (x[i] + GELU_CUBIC * x[i] * x[i] * x[i])
+        e = exp32(np.float32(-2.0) * abs(u))
+        s = np.float32(1.0) / (np.float32(1.0) + e)  # σ(2|u|)
+        out[i] = x[i] * (s if u >= 0 else e * s)  # σ(2u), and σ(-2|u|) = e σ(2|u|)
+
+
+def gelu_forward(x):
+    """x: (...) -> out: (...), cache x. GPT-2's 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))"""
+    if not isinstance(x, np.ndarray) or x.dtype != np.float32:
+        return NotImplemented
+    flat = np.ascontiguousarray(x).reshape(-1)
+    out = np.empty_like(flat)
+    _gelu_flat(flat, out)
+    return out.reshape(x.shape), x
+
+
+@njit(parallel=True, fastmath=FAST, error_model="numpy", cache=True)
+def _gelu_backward_flat(dout, x, dx):
+    """dout, x, dx: (N,) float32"""
+    for i in prange(x.size):
+        u = GELU_SCALE * (x[i] + GELU_CUBIC * x[i] * x[i] * x[i])
+        e = exp32(np.float32(-2.0) * abs(u))
+        a = np.float32(1.0) / (np.float32(1.0) + e)
+        s = a if u >= 0 else e * a  # σ(2u)
+        # out = x σ(2u): d/dx = σ(2u) + x 2σ(2u)(1 - σ(2u)) du/dx, and σ(2u)(1 - σ(2u)) = e a²
+        du = GELU_SCALE * (np.float32(1.0) + np.float32(3.0) * GELU_CUBIC * x[i] * x[i])
+        dx[i] = dout[i] * (s + np.float32(2.0) * x[i] * e * a * a * du)
+
+
+def gelu_backward(dout, x):
+    """dout: (...) -> dx: (...)"""
+    if not isinstance(x, np.ndarray) or x.dtype != np.float32 or dout.dtype != np.float32 \
+            or dout.shape != x.shape:
+        return NotImplemented
+    flat = np.ascontiguousarray(x).reshape(-1)
+    dx = np.empty_like(flat)
+    _gelu_backward_flat(np.ascontiguousarray(dout).reshape(-1), flat, dx)
+    return dx.reshape(x.shape)
