@@ -203,8 +203,6 @@ def test_c_attention_kv_cache_and_odd_sizes(causal, tq, tk):
 
 
 def test_c_lstm_cache_has_the_reference_layout():
-    if not hasattr(C, "lstm_forward"):
-        pytest.skip("C LSTM not written yet")
     batch, steps, n_in, d = 3, 7, 5, 6
     x, h0, c0 = rand(batch, steps, n_in, seed=24), rand(batch, d, seed=25), rand(batch, d, seed=26)
     w_ih, w_hh, b = rand(n_in, 4 * d, seed=27) * 0.3, rand(d, 4 * d, seed=28) * 0.3, rand(4 * d, seed=29)

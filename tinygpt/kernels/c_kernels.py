@@ -299,3 +299,52 @@ def adamw_update(param, grad, m, v, lr, beta1, beta2, eps, weight_decay, step):
         return NotImplemented
     lib.adamw_update(_p(param), _p(_c(grad)), _p(m), _p(v), param.size, float(lr), float(beta1),
                      float(beta2), float(eps), float(weight_decay), int(step))
+
+
+# ---- LSTM -----------------------------------------------------------------------------------
+
+def lstm_forward(x, h0, c0, w_ih, w_hh, b):
+    """x: (B, T, I), h0, c0: (B, D), w_ih: (I, 4D), w_hh: (D, 4D), b: (4D,)
+    -> (out: (B, T, D), h_T: (B, D), c_T: (B, D)), cache (x, w_ih, w_hh, gates, hs, cs, tanh_c)"""
+    if not _f32(x, h0, c0, w_ih, w_hh, b) or x.ndim != 3 or h0.ndim != 2 or 0 in x.shape \
+            or 0 in h0.shape:
+        return NotImplemented
+    batch, steps, n_in = x.shape
+    d = h0.shape[1]
+    if h0.shape != (batch, d) or c0.shape != (batch, d) or w_ih.shape != (n_in, 4 * d) \
+            or w_hh.shape != (d, 4 * d) or b.shape != (4 * d,):
+        return NotImplemented  # the reference names the mismatch
+    x, w_ih, w_hh, b = _c(x), _c(w_ih), _c(w_hh), _c(b)
+    hs = np.empty((batch, steps + 1, d), _F32)  # hs[:, 0] = h0, hs[:, t+1] = h_t
+    cs = np.empty((batch, steps + 1, d), _F32)
+    hs[:, 0], cs[:, 0] = h0, c0
+    gates = np.empty((batch, steps, 4 * d), _F32)  # activated i, f, g, o
+    tanh_c = np.empty((batch, steps, d), _F32)
+    lib.lstm_forward(_p(hs), _p(cs), _p(gates), _p(tanh_c), _p(x), _p(w_ih), _p(w_hh), _p(b),
+                     batch, steps, n_in, d)
+    return (hs[:, 1:], hs[:, -1], cs[:, -1]), (x, w_ih, w_hh, gates, hs, cs, tanh_c)
+
+
+def lstm_backward(douts, cache):
+    """douts: (dout (B, T, D) or None, dh_T (B, D) or None, dc_T (B, D) or None)
+    -> dx, dh0, dc0, dw_ih, dw_hh, db"""
+    x, w_ih, w_hh, gates, hs, cs, tanh_c = cache
+    dout, dh_last, dc_last = douts
+    if not _f32(x, w_ih, w_hh, gates, hs, cs, tanh_c) or any(
+            g is not None and not _f32(g) for g in douts):
+        return NotImplemented
+    batch, steps, n_in = x.shape
+    d = hs.shape[2]
+    x, w_ih, w_hh, gates, hs, cs, tanh_c = (_c(a) for a in cache)
+    # dh0 and dc0 start as dh_T and dc_T: C carries dh_next, dc_next back through time in them
+    dh0 = np.zeros((batch, d), _F32) if dh_last is None else np.array(dh_last, _F32, order="C")
+    dc0 = np.zeros((batch, d), _F32) if dc_last is None else np.array(dc_last, _F32, order="C")
+    if dh0.shape != (batch, d) or dc0.shape != (batch, d) or (
+            dout is not None and dout.shape != (batch, steps, d)):
+        return NotImplemented
+    dx = np.empty(x.shape, _F32)
+    dw_ih, dw_hh, db = np.empty(w_ih.shape, _F32), np.empty(w_hh.shape, _F32), np.empty(4 * d, _F32)
+    lib.lstm_backward(_p(dx), _p(dh0), _p(dc0), _p(dw_ih), _p(dw_hh), _p(db),
+                      _NULL if dout is None else _p(_c(dout)), _p(x), _p(w_ih), _p(w_hh),
+                      _p(gates), _p(hs), _p(cs), _p(tanh_c), batch, steps, n_in, d)
+    return dx, dh0, dc0, dw_ih, dw_hh, db
