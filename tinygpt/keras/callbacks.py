@@ -1,0 +1,212 @@
+"""Callbacks: objects the training loop calls at the start and end of training, of each epoch and
+of each batch, with Keras' names and arguments. `logs` is a dict such as {"loss": 2.3, "accuracy":
+0.4, "val_loss": 2.5}; a callback stops training by setting `self.model.stop_training = True`.
+
+History records every epoch's logs (fit returns it); ProgbarLogger is fit's `verbose` output;
+EarlyStopping stops when a monitored value stops improving; ModelCheckpoint saves weights.
+Not here: the loop that calls them (training.py), or LearningRateScheduler, TensorBoard, CSVLogger.
+"""
+
+import math
+import sys
+import time
+
+from tqdm.auto import tqdm
+
+
+class Callback:
+    """Base class: override the hooks you need; `self.model` and `self.params` are set by fit."""
+
+    def __init__(self):
+        self.model, self.params = None, {}
+
+    def set_model(self, model):
+        self.model = model
+
+    def set_params(self, params):
+        self.params = params
+
+    def on_train_begin(self, logs=None): pass
+    def on_train_end(self, logs=None): pass
+    def on_epoch_begin(self, epoch, logs=None): pass
+    def on_epoch_end(self, epoch, logs=None): pass
+    def on_train_batch_begin(self, batch, logs=None): pass
+    def on_train_batch_end(self, batch, logs=None): pass
+
+
+class CallbackList:
+    """Calls one hook on every callback, in order."""
+
+    def __init__(self, callbacks, model, params):
+        self.callbacks = list(callbacks)
+        for callback in self.callbacks:
+            if not isinstance(callback, Callback):
+                raise TypeError(f"callbacks must be tinygpt.keras.callbacks.Callback objects, "
+                                f"got {type(callback).__name__}")
+            callback.set_model(model)
+            callback.set_params(params)
+
+    def on_train_begin(self, logs=None):
+        for c in self.callbacks: c.on_train_begin(logs)
+
+    def on_train_end(self, logs=None):
+        for c in self.callbacks: c.on_train_end(logs)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        for c in self.callbacks: c.on_epoch_begin(epoch, logs)
+
+    def on_epoch_end(self, epoch, logs=None):
+        for c in self.callbacks: c.on_epoch_end(epoch, logs)
+
+    def on_train_batch_begin(self, batch, logs=None):
+        for c in self.callbacks: c.on_train_batch_begin(batch, logs)
+
+    def on_train_batch_end(self, batch, logs=None):
+        for c in self.callbacks: c.on_train_batch_end(batch, logs)
+
+
+class History(Callback):
+    """`history.history` = {"loss": [per epoch], "accuracy": [...], "val_loss": [...], ...}."""
+
+    def on_train_begin(self, logs=None):
+        self.epoch, self.history = [], {}
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epoch.append(epoch)
+        for key, value in (logs or {}).items():
+            self.history.setdefault(key, []).append(value)
+
+
+def _format_logs(logs):
+    return " - ".join(f"{key}: {value:.4f}" for key, value in logs.items())
+
+
+class ProgbarLogger(Callback):
+    """fit's output: verbose=1 a tqdm bar per epoch with the running loss and metrics,
+    verbose=2 one line per epoch. The only printing in tinygpt.keras besides summary()."""
+
+    def __init__(self, verbose=1):
+        super().__init__()
+        self.verbose, self.bar = verbose, None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.started = time.perf_counter()
+        if self.verbose == 1:
+            self.bar = tqdm(total=self.params["steps"], desc=f"Epoch {epoch + 1}/{self.params['epochs']}",
+                            unit="batch", file=sys.stdout, dynamic_ncols=True)
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.bar is not None:
+            self.bar.set_postfix_str(_format_logs(logs), refresh=False)
+            self.bar.update(1)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.bar is not None:
+            self.bar.set_postfix_str(_format_logs(logs), refresh=False)
+            self.bar.close()  # the last refresh shows the validation numbers too
+            self.bar = None
+        elif self.verbose == 2:
+            seconds = time.perf_counter() - self.started
+            print(f"Epoch {epoch + 1}/{self.params['epochs']} - {seconds:.0f}s - {_format_logs(logs)}",
+                  flush=True)
+
+
+def _monitor_mode(name, monitor, mode):
+    """'min' or 'max': with 'auto', max for accuracies (a name containing 'acc'), else min."""
+    if mode not in ("auto", "min", "max"):
+        raise ValueError(f"{name}: mode must be 'auto', 'min' or 'max', got {mode!r}")
+    if mode == "auto":
+        return "max" if "acc" in monitor else "min"
+    return mode
+
+
+def _monitored(name, monitor, logs):
+    if monitor not in (logs or {}):
+        hint = " (pass validation_data or validation_split to fit)" if monitor.startswith("val_") else ""
+        raise ValueError(f"{name} monitors {monitor!r}, but the epoch logs only have "
+                         f"{sorted(logs or {})}{hint}")
+    return logs[monitor]
+
+
+class EarlyStopping(Callback):
+    """Stop when `monitor` has not improved by more than min_delta for `patience` epochs.
+
+    restore_best_weights=True puts back the weights of the best epoch when training ends
+    (as Keras 3 does, whether or not it stopped early)."""
+
+    def __init__(self, monitor="val_loss", min_delta=0.0, patience=0, verbose=0, mode="auto",
+                 baseline=None, restore_best_weights=False, start_from_epoch=0):
+        super().__init__()
+        self.monitor, self.min_delta, self.patience = monitor, abs(min_delta), patience
+        self.verbose, self.baseline, self.start_from_epoch = verbose, baseline, start_from_epoch
+        self.mode = _monitor_mode("EarlyStopping", monitor, mode)
+        self.restore_best_weights = restore_best_weights
+
+    def _is_improvement(self, current, reference):
+        if self.mode == "min":
+            return current < reference - self.min_delta
+        return current > reference + self.min_delta
+
+    def on_train_begin(self, logs=None):
+        self.wait, self.stopped_epoch, self.best_epoch = 0, 0, 0
+        self.best = math.inf if self.mode == "min" else -math.inf
+        self.best_weights = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        current = _monitored("EarlyStopping", self.monitor, logs)
+        if epoch < self.start_from_epoch:
+            return
+        if self.restore_best_weights and self.best_weights is None:
+            self.best_weights, self.best_epoch = self.model.get_weights(), epoch
+        self.wait += 1
+        if self._is_improvement(current, self.best):
+            self.best, self.best_epoch = current, epoch
+            if self.restore_best_weights:
+                self.best_weights = self.model.get_weights()
+            if self.baseline is None or self._is_improvement(current, self.baseline):
+                self.wait = 0  # only beating both the best so far and the baseline resets patience
+            return
+        if self.wait >= self.patience and epoch > 0:
+            self.stopped_epoch = epoch
+            self.model.stop_training = True
+
+    def on_train_end(self, logs=None):
+        if self.stopped_epoch > 0 and self.verbose > 0:
+            print(f"Epoch {self.stopped_epoch + 1}: early stopping", flush=True)
+        if self.restore_best_weights and self.best_weights is not None:
+            if self.verbose > 0:
+                print(f"Restoring model weights from the end of the best epoch: {self.best_epoch + 1}.",
+                      flush=True)
+            self.model.set_weights(self.best_weights)
+
+
+class ModelCheckpoint(Callback):
+    """Save the weights (save_weights' format) after every epoch, or only when `monitor` improves.
+
+    filepath may hold Keras' fields: 'ckpt_{epoch:02d}_{val_loss:.3f}.weights.h5'. The model's
+    architecture is saved with the weights either way, so save_weights_only changes nothing."""
+
+    def __init__(self, filepath, monitor="val_loss", verbose=0, save_best_only=False,
+                 save_weights_only=False, mode="auto"):
+        super().__init__()
+        self.filepath, self.monitor, self.verbose = str(filepath), monitor, verbose
+        self.save_best_only, self.save_weights_only = save_best_only, save_weights_only
+        self.mode = _monitor_mode("ModelCheckpoint", monitor, mode)
+        self.best = math.inf if self.mode == "min" else -math.inf  # kept across fit() calls, as Keras
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        path = self.filepath.format(epoch=epoch + 1, **logs)
+        if self.save_best_only:
+            current = _monitored("ModelCheckpoint", self.monitor, logs)
+            better = current < self.best if self.mode == "min" else current > self.best
+            if not better:
+                return
+            if self.verbose > 0:
+                print(f"Epoch {epoch + 1}: {self.monitor} improved from {self.best:.5f} to "
+                      f"{current:.5f}, saving model to {path}", flush=True)
+            self.best = current
+        self.model.save_weights(path)
+
+
+__all__ = ["Callback", "CallbackList", "History", "ProgbarLogger", "EarlyStopping", "ModelCheckpoint"]

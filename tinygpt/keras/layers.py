@@ -1,0 +1,310 @@
+"""Keras-style layers: Input, Embedding, LSTM, Dense, Dropout. Each is a thin shell around the
+tinygpt.nn layer that does the work (nn.Embedding, nn.LSTM, nn.Linear, nn.Dropout).
+
+A layer is built lazily: its weights are made from the first input shape it sees (so Dense infers
+its input size), drawn from Keras' initial distributions (initializers.py). Shapes are written as
+Keras prints them, the batch as None: `(None, 100, 64)`. Weights keep Keras' names and layouts
+(`kernel` (in, out), LSTM gates i, f, c, o), so `get_weights()` lists transfer from Keras as they are.
+Not here: Sequential (models.py), training (training.py), masking, or the functional API.
+"""
+
+import numpy as np
+
+from tinygpt import nn
+from tinygpt.keras import activations, initializers
+from tinygpt.keras.utils import next_seed
+from tinygpt.tensor import Tensor
+
+
+def _float_tensor(x):
+    """An array or Tensor -> a float Tensor (integers and float64 become float32, as in Keras)."""
+    if isinstance(x, Tensor):
+        return x if x.dtype == np.float32 or x.requires_grad else Tensor(x.data.astype(np.float32))
+    return Tensor(np.asarray(x, dtype=np.float32))
+
+
+class Layer(nn.Module):
+    """Base class: a name, a lazy `build`, Keras-named weights, and `layer(x, training=False)`.
+
+    Subclasses define make_weights(input_shape, rng), compute_output_shape(input_shape),
+    check_input_shape(input_shape), forward(x) and named_weights()."""
+
+    default_name = "layer"
+
+    def __init__(self, name=None, seed=None, input_shape=None):
+        super().__init__()
+        if name is not None and (not isinstance(name, str) or not name):
+            raise ValueError(f"{type(self).__name__}: name must be a non-empty string, got {name!r}")
+        self.name = name or self.default_name
+        self.auto_named = name is None  # Sequential may rename it lstm_1, lstm_2, ... like Keras
+        self.seed = seed
+        self.built = False
+        self.input_shape = None  # the (None, ...) shape the weights were built for
+        # Keras 2's `input_shape=(100,)` on a first layer: the shape of one sample, batch excluded
+        self.declared_input_shape = None if input_shape is None else (None,) + tuple(input_shape)
+
+    # ----- what subclasses define -----------------------------------------------------------
+    def make_weights(self, input_shape, rng):
+        """Create the nn layer(s) and set Keras' initial weights."""
+
+    def check_input_shape(self, input_shape):
+        """Raise ValueError naming this layer if it cannot take inputs of `input_shape`."""
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def named_weights(self):
+        """[(Keras name, Parameter)] in Keras' order: the order of get_weights()."""
+        return []
+
+    def get_config(self):
+        """The constructor arguments that shape the weights: saved with them, shown in errors."""
+        return {}
+
+    # ----- building and calling -------------------------------------------------------------
+    def build(self, input_shape, rng=None):
+        """(None, ...) -> make the weights for inputs of that shape. A layer's own `seed` wins
+        over the model's `rng`; with neither, set_random_seed's stream (or fresh entropy)."""
+        input_shape = tuple(None if d is None else int(d) for d in input_shape)
+        self.check_input_shape(input_shape)
+        if self.seed is not None:
+            rng = np.random.default_rng(self.seed)
+        elif rng is None:
+            rng = np.random.default_rng(next_seed())
+        self.make_weights(input_shape, rng)
+        self.input_shape, self.built = input_shape, True
+
+    def __call__(self, x, training=False):
+        """x: an array or Tensor, batch first -> a Tensor (a list of them for return_state)."""
+        shape = (None,) + tuple(np.shape(x.data if isinstance(x, Tensor) else x))[1:]
+        if not self.built:
+            self.build(shape)
+        self.check_input_shape(shape)
+        self.train(training)  # training=True turns dropout on; Keras' default call is inference
+        return self.forward(x)
+
+    # ----- weights as NumPy lists, the Keras way --------------------------------------------
+    def get_weights(self):
+        return [param.data.copy() for _, param in self.named_weights()]
+
+    def set_weights(self, weights):
+        own = self.named_weights()
+        if len(weights) != len(own):
+            raise ValueError(f"{type(self).__name__} {self.name!r}.set_weights: got {len(weights)} "
+                             f"arrays, expected {len(own)}: {[n for n, _ in own]}")
+        for (name, param), value in zip(own, weights):
+            if np.shape(value) != param.shape:
+                raise ValueError(f"{type(self).__name__} {self.name!r}: weight {name!r} has shape "
+                                 f"{param.shape}, got an array of shape {np.shape(value)}")
+        for (_, param), value in zip(own, weights):
+            np.copyto(param.data, np.asarray(value), casting="same_kind")
+
+    def count_params(self):
+        if not self.built:
+            raise ValueError(f"{type(self).__name__} {self.name!r} is not built yet, so it has no "
+                             f"weights to count; call it on data or build(input_shape) first")
+        return sum(param.size for _, param in self.named_weights())
+
+    def extra_repr(self):
+        return ", ".join([repr(self.name)] + [f"{k}={v!r}" for k, v in self.get_config().items()])
+
+
+def _check_units(layer, **values):
+    for key, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{layer}: {key} must be an int >= 1, got {value!r}")
+
+
+class InputLayer:
+    """Input(shape=(100,)): the shape of one sample (batch excluded) for a Sequential's first layer.
+
+    NOTE: only a marker for Sequential; Keras' functional API (Model(inputs, outputs)) is not here."""
+
+    def __init__(self, shape, batch_size=None, dtype=None, name=None):
+        shape = (shape,) if isinstance(shape, (int, np.integer)) else shape
+        if shape is None or not all(d is None or (isinstance(d, (int, np.integer)) and d > 0) for d in shape):
+            raise ValueError(f"Input: shape must be a tuple of positive ints (or None) for one "
+                             f"sample, batch excluded, e.g. Input(shape=(100,)); got {shape!r}")
+        self.shape = (batch_size,) + tuple(shape)  # Keras' KerasTensor.shape includes the batch
+        self.dtype, self.name = dtype, name or "input"
+
+
+def Input(shape=None, batch_size=None, dtype=None, name=None):  # noqa: N802  (Keras' name)
+    return InputLayer(shape, batch_size=batch_size, dtype=dtype, name=name)
+
+
+class Embedding(Layer):
+    """token ids (B, T) -> vectors (B, T, output_dim): row `id` of `embeddings` (input_dim, output_dim)."""
+
+    default_name = "embedding"
+
+    def __init__(self, input_dim, output_dim, input_length=None, mask_zero=False, **kwargs):
+        super().__init__(**kwargs)
+        _check_units("Embedding", input_dim=input_dim, output_dim=output_dim)
+        if input_length is not None:
+            _check_units("Embedding", input_length=input_length)
+            self.declared_input_shape = (None, int(input_length))
+        if mask_zero:
+            raise NotImplementedError("Embedding(mask_zero=True): masking is not implemented in "
+                                      "tinygpt.keras; pad with padding='pre' (pad_sequences' default) "
+                                      "so a recurrent layer reads the real tokens last")
+        self.input_dim, self.output_dim, self.input_length = int(input_dim), int(output_dim), input_length
+
+    def make_weights(self, input_shape, rng):
+        self.embedding = nn.Embedding(self.input_dim, self.output_dim, rng=rng)
+        self.embedding.weight.data[...] = initializers.random_uniform(self.embedding.weight.shape, rng)
+
+    def check_input_shape(self, input_shape):
+        if self.input_length is not None and (len(input_shape) != 2 or input_shape[1] != self.input_length):
+            raise ValueError(f"Embedding {self.name!r} was declared with input_length="
+                             f"{self.input_length}, so it takes x of shape (batch, {self.input_length}); "
+                             f"got {input_shape}")
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape) + (self.output_dim,)
+
+    def forward(self, x):
+        idx = np.asarray(x.data if isinstance(x, Tensor) else x)
+        if idx.dtype.kind not in "iu":
+            raise TypeError(f"Embedding {self.name!r} takes integer token ids, got x of dtype "
+                            f"{idx.dtype}; convert with x.astype('int64') (Keras casts silently)")
+        if idx.size and (idx.min() < 0 or idx.max() >= self.input_dim):
+            where = np.unravel_index(np.argmax((idx < 0) | (idx >= self.input_dim)), idx.shape)
+            raise ValueError(f"Embedding {self.name!r}: token id {idx[where]} at x[{', '.join(map(str, where))}] "
+                             f"is out of range for input_dim={self.input_dim} (valid ids 0.."
+                             f"{self.input_dim - 1}); raise input_dim or re-map the tokens")
+        return self.embedding(idx)  # (B, T) -> (B, T, output_dim)
+
+    def named_weights(self):
+        return [("embeddings", self.embedding.weight)]
+
+    def get_config(self):
+        return {"input_dim": self.input_dim, "output_dim": self.output_dim, "input_length": self.input_length}
+
+
+class LSTM(Layer):
+    """x (B, T, I) -> (B, T, units) with return_sequences, else the last step (B, units);
+    with return_state, [output, h, c] like Keras, h and c each (B, units)."""
+
+    default_name = "lstm"
+
+    def __init__(self, units, return_sequences=False, return_state=False, dropout=0.0,
+                 unit_forget_bias=True, **kwargs):
+        super().__init__(**kwargs)
+        _check_units("LSTM", units=units)
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"LSTM: dropout must be in [0, 1), got {dropout!r}")
+        self.units, self.dropout = int(units), float(dropout)
+        self.return_sequences, self.return_state = bool(return_sequences), bool(return_state)
+        self.unit_forget_bias = bool(unit_forget_bias)
+
+    def make_weights(self, input_shape, rng):
+        n_in, d = input_shape[-1], self.units
+        self.lstm = nn.LSTM(n_in, d, num_layers=1, rng=rng)  # same layout and gate order as Keras
+        self.lstm.weight_ih_l0.data[...] = initializers.glorot_uniform((n_in, 4 * d), rng)  # kernel
+        self.lstm.weight_hh_l0.data[...] = initializers.orthogonal((d, 4 * d), rng)  # recurrent_kernel
+        bias = np.zeros(4 * d)
+        if self.unit_forget_bias:
+            bias[d:2 * d] = 1.0  # forget gate open at first: the cell remembers until it learns not to
+        self.lstm.bias_l0.data[...] = bias
+        self.dropout_rng = rng.spawn(1)[0]
+
+    def check_input_shape(self, input_shape):
+        if len(input_shape) != 3 or input_shape[2] is None:
+            raise ValueError(f"LSTM {self.name!r} takes input of rank 3 (batch, timesteps, features), "
+                             f"got shape {input_shape}; token ids need an Embedding layer first, "
+                             f"and a single series of numbers needs x[..., None]")
+        if self.built and input_shape[2] != self.input_shape[2]:
+            raise ValueError(f"LSTM {self.name!r} was built for {self.input_shape[2]} features per "
+                             f"step, got input of shape {input_shape}")
+
+    def compute_output_shape(self, input_shape):
+        out = (input_shape[0], input_shape[1], self.units) if self.return_sequences else (input_shape[0], self.units)
+        state = (input_shape[0], self.units)
+        return [out, state, state] if self.return_state else out
+
+    def forward(self, x):
+        x = _float_tensor(x)
+        if self.training and self.dropout > 0.0:
+            # Keras' LSTM dropout: one mask per sequence, the same at every time step
+            keep = self.dropout_rng.random((x.shape[0], 1, x.shape[2])) >= self.dropout
+            x = x * (keep / (1.0 - self.dropout)).astype(x.dtype)
+        out, (h, c) = self.lstm(x)  # out (B, T, D); h, c (1, B, D): one layer
+        h, c = h[0], c[0]  # (B, D); h is out[:, -1]
+        output = out if self.return_sequences else h
+        return [output, h, c] if self.return_state else output
+
+    def named_weights(self):
+        return [("kernel", self.lstm.weight_ih_l0), ("recurrent_kernel", self.lstm.weight_hh_l0),
+                ("bias", self.lstm.bias_l0)]
+
+    def get_config(self):
+        return {"units": self.units, "return_sequences": self.return_sequences,
+                "return_state": self.return_state}
+
+
+class Dense(Layer):
+    """x (..., in) -> activation(x @ kernel + bias): (..., units); kernel (in, units)."""
+
+    default_name = "dense"
+
+    def __init__(self, units, activation=None, use_bias=True, **kwargs):
+        super().__init__(**kwargs)
+        _check_units("Dense", units=units)
+        self.units, self.use_bias = int(units), bool(use_bias)
+        self.activation_name, self.activation = activations.get(activation)
+
+    def make_weights(self, input_shape, rng):
+        n_in = input_shape[-1]
+        self.linear = nn.Linear(n_in, self.units, bias=self.use_bias, rng=rng)  # weight (in, out)
+        self.linear.weight.data[...] = initializers.glorot_uniform((n_in, self.units), rng)
+        if self.use_bias:
+            self.linear.bias.data[...] = 0.0
+
+    def check_input_shape(self, input_shape):
+        if len(input_shape) < 2 or input_shape[-1] is None:
+            raise ValueError(f"Dense {self.name!r} takes input of shape (batch, ..., features), "
+                             f"got {input_shape}")
+        if self.built and input_shape[-1] != self.input_shape[-1]:
+            raise ValueError(f"Dense {self.name!r} was built for {self.input_shape[-1]} input "
+                             f"features, got input of shape {input_shape}")
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (self.units,)
+
+    def pre_activation(self, x):
+        """The logits: x @ kernel + bias, before the activation (what a fused loss reads)."""
+        return self.linear(_float_tensor(x))
+
+    def forward(self, x):
+        return self.activation(self.pre_activation(x))
+
+    def named_weights(self):
+        return [("kernel", self.linear.weight)] + ([("bias", self.linear.bias)] if self.use_bias else [])
+
+    def get_config(self):
+        return {"units": self.units, "activation": self.activation_name, "use_bias": self.use_bias}
+
+
+class Dropout(Layer):
+    """Zero a fraction `rate` of the inputs during fit (scaling the rest by 1/(1-rate)); identity otherwise."""
+
+    default_name = "dropout"
+
+    def __init__(self, rate, **kwargs):
+        super().__init__(**kwargs)
+        if not 0.0 <= rate < 1.0:
+            raise ValueError(f"Dropout: rate must be in [0, 1), got {rate!r}")
+        self.rate = float(rate)
+
+    def make_weights(self, input_shape, rng):
+        self.dropout = nn.Dropout(self.rate, rng=rng)  # no weights: only its own mask stream
+
+    def forward(self, x):
+        return self.dropout(_float_tensor(x))  # nn.Dropout is the identity unless self.training
+
+    def get_config(self):
+        return {"rate": self.rate}
+
+
+__all__ = ["Layer", "Input", "InputLayer", "Embedding", "LSTM", "Dense", "Dropout"]

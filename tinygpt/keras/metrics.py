@@ -1,0 +1,62 @@
+"""Keras' metrics by name, on NumPy arrays: each returns one value per prediction, and the
+training loop averages them over all the predictions of an epoch (as Keras' running means do).
+
+'accuracy' (or 'acc') picks its kind from the shapes, as Keras does: a single output unit means
+binary accuracy (threshold 0.5), class ids (y with one axis fewer than the output) mean sparse
+categorical accuracy, otherwise categorical accuracy (argmax of y against argmax of the output).
+Not here: stateful Metric objects, or metrics that need gradients (losses.py).
+"""
+
+import numpy as np
+
+
+def categorical_accuracy(y_true, y_pred):
+    return (np.argmax(y_true, axis=-1) == np.argmax(y_pred, axis=-1)).astype(np.float32)
+
+
+def sparse_categorical_accuracy(y_true, y_pred):
+    return (np.asarray(y_true) == np.argmax(y_pred, axis=-1)).astype(np.float32)
+
+
+def binary_accuracy(y_true, y_pred, threshold=0.5):
+    return ((y_pred > threshold) == (y_true > 0.5)).astype(np.float32)
+
+
+def accuracy(y_true, y_pred):
+    if y_pred.shape[-1] == 1:
+        return binary_accuracy(y_true, y_pred)
+    if np.ndim(y_true) < y_pred.ndim:
+        return sparse_categorical_accuracy(y_true, y_pred)
+    return categorical_accuracy(y_true, y_pred)
+
+
+def mean_squared_error(y_true, y_pred):
+    return np.square(y_pred - y_true)
+
+
+def mean_absolute_error(y_true, y_pred):
+    return np.abs(y_pred - y_true)
+
+
+METRICS = {"accuracy": accuracy, "acc": accuracy, "categorical_accuracy": categorical_accuracy,
+           "sparse_categorical_accuracy": sparse_categorical_accuracy,
+           "binary_accuracy": binary_accuracy, "mse": mean_squared_error,
+           "mean_squared_error": mean_squared_error, "mae": mean_absolute_error,
+           "mean_absolute_error": mean_absolute_error}
+
+
+def get(identifier):
+    """A name or a function (y_true, y_pred) -> per-prediction values -> (history key, function)."""
+    if isinstance(identifier, str):
+        if identifier not in METRICS:
+            raise ValueError(f"unknown metric {identifier!r}; valid: {sorted(METRICS)}, or a "
+                             f"function (y_true, y_pred) -> array of NumPy values")
+        return identifier, METRICS[identifier]
+    if callable(identifier):
+        return getattr(identifier, "__name__", "metric"), identifier
+    raise TypeError(f"a metric must be a name (one of {sorted(METRICS)}) or a function, "
+                    f"got {type(identifier).__name__}")
+
+
+__all__ = ["accuracy", "categorical_accuracy", "sparse_categorical_accuracy", "binary_accuracy",
+           "mean_squared_error", "mean_absolute_error", "get"]

@@ -1,0 +1,151 @@
+"""Keras-style optimizers: made with hyperparameters only (`Adam(learning_rate=1e-3)`), bound to
+the model's parameters when it is compiled and built. The update itself is tinygpt.optim's
+(SGD, Adam, AdamW); RMSprop, which tinygpt.optim lacks, is the one update rule written here.
+
+Defaults are Keras': Adam/AdamW epsilon 1e-7, AdamW weight_decay 0.004, SGD learning_rate 0.01.
+Not here: learning-rate schedules (tinygpt.optim.schedule), clipvalue, EMA, or other optimizers.
+"""
+
+import numpy as np
+
+from tinygpt import optim
+
+
+class Optimizer:
+    """Hyperparameters now; `build(params)` makes the tinygpt.optim optimizer (`engine`) that steps.
+
+    clipnorm clips each parameter's gradient to that L2 norm; global_clipnorm clips all together."""
+
+    def __init__(self, learning_rate, clipnorm=None, global_clipnorm=None):
+        if learning_rate < 0:
+            raise ValueError(f"{type(self).__name__}: learning_rate must be >= 0, got {learning_rate}")
+        self._learning_rate = float(learning_rate)
+        self.clipnorm, self.global_clipnorm = clipnorm, global_clipnorm
+        self.engine = None
+        self.iterations = 0  # steps taken, as Keras' optimizer.iterations
+
+    def make_engine(self, params):
+        raise NotImplementedError
+
+    def build(self, params):
+        self.engine = self.make_engine(list(params))
+        return self
+
+    @property
+    def learning_rate(self):
+        return self.engine.param_groups[0]["lr"] if self.engine else self._learning_rate
+
+    @learning_rate.setter
+    def learning_rate(self, value):  # model.optimizer.learning_rate = 1e-4 works as in Keras
+        self._learning_rate = float(value)
+        for group in self.engine.param_groups if self.engine else []:
+            group["lr"] = float(value)
+
+    def zero_grad(self):
+        self.engine.zero_grad()
+
+    def step(self):
+        """Clip (if asked) and update every parameter that has a gradient."""
+        params = self.engine.parameters()
+        if self.clipnorm is not None:
+            for p in params:
+                optim.clip_grad_norm_([p], self.clipnorm)
+        if self.global_clipnorm is not None:
+            optim.clip_grad_norm_(params, self.global_clipnorm)
+        self.engine.step()
+        self.iterations += 1
+
+    def __repr__(self):
+        return f"{type(self).__name__}(learning_rate={self.learning_rate})"
+
+
+class SGD(Optimizer):
+    def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, **kwargs):
+        super().__init__(learning_rate, **kwargs)
+        self.momentum, self.nesterov = momentum, nesterov
+
+    def make_engine(self, params):
+        return optim.SGD(params, lr=self._learning_rate, momentum=self.momentum, nesterov=self.nesterov)
+
+
+class Adam(Optimizer):
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, **kwargs):
+        super().__init__(learning_rate, **kwargs)
+        self.beta_1, self.beta_2, self.epsilon = beta_1, beta_2, epsilon
+
+    def make_engine(self, params):
+        return optim.Adam(params, lr=self._learning_rate, betas=(self.beta_1, self.beta_2), eps=self.epsilon)
+
+
+class AdamW(Adam):
+    """NOTE: decays only the 2-D weights (kernels, embeddings), not biases (tinygpt.optim.AdamW);
+    Keras' AdamW decays every variable unless told otherwise."""
+
+    def __init__(self, learning_rate=0.001, weight_decay=0.004, **kwargs):
+        super().__init__(learning_rate, **kwargs)
+        self.weight_decay = weight_decay
+
+    def make_engine(self, params):
+        return optim.AdamW(params, lr=self._learning_rate, betas=(self.beta_1, self.beta_2),
+                           eps=self.epsilon, weight_decay=self.weight_decay)
+
+
+class RMSpropUpdate(optim.Optimizer):
+    """The RMSprop rule, as tf.keras: v = rho v + (1 - rho) g², w -= lr g / sqrt(v + eps)."""
+
+    def __init__(self, params, lr=0.001, rho=0.9, eps=1e-7):
+        if lr < 0 or eps < 0 or not 0.0 <= rho < 1.0:
+            raise ValueError(f"RMSprop: need lr, eps >= 0 and rho in [0, 1), got lr={lr}, rho={rho}, eps={eps}")
+        super().__init__(params, dict(lr=lr, rho=rho, eps=eps))
+
+    def update(self, param, grad, group, state):
+        if not state:
+            state["velocity"] = np.zeros_like(param.data)  # running mean of the squared gradient
+        v, rho = state["velocity"], group["rho"]
+        v *= rho
+        v += (1.0 - rho) * grad * grad
+        # each weight's step is scaled by its own recent gradient size: big gradients, small steps
+        param.data -= group["lr"] * grad / np.sqrt(v + group["eps"])
+
+
+class RMSprop(Optimizer):
+    def __init__(self, learning_rate=0.001, rho=0.9, epsilon=1e-7, **kwargs):
+        super().__init__(learning_rate, **kwargs)
+        self.rho, self.epsilon = rho, epsilon
+
+    def make_engine(self, params):
+        return RMSpropUpdate(params, lr=self._learning_rate, rho=self.rho, eps=self.epsilon)
+
+
+class _Given(Optimizer):
+    """A tinygpt.optim optimizer passed to compile() as it is: it must hold the model's parameters."""
+
+    def __init__(self, engine):
+        super().__init__(engine.param_groups[0]["lr"])
+        self.given = engine
+
+    def make_engine(self, params):
+        if {id(p) for p in params} != {id(p) for p in self.given.parameters()}:
+            raise ValueError(f"the {type(self.given).__name__} passed to compile() does not hold "
+                             f"exactly this model's {len(params)} parameters; make it from "
+                             f"model.parameters(), or pass a name like 'adam' instead")
+        return self.given
+
+
+OPTIMIZERS = {"sgd": SGD, "adam": Adam, "adamw": AdamW, "rmsprop": RMSprop}
+
+
+def get(identifier):
+    """A name (any case), a tinygpt.keras optimizer, or a tinygpt.optim optimizer -> an Optimizer."""
+    if isinstance(identifier, Optimizer):
+        return identifier
+    if isinstance(identifier, optim.Optimizer):
+        return _Given(identifier)
+    if isinstance(identifier, str) and identifier.lower() in OPTIMIZERS:
+        return OPTIMIZERS[identifier.lower()]()
+    raise ValueError(f"unknown optimizer {identifier!r}; valid: {sorted(OPTIMIZERS)}, a "
+                     f"tinygpt.keras.optimizers object such as Adam(learning_rate=1e-3), or a "
+                     f"tinygpt.optim optimizer over model.parameters()")
+
+
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "get"]

@@ -1,0 +1,221 @@
+"""compile, fit, evaluate, predict: Keras' training loop, as a Trainer class mixed into Sequential
+(Keras 3 is organised the same way: keras/src/trainers/trainer.py).
+
+fit is, per epoch: shuffle, then per batch: forward, loss, backward, optimizer step, with the
+callbacks around; then evaluate the validation data. The loss and metrics it reports are running
+means over the epoch's batches weighted by their size, as Keras reports them.
+Not here: the layers and the forward pass (layers.py, models.py), losses and metrics themselves.
+"""
+
+import math
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from tinygpt.keras import losses as losses_module
+from tinygpt.keras import metrics as metrics_module
+from tinygpt.keras import optimizers
+from tinygpt.keras.callbacks import CallbackList, History, ProgbarLogger
+from tinygpt.keras.layers import Dense
+from tinygpt.tensor import Tensor, no_grad
+
+
+class _RunningMeans:
+    """Epoch totals: the loss weighted by batch size, each metric over all its values."""
+
+    def __init__(self, metric_names):
+        self.totals = {name: 0.0 for name in ["loss"] + metric_names}
+        self.counts = dict.fromkeys(self.totals, 0)
+
+    def add(self, batch_size, loss, metric_values):
+        self.totals["loss"] += loss * batch_size
+        self.counts["loss"] += batch_size
+        for name, values in metric_values.items():
+            self.totals[name] += float(np.sum(values))
+            self.counts[name] += np.size(values)
+
+    def result(self):
+        return {name: self.totals[name] / max(self.counts[name], 1) for name in self.totals}
+
+
+def _check_batch_size(batch_size):
+    if batch_size is None:
+        return 32  # Keras' default
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size must be an int >= 1 (or None for 32), got {batch_size!r}")
+    return int(batch_size)
+
+
+def _verbosity(verbose):
+    if verbose == "auto":
+        return 1
+    if verbose not in (0, 1, 2):
+        raise ValueError(f"verbose must be 0 (silent), 1 (progress bar), 2 (one line per epoch) "
+                         f"or 'auto', got {verbose!r}")
+    return verbose
+
+
+class Trainer:
+    """Needs from the model: layers, built, forward(x, training), prepare_x(x, what),
+    output_shape, parameters()."""
+
+    compiled = False
+
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None):
+        """Choose the optimizer, loss and metrics (names as in Keras, or objects)."""
+        if metrics is not None and (isinstance(metrics, str) or not hasattr(metrics, "__iter__")):
+            raise TypeError(f"metrics must be a list such as ['accuracy'], got {metrics!r}")
+        self.optimizer = optimizers.get(optimizer)
+        self.loss = losses_module.get(loss)
+        self.compiled_metrics = [metrics_module.get(m) for m in metrics or []]
+        self.compiled = True
+
+    @property
+    def metrics_names(self):
+        return ["loss"] + [name for name, _ in self.compiled_metrics]
+
+    def _require_compiled(self, method):
+        if not self.compiled:
+            raise RuntimeError(f"{method}() needs a compiled model: call model.compile(optimizer="
+                               f"'adam', loss='categorical_crossentropy', metrics=['accuracy']) first")
+
+    def _prepare_xy(self, x, y, x_name, y_name):
+        """Check x (building the model if needed) and y against the loss; bind the optimizer."""
+        x = self.prepare_x(x, x_name)
+        if y is None:
+            raise ValueError(f"{y_name} is missing: training and evaluation need targets")
+        y = np.asarray(y)
+        if y.ndim == 0 or len(y) != len(x):
+            raise ValueError(f"{x_name} has {len(x)} samples but {y_name} has "
+                             f"{len(y) if y.ndim else 'none (a scalar)'}; they must be equal")
+        last = self.layers[-1]
+        desc = f"{self.output_shape} from {type(last).__name__} {last.name!r}"
+        y = self.loss.prepare_targets(y, self.output_shape, desc, y_name)
+        if self.optimizer.engine is None:
+            self.optimizer.build(self.parameters())
+        return x, y
+
+    # ----- one batch ---------------------------------------------------------------------------
+    def _fused_head(self):
+        """The last layer if the loss can read its logits (softmax + crossentropy, sigmoid + binary)."""
+        last = self.layers[-1]
+        if (not self.loss.from_logits and isinstance(last, Dense)
+                and last.activation_name == self.loss.logits_activation):
+            return last
+        return None
+
+    def _loss_and_predictions(self, x, y, training):
+        """-> (scalar loss Tensor, predictions as NumPy: the model's output after its last activation)."""
+        head = self._fused_head()
+        if head is None:
+            out = self.forward(x, training=training)
+            return self.loss(y, out), out.data
+        # fused: the loss reads the pre-softmax logits, the metrics the probabilities
+        features = self.forward(x, training=training, layers=self.layers[:-1])
+        logits = head.pre_activation(features)
+        predictions = head.activation(Tensor(logits.data)).data  # a constant: outside the graph
+        return self.loss.compute(y, logits, from_logits=True), predictions
+
+    def _metric_values(self, y, predictions):
+        return {name: fn(y, predictions) for name, fn in self.compiled_metrics}
+
+    def train_on_batch(self, x, y):
+        """One optimizer step on (x, y) -> loss, or [loss, *metrics] with metrics (of this batch)."""
+        self._require_compiled("train_on_batch")
+        x, y = self._prepare_xy(x, y, "x", "y")
+        means = _RunningMeans([name for name, _ in self.compiled_metrics])
+        means.add(len(x), *self._train_step(x, y))
+        logs = means.result()
+        return logs["loss"] if len(logs) == 1 else list(logs.values())
+
+    def _train_step(self, x, y):
+        """-> (the batch's loss as a float, {metric name: its values on this batch})"""
+        loss, predictions = self._loss_and_predictions(x, y, training=True)
+        self.optimizer.zero_grad()
+        loss.backward()
+        self.optimizer.step()
+        return loss.item(), self._metric_values(y, predictions)
+
+    # ----- the loops ---------------------------------------------------------------------------
+    def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
+            validation_split=0.0, validation_data=None, shuffle=True, initial_epoch=0, seed=None):
+        """Train for `epochs` passes over (x, y) -> a History whose .history maps each of loss,
+        the metrics, and (with validation) val_loss, val_<metric> to its list of per-epoch values.
+
+        validation_split takes the *last* fraction of x and y, before any shuffling (as Keras);
+        validation_data=(x_val, y_val) wins over it. seed fixes the shuffling order."""
+        self._require_compiled("fit")
+        batch_size, verbose = _check_batch_size(batch_size), _verbosity(verbose)
+        x, y = self._prepare_xy(x, y, "x", "y")
+        x_val = y_val = None
+        if validation_data is not None:
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+                raise ValueError("validation_data must be a tuple (x_val, y_val)")
+            x_val, y_val = self._prepare_xy(*validation_data, "validation_data x", "validation_data y")
+        elif validation_split:
+            if not 0.0 < validation_split < 1.0:
+                raise ValueError(f"validation_split must be in (0, 1), got {validation_split!r}")
+            split_at = int(math.floor(len(x) * (1.0 - validation_split)))  # Keras' own rounding
+            if split_at in (0, len(x)):
+                raise ValueError(f"validation_split={validation_split} of {len(x)} samples leaves "
+                                 f"{split_at} for training and {len(x) - split_at} for validation; "
+                                 f"both need at least one")
+            x, x_val, y, y_val = x[:split_at], x[split_at:], y[:split_at], y[split_at:]
+
+        n, rng = len(x), self.shuffle_rng if seed is None else np.random.default_rng(seed)
+        steps = math.ceil(n / batch_size)
+        self.history = History()
+        callback_list = ([ProgbarLogger(verbose)] if verbose else []) + list(callbacks or []) + [self.history]
+        callbacks = CallbackList(callback_list, model=self, params={
+            "epochs": epochs, "steps": steps, "verbose": verbose, "batch_size": batch_size, "samples": n})
+        self.stop_training, logs = False, {}
+        callbacks.on_train_begin()
+        for epoch in range(initial_epoch, epochs):
+            callbacks.on_epoch_begin(epoch)
+            order = rng.permutation(n) if shuffle else np.arange(n)
+            means = _RunningMeans([name for name, _ in self.compiled_metrics])
+            for step in range(steps):
+                batch = order[step * batch_size:(step + 1) * batch_size]
+                callbacks.on_train_batch_begin(step)
+                means.add(len(batch), *self._train_step(x[batch], y[batch]))
+                callbacks.on_train_batch_end(step, means.result())
+            logs = means.result()
+            if x_val is not None:
+                val_logs = self._evaluate_prepared(x_val, y_val, batch_size)
+                logs.update({f"val_{name}": value for name, value in val_logs.items()})
+            callbacks.on_epoch_end(epoch, logs)
+            if self.stop_training:
+                break
+        callbacks.on_train_end(logs)
+        return self.history
+
+    def evaluate(self, x=None, y=None, batch_size=None, verbose=0, return_dict=False):
+        """-> the loss, or [loss, *metrics] with metrics (or a dict with return_dict), over (x, y)."""
+        self._require_compiled("evaluate")
+        batch_size, verbose = _check_batch_size(batch_size), _verbosity(verbose)
+        x, y = self._prepare_xy(x, y, "x", "y")
+        logs = self._evaluate_prepared(x, y, batch_size, verbose)
+        if return_dict:
+            return logs
+        return logs["loss"] if len(logs) == 1 else list(logs.values())
+
+    def _evaluate_prepared(self, x, y, batch_size, verbose=0):
+        means = _RunningMeans([name for name, _ in self.compiled_metrics])
+        starts = range(0, len(x), batch_size)
+        with no_grad():  # no graph: evaluation only reads the weights
+            for start in tqdm(starts, unit="batch", disable=verbose == 0):
+                xb, yb = x[start:start + batch_size], y[start:start + batch_size]
+                loss, predictions = self._loss_and_predictions(xb, yb, training=False)
+                means.add(len(xb), loss.item(), self._metric_values(yb, predictions))
+        return means.result()
+
+    def predict(self, x, batch_size=None, verbose=0):
+        """x -> the model's outputs as one NumPy array (probabilities after a softmax layer).
+        An unbuilt model is built from x first, as in Keras (with untrained weights)."""
+        batch_size, verbose = _check_batch_size(batch_size), _verbosity(verbose)
+        x = self.prepare_x(x, "x")
+        outputs = []
+        with no_grad():
+            for start in tqdm(range(0, len(x), batch_size), unit="batch", disable=verbose == 0):
+                outputs.append(self.forward(x[start:start + batch_size], training=False).data)
+        return np.concatenate(outputs)

@@ -1,0 +1,33 @@
+"""Keras' `utils` namespace: to_categorical (tinygpt.data's, re-exported) and set_random_seed.
+
+set_random_seed(s) makes every later model and layer that has no seed of its own draw its
+initial weights, dropout masks and shuffles from a stream seeded with s, as in Keras.
+Not here: pad_sequences (keras.preprocessing.sequence) or any array code of its own.
+"""
+
+import random
+
+import numpy as np
+
+from tinygpt.data import to_categorical
+
+_global_rng = None  # set by set_random_seed; None means fresh OS entropy for every new seed
+
+
+def set_random_seed(seed):
+    """Seed Python's `random`, NumPy's global state and tinygpt.keras' default seed stream."""
+    global _global_rng
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"set_random_seed: seed must be an int >= 0, got {seed!r}")
+    random.seed(int(seed))
+    np.random.seed(int(seed) % 2**32)
+    _global_rng = np.random.default_rng(int(seed))
+
+
+def next_seed():
+    """The seed for the next model or layer created without one: drawn from set_random_seed's
+    stream, or None (OS entropy: a different model every run, as in Keras) if it was never called."""
+    return None if _global_rng is None else int(_global_rng.integers(2**63))
+
+
+__all__ = ["to_categorical", "set_random_seed"]
