@@ -1,0 +1,272 @@
+"""Sampling from a language model one token at a time: greedy, temperature, top-k and top-p.
+
+A GPT reads the prompt once into a KV cache, then one new token per step, so a token's cost does
+not grow with the prompt; an LSTM carries its (h, c) state the same way. Text generation streams
+pieces through the tokenizer's StreamingDecoder (never half a UTF-8 character) and honours stop
+strings. Not here: beam search, repetition penalties, or prompts of different lengths in a batch.
+"""
+
+import contextlib
+
+import numpy as np
+
+from tinygpt.models.gpt import check_idx
+from tinygpt.nn import as_rng
+from tinygpt.tensor import no_grad
+
+# ---------------------------------------------------------------------------------------------
+# From logits to the next token
+# ---------------------------------------------------------------------------------------------
+
+
+def check_sampling(temperature=1.0, top_k=None, top_p=None, max_new_tokens=0):
+    """Raise ValueError naming the first sampling setting that is out of range."""
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature >= 0:
+        raise ValueError(f"temperature must be a number >= 0 (0 means greedy), got {temperature!r}")
+    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1):
+        raise ValueError(f"top_k must be None or an integer >= 1, got {top_k!r}")
+    if top_p is not None and (isinstance(top_p, bool) or not isinstance(top_p, (int, float))
+                              or not 0.0 < top_p <= 1.0):
+        raise ValueError(f"top_p must be None or a number in (0, 1], got {top_p!r}")
+    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, (int, np.integer)) or max_new_tokens < 0:
+        raise ValueError(f"max_new_tokens must be an integer >= 0, got {max_new_tokens!r}")
+
+
+def next_token_probs(logits, temperature=1.0, top_k=None, top_p=None):
+    """logits: (B, V) -> probs: (B, V) float64, the distribution the next token is drawn from.
+
+    temperature 0 puts all the mass on the argmax (greedy decoding)."""
+    check_sampling(temperature, top_k, top_p)
+    logits = np.asarray(logits, dtype=np.float64)  # float64: cumulative sums of tiny probabilities
+    B, V = logits.shape
+    if temperature == 0:
+        probs = np.zeros_like(logits)
+        probs[np.arange(B), logits.argmax(axis=-1)] = 1.0
+        return probs
+    logits = logits / temperature  # < 1 sharpens the distribution, > 1 flattens it
+    if top_k is not None and top_k < V:
+        # keep the k largest logits: anything below the k-th largest can never be drawn
+        # NOTE: tokens tied with the k-th largest are all kept, so a tie may keep more than k.
+        kth_largest = np.partition(logits, V - top_k, axis=-1)[:, V - top_k, None]  # (B, 1)
+        logits = np.where(logits < kth_largest, -np.inf, logits)
+    logits = logits - logits.max(axis=-1, keepdims=True)  # max-shift: exp never overflows
+    probs = np.exp(logits)
+    probs /= probs.sum(axis=-1, keepdims=True)
+    if top_p is not None and top_p < 1.0:
+        # nucleus: the smallest set of most likely tokens whose mass reaches top_p. A token stays
+        # if the tokens ranked above it hold less than top_p, so the most likely one always stays.
+        order = np.argsort(-probs, axis=-1, kind="stable")  # (B, V), most likely first
+        ranked = np.take_along_axis(probs, order, axis=-1)
+        mass_above = np.cumsum(ranked, axis=-1) - ranked
+        keep = np.zeros(probs.shape, dtype=bool)
+        np.put_along_axis(keep, order, mass_above < top_p, axis=-1)
+        probs = np.where(keep, probs, 0.0)
+        probs /= probs.sum(axis=-1, keepdims=True)
+    return probs
+
+
+def sample(probs, rng):
+    """probs: (B, V) -> ids: (B,) int64, one uniform draw per row through the cumulative sum.
+
+    The id is the first whose cumulative probability exceeds u: a token of probability 0 adds
+    nothing to the sum, so it can never be the first to exceed it."""
+    cdf = np.cumsum(probs, axis=-1)  # (B, V)
+    u = rng.random(probs.shape[0]) * cdf[:, -1]  # scaled by the total: rounding may leave it at 0.9999...
+    return (cdf <= u[:, None]).sum(axis=-1).astype(np.int64)
+
+
+# ---------------------------------------------------------------------------------------------
+# Feeding a model the tokens so far
+# ---------------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def inference(model):
+    """Run a forward pass in eval mode (no dropout) and without recording a graph, then restore
+    the model's mode. Entered around each forward, never across a `yield`: a paused generator
+    must not leave gradients switched off for its caller."""
+    was_training = model.training
+    model.eval()
+    try:
+        with no_grad():
+            yield
+    finally:
+        model.train(was_training)
+
+
+class GPTContext:
+    """The next-token logits of a GPT, with (use_cache=True) or without a KV cache.
+
+    With the cache each call feeds only the tokens the cache has not seen. The model knows
+    block_size positions (learned position embeddings are absolute, so the cache cannot slide):
+    once the cache is full, each step re-encodes the last block_size tokens from scratch — what
+    the uncached path does on every step — so both paths always see the same context."""
+
+    def __init__(self, model, batch_size, use_cache=True):
+        self.model, self.block_size = model, model.config.block_size
+        self.cache = model.make_kv_cache(batch_size) if use_cache else None
+
+    def next_logits(self, tokens, n_new):
+        """tokens: (B, t) all tokens so far, the last n_new of them not yet fed -> logits (B, V)"""
+        context = tokens[:, -self.block_size:]  # a prompt longer than the model can see is cropped
+        if self.cache is None:
+            logits, _ = self.model(context)  # (B, t', V): every position, every step
+        elif self.cache.length + n_new <= self.block_size:
+            logits, _ = self.model(tokens[:, -n_new:], kv_cache=self.cache)  # only the new ones
+        else:
+            self.cache.reset()  # full: start again from the last block_size tokens
+            logits, _ = self.model(context, kv_cache=self.cache)
+        return logits.data[:, -1]  # (B, V): the prediction after the last token
+
+
+class LSTMContext:
+    """The next-token logits of an LSTM LM: feed the new tokens and carry the (h, c) state.
+    With use_cache=False the whole sequence is re-read each step (a reference for tests)."""
+
+    def __init__(self, model, batch_size, use_cache=True):
+        self.model, self.use_cache, self.state = model, use_cache, None
+
+    def next_logits(self, tokens, n_new):
+        if not self.use_cache:
+            return self.model(tokens)[0].data[:, -1]
+        logits, _, state = self.model(tokens[:, -n_new:], state=self.state, return_state=True)
+        self.state = tuple(s.data for s in state)  # plain arrays: no graph to keep
+        return logits.data[:, -1]
+
+
+def model_context(model, batch_size, use_cache=True):
+    """The right *Context for `model`: a GPT (make_kv_cache) or an LSTM LM (initial_state)."""
+    if hasattr(model, "make_kv_cache"):
+        return GPTContext(model, batch_size, use_cache)
+    if hasattr(model, "initial_state"):
+        return LSTMContext(model, batch_size, use_cache)
+    raise TypeError(f"cannot generate from a {type(model).__name__}: need a language model "
+                    f"(GPT or LSTMLanguageModel)")
+
+
+# ---------------------------------------------------------------------------------------------
+# Token ids in, token ids out
+# ---------------------------------------------------------------------------------------------
+
+
+def iter_tokens(model, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, seed=None,
+                use_cache=True):
+    """idx: (B, T) prompt ids -> yields max_new_tokens arrays (B,): each step's new token per row.
+
+    seed: an int, a np.random.Generator, or None (fresh randomness). Greedy (temperature 0)
+    draws no random numbers; otherwise each step draws exactly B, cached or not."""
+    idx = check_idx(idx)
+    check_sampling(temperature, top_k, top_p, max_new_tokens)
+    rng = as_rng(seed)
+    B, T = idx.shape
+    # one buffer for prompt + continuation: appending a token copies nothing
+    tokens = np.empty((B, T + max_new_tokens), dtype=np.int64)
+    tokens[:, :T] = idx
+    context = model_context(model, B, use_cache)
+    t, n_new = T, T  # tokens so far; how many of them the model has not been fed yet
+    for _ in range(max_new_tokens):
+        with inference(model):
+            logits = context.next_logits(tokens[:, :t], n_new)  # (B, V)
+        if temperature == 0:
+            next_ids = logits.argmax(axis=-1).astype(np.int64)  # greedy: no random draw
+        else:
+            next_ids = sample(next_token_probs(logits, temperature, top_k, top_p), rng)
+        tokens[:, t] = next_ids
+        t, n_new = t + 1, 1
+        yield next_ids
+
+
+def generate(model, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, seed=None,
+             use_cache=True):
+    """idx: (B, T) -> (B, T + max_new_tokens): the prompt followed by the sampled tokens (as in
+    nanoGPT's model.generate). See iter_tokens for the arguments."""
+    idx = check_idx(idx)
+    new = list(iter_tokens(model, idx, max_new_tokens, temperature, top_k, top_p, seed, use_cache))
+    return np.concatenate([idx.astype(np.int64)] + [ids[:, None] for ids in new], axis=1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Text in, text out
+# ---------------------------------------------------------------------------------------------
+
+
+def encode_prompt(tokenizer, prompt):
+    """prompt str -> ids (at least one), or a ValueError saying why the prompt cannot be used."""
+    if not isinstance(prompt, str):
+        raise TypeError(f"prompt must be a str, got {type(prompt).__name__}")
+    try:
+        ids = tokenizer.encode(prompt)
+    except ValueError as e:
+        raise ValueError(f"the prompt cannot be encoded by this model's tokenizer: {e}") from None
+    if not ids:
+        raise ValueError(f"the prompt {prompt!r} encodes to no tokens, so there is nothing to "
+                         f"continue; give a prompt with at least one known word or character")
+    return ids
+
+
+def default_prompt(tokenizer):
+    """What to start from when no prompt is given: a newline (nanoGPT's sample.py), or, for a
+    tokenizer that drops whitespace, the first token of the vocabulary."""
+    return "\n" if tokenizer.encode("\n") else tokenizer.decode([0])
+
+
+def _check_stops(stop):
+    stops = [stop] if isinstance(stop, str) else list(stop or ())
+    for s in stops:
+        if not isinstance(s, str) or not s:
+            raise ValueError(f"each stop string must be a non-empty str, got {s!r}")
+    return stops
+
+
+def _held_back(text, stops):
+    """How many trailing characters of `text` could be the start of a stop string."""
+    for n in range(min(len(text), max(map(len, stops), default=1) - 1), 0, -1):
+        if any(s.startswith(text[-n:]) for s in stops):
+            return n
+    return 0
+
+
+def stream_text(model, tokenizer, prompt, max_new_tokens=200, temperature=1.0, top_k=None,
+                top_p=None, seed=None, stop=(), use_cache=True):
+    """prompt str -> an iterator of pieces of the continuation (the prompt is not repeated).
+
+    A piece is emitted as soon as it is complete text that cannot be the start of a stop string;
+    generation ends at max_new_tokens or right before the first stop string, which is not emitted.
+    Bad arguments raise here, before the first piece is asked for."""
+    ids = encode_prompt(tokenizer, prompt)
+    stops = _check_stops(stop)
+    check_sampling(temperature, top_k, top_p, max_new_tokens)
+    idx = np.array([ids], dtype=np.int64)  # (1, T)
+    new_ids = iter_tokens(model, idx, max_new_tokens, temperature, top_k, top_p, seed, use_cache)
+    return _pieces(tokenizer, ids, new_ids, stops)
+
+
+def _pieces(tokenizer, prompt_ids, new_ids, stops):
+    decoder = tokenizer.decoder()
+    for id in prompt_ids:  # the decoder must know what came before (a word tokenizer adds spaces)
+        decoder.feed(id)
+    pending = ""  # decoded, not yet emitted
+    for next_ids in new_ids:
+        pending += decoder.feed(int(next_ids[0]))
+        hits = [pending.find(s) for s in stops if s in pending]
+        if hits:
+            if min(hits):
+                yield pending[:min(hits)]
+            return
+        keep = _held_back(pending, stops)
+        if len(pending) > keep:
+            yield pending[:len(pending) - keep]
+            pending = pending[len(pending) - keep:]
+    pending += decoder.flush()
+    hits = [pending.find(s) for s in stops if s in pending]
+    if hits:
+        pending = pending[:min(hits)]
+    if pending:
+        yield pending
+
+
+def generate_text(model, tokenizer, prompt, max_new_tokens=200, temperature=1.0, top_k=None,
+                  top_p=None, seed=None, stop=(), use_cache=True):
+    """prompt str -> the continuation as one str (stream_text, joined)."""
+    return "".join(stream_text(model, tokenizer, prompt, max_new_tokens, temperature, top_k,
+                               top_p, seed, stop, use_cache))
