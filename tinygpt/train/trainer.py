@@ -1,0 +1,313 @@
+"""The training loop: a random batch of windows -> forward -> backward -> clip -> AdamW step, with
+a warmup + cosine learning rate, loss estimates every eval_interval steps (metrics.csv), and
+checkpoints that resume bit for bit. Ctrl-C stops after the current step and saves.
+Library code never prints: progress(TrainEvent) and log(str) callbacks report instead.
+Not here: the run directory's files (runs.py), the data (data.py), the command line (cli.py).
+"""
+
+import contextlib
+import dataclasses
+import math
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+import tinygpt
+from tinygpt.checkpoint import latest_checkpoint, load_checkpoint, rng_from_json, rng_state_to_json
+from tinygpt.data import random_windows, sequential_batches, write_tokens
+from tinygpt.generate import default_prompt, generate_text, inference
+from tinygpt.optim import AdamW, ConstantLR, WarmupCosine, clip_grad_norm_, weight_decay_groups
+from tinygpt.train import runs
+from tinygpt.train.config import TrainConfig, build_model, read_run_config
+from tinygpt.train.data import (build_tokenizer, check_split_sizes, encode_in_pieces, load_splits,
+                                read_training_text)
+
+
+@dataclass
+class TrainEvent:
+    """What progress(event) receives: kind "step" after each step, "eval" after each estimate."""
+
+    kind: str
+    step: int  # steps done so far
+    steps: int  # steps the run will do in all
+    loss: Optional[float] = None  # this step's training loss
+    lr: Optional[float] = None
+    tokens_per_sec: Optional[float] = None
+    train_loss: Optional[float] = None  # estimates over eval_iters batches (kind "eval")
+    val_loss: Optional[float] = None
+    accuracy: Optional[float] = None  # held-out accuracy (fine-tuning's "eval")
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    step: int
+    train_loss: Optional[float]  # the last estimates
+    val_loss: Optional[float]
+    checkpoint: Optional[Path]
+    interrupted: bool  # Ctrl-C: the checkpoint holds the state after the last whole step
+    sample: Optional[str]  # generated at the end of an uninterrupted run
+    seconds: float  # wall time of this call
+    step_seconds: Optional[float]  # mean wall time of one training step (no evaluation)
+
+
+class Trainer:
+    """Sets up a run (new, resumed, or initialised from another run) on construction; run() trains."""
+
+    def __init__(self, config, progress=None, log=None):
+        if not isinstance(config, TrainConfig):
+            raise TypeError(f"Trainer needs a TrainConfig, got {type(config).__name__}")
+        self.progress = progress or (lambda event: None)
+        self.log = log or (lambda message: None)
+        config = config.resolved()
+        self.run_dir = Path(config.out_dir)
+        self.metrics = runs.MetricsLog(self.run_dir / runs.METRICS)
+        self.last_eval, self.saved_step, self.checkpoint = {}, None, None
+        self._stop_requested = self._in_step = False
+        (self._resume if config.resume else self._start)(config)
+
+    # ----- setting up -------------------------------------------------------------------------
+    def _start(self, config):
+        """A new run. Everything that can fail (data, tokenizer, sizes) runs before the first write."""
+        if (self.run_dir / runs.CONFIG).exists():
+            raise ValueError(f"{self.run_dir} already holds a run; resume it with --resume "
+                             f"{self.run_dir}, or choose another --out-dir")
+        if self.run_dir.exists() and any(self.run_dir.iterdir()):
+            raise ValueError(f"{self.run_dir} exists and is not empty; choose another --out-dir")
+        text = read_training_text(config)
+        if config.init_from is not None:
+            source = runs.load_run(config.init_from)
+            if source.config["kind"] != "lm":
+                raise ValueError(f"init_from {config.init_from} is a {source.config['kind']} run, not a language model")
+            tokenizer, model_config = source.tokenizer, dict(source.config["model"], dropout=config.dropout)
+            config = _matching_model(config, source.config["train"], model_config)
+            self.log(f"initialising from {config.init_from} (step {source.step}); its tokenizer and model shape are kept")
+        else:
+            tokenizer = build_tokenizer(config, text)
+            model_config = config.model_config(tokenizer.vocab_size)
+        try:
+            ids = encode_in_pieces(tokenizer, text)
+        except ValueError as e:
+            raise ValueError(f"{config.data or config.corpus} cannot be encoded by the tokenizer of "
+                             f"{config.init_from}: {e}") from None
+        check_split_sizes(len(ids), config.val_fraction, config.block_size, config.data or f"corpus {config.corpus!r}")
+        self.config, self.tokenizer = config, tokenizer
+        self.model = build_model(model_config, seed=config.seed)
+        if config.init_from is not None:
+            self.model.load_state_dict(source.model.state_dict())
+        self._make_optimizer()
+        # a stream of its own for the batches, separate from the one that initialised the weights
+        self.rng = np.random.default_rng([config.seed, 0])
+        self.step, self.fresh = 0, True
+
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        write_tokens(self.run_dir / runs.TOKENS, ids, tokenizer.vocab_size)
+        tokenizer.save(self.run_dir / runs.TOKENIZER)
+        self._write_config(model_config)
+        self.train_tokens, self.val_tokens = load_splits(self.run_dir / runs.TOKENS, config.val_fraction)
+        self.log(f"{len(ids):,} tokens ({tokenizer.vocab_size} in the vocabulary) -> {self.run_dir / runs.TOKENS}; "
+                 f"model: {self.model.num_parameters():,} parameters")
+
+    def _resume(self, config):
+        """Continue the run in out_dir from its latest checkpoint, exactly where it stopped."""
+        saved = TrainConfig.from_run(self.run_dir)
+        differences = config.differences(saved.resolved())
+        if differences:
+            name, given, was = differences[0]
+            raise ValueError(f"cannot resume {self.run_dir}: {name} is {given!r} but the run was made with "
+                             f"{was!r}; a resumed run keeps its settings except {', '.join(('steps', 'eval_interval', 'eval_iters'))}")
+        path = latest_checkpoint(self.run_dir)
+        if path is None:
+            raise ValueError(f"{self.run_dir} has no checkpoint to resume from (ckpt_*.json)")
+        tensors, meta = load_checkpoint(path)
+        if meta.get("kind") != "lm":
+            raise ValueError(f"{path} is not a language-model training checkpoint")
+        if meta["step"] > config.steps:
+            raise ValueError(f"{self.run_dir} is already at step {meta['step']}, past steps={config.steps}; "
+                             f"pass a larger --steps to train on")
+        model_config = read_run_config(self.run_dir)["model"]
+        self.config, self.tokenizer = config, runs.load_run_tokenizer(self.run_dir)
+        self.model = build_model(model_config, seed=config.seed)
+        runs.load_model_tensors(self.model, tensors, path.name)
+        self._make_optimizer()
+        runs.load_optimizer(self.optimizer, tensors, meta["optimizer"], path.name)
+        self.schedule.load_state_dict(meta["schedule"])
+        self.rng = rng_from_json(meta["rng"]["data"])
+        for name, module in runs.dropout_modules(self.model):
+            module.rng = rng_from_json(meta["rng"]["dropout"][name])
+        self.step, self.fresh, self.saved_step, self.checkpoint = meta["step"], False, meta["step"], path
+        self.last_eval = {"train": meta.get("train_loss"), "val": meta.get("val_loss")}
+        self.train_tokens, self.val_tokens = load_splits(self.run_dir / runs.TOKENS, config.val_fraction)
+        self.metrics.truncate_after(self.step)
+        self._write_config(model_config)  # the new steps / eval settings
+        self.log(f"resuming {self.run_dir} at step {self.step} from {path.name}")
+
+    def _make_optimizer(self):
+        c = self.config
+        groups = weight_decay_groups(self.model.named_parameters(), c.weight_decay)  # no decay on biases, gains
+        self.optimizer = AdamW(groups, lr=c.max_lr, betas=(c.beta1, c.beta2), weight_decay=c.weight_decay)
+        self.schedule = (WarmupCosine(c.max_lr, c.min_lr, c.warmup_steps, c.lr_decay_steps)
+                         if c.schedule == "cosine" else ConstantLR(c.max_lr))
+
+    def _write_config(self, model_config):
+        runs.write_json(self.run_dir / runs.CONFIG, {
+            "kind": "lm", "tinygpt_version": tinygpt.__version__, "train": self.config.to_dict(),
+            "model": model_config, "tokenizer": runs.TOKENIZER, "tokens": runs.TOKENS})
+
+    # ----- one step, one estimate, one save ---------------------------------------------------
+    def train_step(self):
+        """One optimizer step on a fresh random batch -> (loss, lr)."""
+        c = self.config
+        x, y = random_windows(self.train_tokens, c.batch_size, c.block_size, self.rng)  # (B, T) each
+        lr = self.schedule.step(self.optimizer)  # the lr of this step, written into every group
+        _, loss = self.model(x, y)
+        self.optimizer.zero_grad()
+        loss.backward()
+        if c.grad_clip > 0:
+            clip_grad_norm_(self.model.parameters(), c.grad_clip)
+        self.optimizer.step()
+        self.step += 1
+        loss = loss.item()
+        if not math.isfinite(loss):
+            raise FloatingPointError(f"the training loss is {loss} at step {self.step}; lower the learning "
+                                     f"rate (--max-lr) or the gradient clip (--grad-clip)")
+        return loss, lr
+
+    def estimate_loss(self):
+        """{"train": mean loss, "val": mean loss} over eval_iters batches per split. The batches come
+        from a fixed seed, so every estimate sees the same ones (comparable, and the training RNG is
+        untouched, which keeps resumed runs exact)."""
+        c, out = self.config, {}
+        for k, (split, tokens) in enumerate((("train", self.train_tokens), ("val", self.val_tokens))):
+            rng = np.random.default_rng([c.seed, 1, k])
+            with inference(self.model):
+                losses = [self.model(*random_windows(tokens, c.batch_size, c.block_size, rng))[1].item()
+                          for _ in range(c.eval_iters)]
+            out[split] = float(np.mean(losses))
+        return out
+
+    def save(self):
+        """Checkpoint the whole training state at self.step -> the .json path."""
+        if self.saved_step == self.step:
+            return self.checkpoint
+        tensors = runs.model_tensors(self.model)
+        optimizer_arrays, optimizer_meta = runs.optimizer_tensors(self.optimizer)
+        tensors.update(optimizer_arrays)
+        meta = {"kind": "lm", "step": self.step,
+                "tokens_seen": self.step * self.config.batch_size * self.config.block_size,
+                "optimizer": optimizer_meta, "schedule": self.schedule.state_dict(),
+                "rng": {"data": rng_state_to_json(self.rng),
+                        "dropout": {n: rng_state_to_json(m.rng) for n, m in runs.dropout_modules(self.model)}},
+                "train_loss": self.last_eval.get("train"), "val_loss": self.last_eval.get("val")}
+        self.checkpoint = runs.save_step(self.run_dir, self.step, tensors, meta, self.config.keep_checkpoints)
+        self.saved_step = self.step
+        self.log(f"saved {self.checkpoint}")
+        return self.checkpoint
+
+    def _evaluate(self, lr, tokens_per_sec):
+        self.last_eval = self.estimate_loss()
+        train_loss, val_loss = self.last_eval["train"], self.last_eval["val"]
+        self.metrics.append({"step": self.step, "train_loss": train_loss, "val_loss": val_loss,
+                             "perplexity": math.exp(min(val_loss, 700.0)), "lr": lr, "tokens_per_sec": tokens_per_sec})
+        self.progress(TrainEvent("eval", self.step, self.config.steps, train_loss=train_loss, val_loss=val_loss))
+
+    # ----- the loop ---------------------------------------------------------------------------
+    def run(self):
+        """Train to config.steps (or until Ctrl-C) -> TrainResult."""
+        c, started = self.config, time.perf_counter()
+        step_time, interval_time, interval_tokens = [], 0.0, 0
+        tokens_per_step = c.batch_size * c.block_size
+        with self._stop_after_step_on_sigint():
+            try:
+                if self.fresh:
+                    self._evaluate(self.schedule.lr_at(0), None)  # where the loss curve starts
+                while self.step < c.steps:
+                    if self._stop_requested:
+                        raise KeyboardInterrupt
+                    t0, self._in_step = time.perf_counter(), True
+                    loss, lr = self.train_step()
+                    self._in_step, dt = False, time.perf_counter() - t0
+                    step_time.append(dt)
+                    interval_time, interval_tokens = interval_time + dt, interval_tokens + tokens_per_step
+                    self.progress(TrainEvent("step", self.step, c.steps, loss=loss, lr=lr,
+                                             tokens_per_sec=tokens_per_step / dt))
+                    if self.step % c.eval_interval == 0 or self.step == c.steps:
+                        self._evaluate(lr, interval_tokens / interval_time)
+                        interval_time, interval_tokens = 0.0, 0
+                        self.save()
+                self.save()  # steps=0, or a resume that had nothing left to do: still a checkpoint
+            except KeyboardInterrupt:
+                if self._in_step:
+                    raise  # a second Ctrl-C inside a step: its state may be half-updated; keep the last save
+                self.save()  # between steps the state is whole
+                self.log(f"interrupted at step {self.step}; continue with `tinygpt train --resume {self.run_dir}`")
+                return self._result(started, step_time, interrupted=True)
+        sample = None
+        if c.sample_tokens:
+            sample = generate_text(self.model, self.tokenizer, default_prompt(self.tokenizer), c.sample_tokens,
+                                   temperature=0.8, top_k=200, seed=c.seed)
+            runs.write_text_atomically(self.run_dir / runs.SAMPLE, sample)
+        if runs.plot_metrics(self.run_dir / runs.METRICS, self.run_dir / runs.PLOT):
+            self.log(f"loss curve -> {self.run_dir / runs.PLOT}")
+        return self._result(started, step_time, sample=sample)
+
+    def _result(self, started, step_time, interrupted=False, sample=None):
+        return TrainResult(self.run_dir, self.step, self.last_eval.get("train"), self.last_eval.get("val"),
+                           self.checkpoint, interrupted, sample, time.perf_counter() - started,
+                           float(np.mean(step_time)) if step_time else None)
+
+    @contextlib.contextmanager
+    def _stop_after_step_on_sigint(self):
+        """The first Ctrl-C asks the loop to stop after the current step, when the state is whole and
+        can be saved; a second one interrupts at once. (Signals can only be caught in the main thread.)"""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def handler(signum, frame):
+            if self._stop_requested:
+                raise KeyboardInterrupt
+            self._stop_requested = True
+            self.log("Ctrl-C: stopping after this step (press again to stop at once)")
+
+        previous = signal.signal(signal.SIGINT, handler)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+
+def _matching_model(config, source_train, model_config):
+    """config with its tokenizer and model fields set to those of the run it starts from."""
+    shape = {"tokenizer": source_train["tokenizer"], "vocab_size": source_train["vocab_size"],
+             "model": model_config["type"]}
+    if model_config["type"] == "gpt":
+        shape.update({k: model_config[k] for k in ("n_layer", "n_head", "n_embd", "block_size", "bias")})
+    else:
+        shape.update(n_embd=model_config["n_embd"], lstm_layers=model_config["n_layer"],
+                     lstm_hidden=model_config["hidden_size"], block_size=source_train["block_size"])
+    return dataclasses.replace(config, **shape)
+
+
+def train(config, progress=None, log=None):
+    """Set up and run a training run -> TrainResult. See TrainConfig for the settings."""
+    return Trainer(config, progress, log).run()
+
+
+def evaluate_lm(model, tokens, block_size, batch_size=32, max_batches=None):
+    """Mean loss over consecutive windows of `tokens` -> {"loss", "perplexity", "tokens"}: every
+    token is predicted once (not a random sample), so the number is exact and repeatable."""
+    total, count = 0.0, 0
+    with inference(model):
+        for i, (x, y, _) in enumerate(sequential_batches(tokens, batch_size, block_size)):
+            if max_batches is not None and i >= max_batches:
+                break
+            total += model(x, y)[1].item() * y.size
+            count += y.size
+    loss = total / count
+    return {"loss": loss, "perplexity": math.exp(min(loss, 700.0)), "tokens": count}
