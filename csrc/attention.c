@@ -103,7 +103,9 @@ void attention_forward(float *out, float *lse, const float *q, const float *k, c
                        int bh, int tq, int tk, int hs, int causal, float scale)
 {
     long offset = tk - tq;
-    long ld = (tk + 15) / 16 * 16;  /* K^T rows padded so a 16-wide load never leaves the buffer */
+    /* K^T rows padded so a 16-wide load never leaves the buffer, plus 16 so that rows are not a
+     * power of two apart (which would map them onto the same few L1 cache sets) */
+    long ld = (tk + 15) / 16 * 16 + 16;
     #pragma omp parallel if (bh > 1)
     {
         float *kt = tg_alloc(hs * ld);
@@ -174,7 +176,7 @@ void attention_backward(float *dq, float *dk, float *dv, const float *dout, cons
                         int bh, int tq, int tk, int hs, int causal, float scale)
 {
     long offset = tk - tq;
-    long ld = (tk + 15) / 16 * 16;
+    long ld = (tk + 15) / 16 * 16 + 16;  /* as in forward */
     #pragma omp parallel if (bh > 1)
     {
         float *kt = tg_alloc(hs * ld), *vt = tg_alloc(hs * ld);

@@ -96,6 +96,8 @@ static void microkernel(int kc, const float *restrict a, const float *restrict b
 {
     f32x8 c00 = {0}, c01 = {0}, c10 = {0}, c11 = {0}, c20 = {0}, c21 = {0};
     f32x8 c30 = {0}, c31 = {0}, c40 = {0}, c41 = {0}, c50 = {0}, c51 = {0};
+    for (int i = 0; i < mr; i++) __builtin_prefetch(c + i * rsc, 1);  /* C arrives during the loop */
+    #pragma GCC unroll 4
     for (int p = 0; p < kc; p++) {
         f32x8 b0 = *(const f32x8 *)b, b1 = *(const f32x8 *)(b + 8);  /* packed: 32-byte aligned */
         c00 += a[0] * b0; c01 += a[0] * b1;

@@ -1,0 +1,436 @@
+"""Per-kernel timings: every implementation tinygpt has of a kernel (NumPy reference, Numba, C)
+next to NumPy's BLAS and PyTorch, in one process, interleaved over rounds, medians reported.
+
+    python bench/kernels.py                  # everything, 7 rounds, writes bench/RESULTS.md
+    python bench/kernels.py --quick          # 3 rounds, smaller sgemm sizes, no file written
+    python bench/kernels.py --only attention,lstm --rounds 5
+
+Each round runs every implementation of a case once as a timed block, with a pause before each
+block so that the previous library's idle threads (OpenBLAS, OpenMP, torch) stop spinning on the
+cores. Reported: median time per call, GFLOP/s where the flop count is meaningful, and the ratio
+to the NumPy reference, to BLAS and to PyTorch. Not here: end-to-end training (bench/train.py).
+"""
+
+import argparse
+import gc
+import importlib
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tinygpt import backend  # noqa: E402
+from tinygpt.ops import (adamw, attention, elementwise, layernorm, lstm, matmul,  # noqa: E402
+                         softmax)
+
+BEGIN, END = "<!-- kernels:begin -->", "<!-- kernels:end -->"
+
+
+# ---- the implementations -------------------------------------------------------------------
+
+def kernel_modules():
+    """{backend: module} for the compiled backends that import, and the reasons for the others."""
+    modules, missing = {}, {}
+    for name, (ok, why) in backend.availability().items():
+        if name == "numpy":
+            continue
+        if ok:
+            modules[name] = importlib.import_module(backend._KERNEL_MODULES[name])
+        else:
+            missing[name] = why
+    return modules, missing
+
+
+def try_torch(threads):
+    if os.environ.get("BENCH_NO_TORCH"):
+        return None
+    try:
+        import torch
+    except ImportError:
+        return None
+    torch.set_num_threads(threads)
+    return torch
+
+
+def set_threads(threads, modules, torch):
+    from threadpoolctl import threadpool_limits
+    threadpool_limits(threads)  # OpenBLAS (and any OpenMP runtime threadpoolctl can see)
+    if "c" in modules:
+        modules["c"].set_num_threads(threads)
+    if torch is not None:
+        torch.set_num_threads(threads)
+    try:
+        import numba
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    except Exception:  # Numba absent or its threading layer not started: nothing to set
+        pass
+
+
+def pair(fw_name, bw_name, fw_args, dout_of, fw_kwargs=None):
+    """{backend: fn()} running forward then backward of one registered kernel pair.
+    An implementation that answers NotImplemented for these inputs is left out."""
+    fw_kwargs = fw_kwargs or {}
+    ops = {"matmul": matmul, "attention": attention, "softmax": softmax, "log_softmax": softmax,
+           "cross_entropy": softmax, "layernorm": layernorm, "gelu": elementwise, "lstm": lstm}
+    module = ops[fw_name.rsplit("_", 1)[0]]
+    impls = {"numpy": (getattr(module, fw_name).reference, getattr(module, bw_name).reference)}
+    for name, mod in MODULES.items():
+        if hasattr(mod, fw_name) and hasattr(mod, bw_name):
+            impls[name] = (getattr(mod, fw_name), getattr(mod, bw_name))
+    out = {}
+    for name, (fw, bw) in impls.items():
+        result = fw(*fw_args, **fw_kwargs)
+        if result is NotImplemented:
+            continue
+        dout = dout_of(result[0])
+        out[name] = (lambda fw=fw, bw=bw, dout=dout: bw(dout, fw(*fw_args, **fw_kwargs)[1]))
+    return out
+
+
+def rand(rng, *shape, scale=1.0):
+    return (rng.standard_normal(shape, dtype=np.float32) * scale).astype(np.float32)
+
+
+# ---- the cases -----------------------------------------------------------------------------
+
+def case_sgemm(n, torch):
+    rng = np.random.default_rng(0)
+    a, b = rand(rng, n, n), rand(rng, n, n)
+    impls = {"blas": lambda: a @ b}
+    if "c" in MODULES:
+        impls["c"] = lambda: MODULES["c"].matmul_forward(a, b)
+    if "numba" in MODULES and hasattr(MODULES["numba"], "matmul_forward"):
+        impls["numba"] = lambda: MODULES["numba"].matmul_forward(a, b)
+    if torch is not None:
+        ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+        impls["torch"] = lambda: ta @ tb
+    return impls, 2.0 * n ** 3
+
+
+def case_linear(torch):
+    """The Linear layer's product, forward and backward: (B, T, C) @ (C, 3C), GPT-2 small-ish."""
+    rng = np.random.default_rng(1)
+    B, T, C = 8, 256, 384
+    x, w, g = rand(rng, B, T, C), rand(rng, C, 3 * C), rand(rng, B, T, 3 * C)
+    impls = pair("matmul_forward", "matmul_backward", (x, w), lambda out: g)
+    x2, g2 = x.reshape(-1, C), g.reshape(-1, 3 * C)
+    impls["blas"] = lambda: (x2 @ w, g2 @ w.T, x2.T @ g2)
+    if torch is not None:
+        tx, tw = torch.from_numpy(x).requires_grad_(), torch.from_numpy(w).requires_grad_()
+        tg = torch.from_numpy(g)
+        impls["torch"] = lambda: (tx @ tw).backward(tg)
+    return impls, 3 * 2.0 * B * T * C * 3 * C
+
+
+def case_attention(torch):
+    rng = np.random.default_rng(2)
+    B, nh, T, hs = 8, 6, 256, 64
+    q, k, v, g = (rand(rng, B, nh, T, hs) for _ in range(4))
+    impls = pair("attention_forward", "attention_backward", (q, k, v), lambda out: g)
+    if torch is not None:
+        tq, tk, tv = (torch.from_numpy(a).requires_grad_() for a in (q, k, v))
+        tg = torch.from_numpy(g)
+        sdpa = torch.nn.functional.scaled_dot_product_attention
+        impls["torch"] = lambda: sdpa(tq, tk, tv, is_causal=True).backward(tg)
+    # causal: half of the (T, T) scores; forward 2 products, backward 5 (S recomputed)
+    return impls, 7 * 2.0 * B * nh * (T * (T + 1) / 2) * hs
+
+
+def case_rows(kind, torch):
+    """softmax / log_softmax over attention-sized rows, forward and backward."""
+    rng = np.random.default_rng(3)
+    x, g = rand(rng, 4096, 1024, scale=3.0), rand(rng, 4096, 1024)
+    impls = pair(f"{kind}_forward", f"{kind}_backward", (x,), lambda out: g)
+    if torch is not None:
+        tx, tg = torch.from_numpy(x).requires_grad_(), torch.from_numpy(g)
+        f = torch.softmax if kind == "softmax" else torch.log_softmax
+        impls["torch"] = lambda: f(tx, -1).backward(tg)
+    return impls, None
+
+
+def case_cross_entropy(torch):
+    rng = np.random.default_rng(4)
+    N, V = 2048, 8192
+    logits = rand(rng, N, V, scale=3.0)
+    targets = rng.integers(0, V, N)
+    impls = pair("cross_entropy_forward", "cross_entropy_backward", (logits, targets),
+                 lambda out: np.float32(1.0))
+    if torch is not None:
+        tl, tt = torch.from_numpy(logits).requires_grad_(), torch.from_numpy(targets)
+        impls["torch"] = lambda: torch.nn.functional.cross_entropy(tl, tt).backward()
+    return impls, None
+
+
+def case_layernorm(torch):
+    rng = np.random.default_rng(5)
+    x, w, b, g = rand(rng, 8, 256, 768), rand(rng, 768), rand(rng, 768), rand(rng, 8, 256, 768)
+    impls = pair("layernorm_forward", "layernorm_backward", (x, w, b), lambda out: g)
+    if torch is not None:
+        tx, tw, tb = (torch.from_numpy(a).requires_grad_() for a in (x, w, b))
+        tg = torch.from_numpy(g)
+        impls["torch"] = lambda: torch.nn.functional.layer_norm(tx, (768,), tw, tb).backward(tg)
+    return impls, None
+
+
+def case_gelu(torch):
+    rng = np.random.default_rng(6)
+    x, g = rand(rng, 8, 256, 3072), rand(rng, 8, 256, 3072)
+    impls = pair("gelu_forward", "gelu_backward", (x,), lambda out: g)
+    if torch is not None:
+        tx, tg = torch.from_numpy(x).requires_grad_(), torch.from_numpy(g)
+        impls["torch"] = lambda: torch.nn.functional.gelu(tx, approximate="tanh").backward(tg)
+    return impls, None
+
+
+def case_adamw(torch):
+    rng = np.random.default_rng(7)
+    n = 4_000_000
+    state = [rand(rng, n), rand(rng, n), np.zeros(n, np.float32), np.zeros(n, np.float32)]
+    args = (1e-3, 0.9, 0.95, 1e-8, 0.1, 10)
+    impls = {"numpy": lambda: adamw.adamw_update.reference(*state, *args)}
+    for name, mod in MODULES.items():
+        if hasattr(mod, "adamw_update"):
+            impls[name] = lambda mod=mod: mod.adamw_update(*state, *args)
+    if torch is not None:
+        p = torch.nn.Parameter(torch.from_numpy(state[0].copy()))
+        p.grad = torch.from_numpy(state[1])
+        opt = torch.optim.AdamW([p], lr=1e-3, betas=(0.9, 0.95), weight_decay=0.1)
+        impls["torch"] = opt.step
+    return impls, None
+
+
+def case_lstm(torch):
+    """2-layer LSTM, batch 64, T=100, input 64, hidden 128: both layers forward, then backward."""
+    rng = np.random.default_rng(8)
+    B, T, I, D = 64, 100, 64, 128
+    x, g = rand(rng, B, T, I), rand(rng, B, T, D)
+    h0 = np.zeros((B, D), np.float32)
+    s = 1 / math.sqrt(D)
+    layers = [(rand(rng, I, 4 * D, scale=s), rand(rng, D, 4 * D, scale=s), rand(rng, 4 * D, scale=s)),
+              (rand(rng, D, 4 * D, scale=s), rand(rng, D, 4 * D, scale=s), rand(rng, 4 * D, scale=s))]
+    impls = {"numpy": (lstm.lstm_forward.reference, lstm.lstm_backward.reference)}
+    for name, mod in MODULES.items():
+        if hasattr(mod, "lstm_forward") and hasattr(mod, "lstm_backward"):
+            impls[name] = (mod.lstm_forward, mod.lstm_backward)
+
+    def run(fw, bw):
+        (o1, _, _), c1 = fw(x, h0, h0, *layers[0])
+        (o2, _, _), c2 = fw(o1, h0, h0, *layers[1])
+        d2 = bw((g, None, None), c2)
+        return bw((d2[0], None, None), c1)
+
+    out = {name: (lambda fw=fw, bw=bw: run(fw, bw)) for name, (fw, bw) in impls.items()}
+    if torch is not None:
+        net = torch.nn.LSTM(I, D, num_layers=2, batch_first=True)
+        tx, tg = torch.from_numpy(x).requires_grad_(), torch.from_numpy(g)
+        out["torch"] = lambda: net(tx)[0].backward(tg)
+    # per layer and step: forward 2 products (x W_ih, h W_hh), backward 4 (dx, dh, dW_ih, dW_hh)
+    flops = sum(6 * 2.0 * B * T * (i + D) * 4 * D for i in (I, D))
+    return out, flops
+
+
+# ---- timing --------------------------------------------------------------------------------
+
+def first_call_seconds(fn):
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def measure(impls, rounds, pause, target):
+    """{impl: median seconds per call}: each round times every impl in turn (order alternating),
+    reps chosen so a block takes about `target` seconds."""
+    reps = {}
+    for name, fn in impls.items():
+        fn()  # warm: pages touched, threads started
+        t = min(first_call_seconds(fn) for _ in range(2))
+        reps[name] = max(1, min(200, int(target / max(t, 1e-6))))
+    samples = {name: [] for name in impls}
+    names = list(impls)
+    for r in range(rounds):
+        for name in (names if r % 2 == 0 else names[::-1]):
+            gc.collect()
+            time.sleep(pause)
+            fn, n = impls[name], reps[name]
+            t0 = time.perf_counter()
+            for _ in range(n):
+                fn()
+            samples[name].append((time.perf_counter() - t0) / n)
+    return {name: statistics.median(v) for name, v in samples.items()}
+
+
+def numba_compile_times():
+    """Seconds of the first call of each Numba kernel in this process (compile or cache load)."""
+    mod = MODULES.get("numba")
+    if mod is None:
+        return {}
+    rng = np.random.default_rng(9)
+    x = rand(rng, 4, 8, 16)
+    calls = {
+        "matmul_forward": lambda: mod.matmul_forward(x, rand(rng, 16, 8)),
+        "attention_forward": lambda: mod.attention_forward(*(rand(rng, 1, 2, 8, 16) for _ in range(3))),
+        "softmax_forward": lambda: mod.softmax_forward(x),
+        "layernorm_forward": lambda: mod.layernorm_forward(x, rand(rng, 16), rand(rng, 16)),
+        "gelu_forward": lambda: mod.gelu_forward(x),
+    }
+    return {name: first_call_seconds(fn) for name, fn in calls.items() if hasattr(mod, name)}
+
+
+# ---- reporting -----------------------------------------------------------------------------
+
+def fmt_time(seconds):
+    return f"{seconds * 1e3:.3f} ms" if seconds < 0.1 else f"{seconds * 1e3:.0f} ms"
+
+
+def table(headers, rows):
+    cells = [["–" if c is None else str(c) for c in row] for row in rows]
+    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
+    line = lambda r: "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |"  # noqa: E731
+    return "\n".join([line(headers), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
+                     + [line(r) for r in cells])
+
+
+def machine():
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        out = ""
+    fields = dict((k.strip(), v.strip()) for k, v in
+                  (line.split(":", 1) for line in out.splitlines() if ":" in line))
+    flags = fields.get("Flags", "").split()
+    simd = "/".join(f for f in ("avx2", "fma", "avx512f") if f in flags) or "no AVX2"
+    lines = [f"- CPU: {fields.get('Model name', platform.processor())}, {fields.get('CPU(s)', os.cpu_count())} "
+             f"CPUs, L1d {fields.get('L1d cache', '?')}, L2 {fields.get('L2 cache', '?')}, "
+             f"L3 {fields.get('L3 cache', '?')}, SIMD: {simd}"]
+    import numba
+    lines.append(f"- Python {platform.python_version()}, NumPy {np.__version__}, Numba {numba.__version__}"
+                 + (f", PyTorch {sys.modules['torch'].__version__}" if "torch" in sys.modules else ""))
+    try:
+        from threadpoolctl import threadpool_info
+        for pool in threadpool_info():
+            lines.append(f"- {pool.get('internal_api')} {pool.get('version')}: kernel "
+                         f"{pool.get('architecture')}, {pool.get('num_threads')} threads")
+    except ImportError:
+        pass
+    env = {k: os.environ.get(k) for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OMP_NUM_THREADS")}
+    lines.append("- Environment: " + (", ".join(f"{k}={v}" for k, v in env.items() if v) or
+                                      "OPENBLAS_CORETYPE, OPENBLAS_L2_SIZE, OMP_NUM_THREADS unset"))
+    la = os.getloadavg()
+    lines.append(f"- Load average at the start: {la[0]:.2f} / {la[1]:.2f} / {la[2]:.2f} (other "
+                 f"people's jobs share these 2 cores: expect noise of 10-30%)")
+    return "\n".join(lines)
+
+
+def ratio(a, b):
+    return None if a is None or b is None else f"{b / a:.2f}×"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="3 rounds, short blocks, no file")
+    parser.add_argument("--rounds", type=int, default=None)
+    parser.add_argument("--only", default="", help="comma-separated: sgemm,linear,attention,"
+                        "softmax,log_softmax,cross_entropy,layernorm,gelu,adamw,lstm")
+    parser.add_argument("--threads", type=int, default=2, help="threads for the kernel table")
+    parser.add_argument("--write", default=None, help="markdown file for the results "
+                        "(default bench/RESULTS.md unless --quick)")
+    args = parser.parse_args(argv)
+    rounds = args.rounds or (3 if args.quick else 7)
+    pause = 0.15 if args.quick else 0.3
+    target = 0.05 if args.quick else 0.2
+    only = set(filter(None, args.only.split(",")))
+    want = lambda name: not only or name in only  # noqa: E731
+
+    global MODULES
+    MODULES, missing = kernel_modules()
+    torch = try_torch(args.threads)
+    compile_times = numba_compile_times()
+    print(machine())
+    for name, why in missing.items():
+        print(f"- {name} backend not available: {why}")
+    sections = []
+
+    if want("sgemm"):
+        sizes = (256, 512, 1024) if args.quick else (256, 512, 1024, 2048)
+        rows = []
+        for threads in (1, 2):
+            set_threads(threads, MODULES, torch)
+            for n in sizes:
+                impls, flops = case_sgemm(n, torch)
+                t = measure(impls, rounds, pause, target)
+                gf = {k: flops / v / 1e9 for k, v in t.items()}
+                rows.append([threads, n] + [f"{gf[k]:.1f}" if k in gf else None
+                                            for k in ("c", "numba", "blas", "torch")]
+                            + [f"{gf['c'] / gf['blas']:.2f}" if "c" in gf else None,
+                               f"{gf['c'] / gf['torch']:.2f}" if "c" in gf and "torch" in gf else None])
+                print(f"sgemm threads={threads} n={n}: " + ", ".join(f"{k} {v:.1f} GFLOP/s" for k, v in gf.items()))
+        sections.append("### sgemm, (n, n) @ (n, n) float32, GFLOP/s\n\n" + table(
+            ["threads", "n", "C", "Numba", "NumPy BLAS", "torch", "C / BLAS", "C / torch"], rows))
+
+    set_threads(args.threads, MODULES, torch)
+    cases = [("linear", "matmul fwd+bwd, (8, 256, 384) @ (384, 1152)", case_linear),
+             ("attention", "attention fwd+bwd, B=8 nh=6 T=256 hs=64 causal", case_attention),
+             ("softmax", "softmax fwd+bwd, (4096, 1024)", lambda t: case_rows("softmax", t)),
+             ("log_softmax", "log_softmax fwd+bwd, (4096, 1024)", lambda t: case_rows("log_softmax", t)),
+             ("cross_entropy", "cross_entropy fwd+bwd, N=2048 V=8192", case_cross_entropy),
+             ("layernorm", "layernorm fwd+bwd, (8, 256, 768)", case_layernorm),
+             ("gelu", "gelu fwd+bwd, (8, 256, 3072)", case_gelu),
+             ("adamw", "adamw_update, 4M parameters", case_adamw),
+             ("lstm", "LSTM 2 layers fwd+bwd, B=64 T=100 I=64 D=128", case_lstm)]
+    rows = []
+    for key, label, make in cases:
+        if not want(key):
+            continue
+        impls, flops = make(torch)
+        t = measure(impls, rounds, pause, target)
+        gf = lambda k: f"{flops / t[k] / 1e9:.1f}" if flops and k in t else None  # noqa: E731
+        get = lambda k: fmt_time(t[k]) if k in t else None  # noqa: E731
+        rows.append([label, get("numpy"), get("numba"), get("c"), get("blas"), get("torch"),
+                     gf("c"), ratio(t.get("c"), t.get("numpy")), ratio(t.get("c"), t.get("blas")),
+                     ratio(t.get("c"), t.get("torch")), ratio(t.get("numba"), t.get("numpy"))])
+        print(f"{label}: " + ", ".join(f"{k} {fmt_time(v)}" for k, v in t.items()))
+    if rows:
+        sections.append(f"### kernels, {args.threads} threads, median time per call\n\n"
+                        "Speedups are time(other) / time(C): above 1 means C is faster.\n\n" + table(
+                            ["case", "NumPy ref", "Numba", "C", "BLAS", "torch", "C GFLOP/s",
+                             "C vs ref", "C vs BLAS", "C vs torch", "Numba vs ref"], rows))
+    if compile_times:
+        sections.append("### Numba first call (compile, or load from NUMBA_CACHE_DIR)\n\n" + table(
+            ["kernel", "seconds"], [[k, f"{v:.2f}"] for k, v in compile_times.items()]))
+
+    command = "python " + " ".join([os.path.relpath(__file__, ROOT)] + (argv if argv is not None else sys.argv[1:]))
+    report = "\n\n".join([f"## Kernels (bench/kernels.py)\n\n{time.strftime('%Y-%m-%d')}, "
+                          f"{rounds} interleaved rounds, pause {pause} s between blocks.\n\n"
+                          f"```\n{command}\n```\n\n{machine()}"] + sections)
+    print()
+    print(report)
+    path = args.write or (None if args.quick else str(ROOT / "bench" / "RESULTS.md"))
+    if path:
+        write_section(Path(path), report)
+        print(f"\nwritten to {path}")
+
+
+def write_section(path, report):
+    """Replace the kernels section of `path` (between the markers), keeping everything else."""
+    text = path.read_text() if path.exists() else "# Benchmark results\n"
+    block = f"{BEGIN}\n{report}\n{END}"
+    if BEGIN in text and END in text:
+        text = text[:text.index(BEGIN)] + block + text[text.index(END) + len(END):]
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    path.write_text(text)
+
+
+MODULES = {}
+
+if __name__ == "__main__":
+    main()
