@@ -53,7 +53,7 @@ class TrainConfig:
     batch_size: int = 12
     max_lr: float = 1e-3
     min_lr: float = 1e-4
-    warmup_steps: int = 100
+    warmup_steps: Optional[int] = None  # None: min(100, steps // 10)
     lr_decay_steps: Optional[int] = None  # the cosine reaches min_lr here; None: at `steps`
     schedule: str = "cosine"  # cosine (warmup, then cosine to min_lr) | constant (max_lr)
     weight_decay: float = 0.1
@@ -77,10 +77,11 @@ class TrainConfig:
         for name in ("vocab_size", "n_layer", "n_head", "n_embd", "block_size", "lstm_layers",
                      "lstm_hidden", "batch_size", "eval_interval", "eval_iters", "keep_checkpoints"):
             _check_int(self, name, minimum=1)
-        for name in ("steps", "warmup_steps", "sample_tokens", "seed"):
+        for name in ("steps", "sample_tokens", "seed"):
             _check_int(self, name, minimum=0)
-        if self.lr_decay_steps is not None:
-            _check_int(self, "lr_decay_steps", minimum=0)
+        for name in ("warmup_steps", "lr_decay_steps"):
+            if getattr(self, name) is not None:
+                _check_int(self, name, minimum=0)
         for name in ("max_lr", "min_lr", "weight_decay", "grad_clip"):
             _check_number(self, name, low=0.0)
         for name, low, high in (("dropout", 0.0, 1.0), ("beta1", 0.0, 1.0), ("beta2", 0.0, 1.0),
@@ -92,7 +93,7 @@ class TrainConfig:
         if self.min_lr > self.max_lr:
             raise ValueError(f"min_lr ({self.min_lr}) must not exceed max_lr ({self.max_lr})")
         decay = self.steps if self.lr_decay_steps is None else self.lr_decay_steps
-        if self.schedule == "cosine" and self.warmup_steps > decay:
+        if self.schedule == "cosine" and self.warmup_steps is not None and self.warmup_steps > decay:
             raise ValueError(f"warmup_steps ({self.warmup_steps}) must not exceed lr_decay_steps "
                              f"({decay}); lower --warmup-steps or raise --steps")
         if self.model == "gpt" and self.n_embd % self.n_head:
@@ -123,7 +124,8 @@ class TrainConfig:
         out_dir = self.out_dir or str(Path("runs") / f"{self.source_name}-{self.tokenizer}-{self.model}")
         corpus = self.corpus if self.data is not None or self.corpus else default_corpus_name()
         decay = self.steps if self.lr_decay_steps is None else self.lr_decay_steps
-        return dataclasses.replace(self, corpus=corpus, out_dir=out_dir, lr_decay_steps=decay)
+        warmup = min(100, decay // 10) if self.warmup_steps is None else self.warmup_steps
+        return dataclasses.replace(self, corpus=corpus, out_dir=out_dir, lr_decay_steps=decay, warmup_steps=warmup)
 
     def model_config(self, vocab_size):
         """-> {"type": "gpt"|"lstm", ...the GPTConfig/LSTMConfig fields}, what a run's config.json stores."""

