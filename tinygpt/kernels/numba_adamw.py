@@ -8,7 +8,7 @@ that are not C-contiguous (an update in place cannot work on a copy): the refere
 import numpy as np
 from numba import njit, prange
 
-from .numba_math import FAST
+from .numba_math import FAST, threads_for
 
 
 @njit(parallel=True, fastmath=FAST, error_model="numpy", cache=True)
@@ -36,7 +36,8 @@ def adamw_update(param, grad, m, v, lr, beta1, beta2, eps, weight_decay, step):
             or not isinstance(grad, np.ndarray) or grad.dtype != np.float32 or grad.shape != param.shape:
         return NotImplemented
     f32 = np.float32
-    _adamw_flat(param.reshape(-1), np.ascontiguousarray(grad).reshape(-1), m.reshape(-1), v.reshape(-1),
-                f32(1.0 - lr * weight_decay), f32(beta1), f32(1.0 - beta1), f32(beta2), f32(1.0 - beta2),
-                f32(lr), f32(1.0 / (1.0 - beta1 ** step)), f32(1.0 / (1.0 - beta2 ** step)), f32(eps))
+    with threads_for(param.size):
+        _adamw_flat(param.reshape(-1), np.ascontiguousarray(grad).reshape(-1), m.reshape(-1), v.reshape(-1),
+                    f32(1.0 - lr * weight_decay), f32(beta1), f32(1.0 - beta1), f32(beta2), f32(1.0 - beta2),
+                    f32(lr), f32(1.0 / (1.0 - beta1 ** step)), f32(1.0 / (1.0 - beta2 ** step)), f32(eps))
     return None

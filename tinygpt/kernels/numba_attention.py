@@ -12,7 +12,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from .numba_math import FAST, exp32
+from .numba_math import FAST, exp32, threads_for
 
 _KEY_TILE = 64  # keys per tile: their scores, a few hundred bytes, stay in L1 between the passes
 
@@ -83,7 +83,8 @@ def attention_forward(q, k, v, causal=True, scale=None):
     out = np.empty((b * nh, tq, hs), dtype=np.float32)
     lse = np.empty((b * nh, tq), dtype=np.float32)
     q, k, v = np.ascontiguousarray(q), np.ascontiguousarray(k), np.ascontiguousarray(v)
-    _attention_forward_heads(_heads(q), _heads(k), _heads(v), bool(causal), np.float32(scale), out, lse)
+    with threads_for(q.size * k.shape[2]):  # multiply-adds of Q Kᵀ
+        _attention_forward_heads(_heads(q), _heads(k), _heads(v), bool(causal), np.float32(scale), out, lse)
     out = out.reshape(q.shape)
     return out, (q, k, v, out, lse.reshape(b, nh, tq), causal, scale)
 
@@ -132,7 +133,8 @@ def attention_backward(dout, cache):
             or dout.shape != q.shape or out.shape != q.shape or lse.shape != q.shape[:3]:
         return NotImplemented
     dq, dk, dv = np.zeros(q.shape, np.float32), np.zeros(k.shape, np.float32), np.zeros(v.shape, np.float32)
-    _attention_backward_heads(_heads(q), _heads(k), _heads(v), _heads(out), _heads(dout),
-                              np.ascontiguousarray(lse).reshape(-1, q.shape[2]), bool(causal),
-                              np.float32(scale), _heads(dq), _heads(dk), _heads(dv))
+    with threads_for(q.size * k.shape[2]):
+        _attention_backward_heads(_heads(q), _heads(k), _heads(v), _heads(out), _heads(dout),
+                                  np.ascontiguousarray(lse).reshape(-1, q.shape[2]), bool(causal),
+                                  np.float32(scale), _heads(dq), _heads(dk), _heads(dv))
     return dq, dk, dv

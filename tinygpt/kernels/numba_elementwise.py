@@ -10,7 +10,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from .numba_math import FAST, exp32
+from .numba_math import FAST, exp32, threads_for
 
 GELU_SCALE = np.float32(math.sqrt(2.0 / math.pi))  # the constants of tinygpt/ops/elementwise.py
 GELU_CUBIC = np.float32(0.044715)
@@ -32,7 +32,8 @@ def gelu_forward(x):
         return NotImplemented
     flat = np.ascontiguousarray(x).reshape(-1)
     out = np.empty_like(flat)
-    _gelu_flat(flat, out)
+    with threads_for(flat.size):
+        _gelu_flat(flat, out)
     return out.reshape(x.shape), x
 
 
@@ -56,5 +57,6 @@ def gelu_backward(dout, x):
         return NotImplemented
     flat = np.ascontiguousarray(x).reshape(-1)
     dx = np.empty_like(flat)
-    _gelu_backward_flat(np.ascontiguousarray(dout).reshape(-1), flat, dx)
+    with threads_for(flat.size):
+        _gelu_backward_flat(np.ascontiguousarray(dout).reshape(-1), flat, dx)
     return dx.reshape(x.shape)

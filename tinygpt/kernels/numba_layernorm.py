@@ -11,7 +11,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from .numba_math import FAST, as_rows
+from .numba_math import FAST, as_rows, threads_for
 
 _CHUNKS = 16  # fixed, not the thread count, so dw and db do not depend on how many cores there are
 
@@ -52,8 +52,9 @@ def layernorm_forward(x, w, b, eps=1e-5):
     out, xhat = np.empty_like(rows), np.empty_like(rows)
     rstd = np.empty((rows.shape[0], 1), dtype=np.float32)
     has_bias = b is not None
-    _layernorm_rows(rows, np.ascontiguousarray(w), np.ascontiguousarray(b if has_bias else w),
-                    has_bias, np.float32(eps), out, xhat, rstd)
+    with threads_for(rows.size):
+        _layernorm_rows(rows, np.ascontiguousarray(w), np.ascontiguousarray(b if has_bias else w),
+                        has_bias, np.float32(eps), out, xhat, rstd)
     return out.reshape(x.shape), (xhat.reshape(x.shape), rstd.reshape(x.shape[:-1] + (1,)), w, b is None)
 
 
@@ -92,7 +93,8 @@ def layernorm_backward(dout, cache):
     chunks = max(1, min(_CHUNKS, rows.shape[0]))
     dw_parts = np.zeros((chunks, c), dtype=np.float32)
     db_parts = np.zeros((chunks, c), dtype=np.float32)
-    _layernorm_backward_rows(as_rows(dout), rows, as_rows(rstd), np.ascontiguousarray(w),
-                             dx, dw_parts, db_parts)
+    with threads_for(rows.size):
+        _layernorm_backward_rows(as_rows(dout), rows, as_rows(rstd), np.ascontiguousarray(w),
+                                 dx, dw_parts, db_parts)
     db = None if no_bias else db_parts.sum(axis=0)
     return dx.reshape(xhat.shape), dw_parts.sum(axis=0), db

@@ -1,5 +1,6 @@
 """What every Numba kernel shares: the fast-math flags, a vectorisable float32 exp, and sigmoid/tanh
-built on it, plus `as_rows` which lays an input out the way the kernels read it.
+built on it; `as_rows`, which lays an input out the way the kernels read it; `threads_for`, which
+keeps small calls on one thread.
 
 The exp exists because Numba without Intel's SVML calls the scalar libm expf once per element;
 written as plain arithmetic, LLVM turns the loop into AVX instructions, 8 lanes at a time.
@@ -8,10 +9,17 @@ NOTE: Numba's on-disk cache only watches the file of the function it caches. Aft
 file, touch the numba_*.py files that use it (or delete their __pycache__), or they keep the old code.
 """
 
+import contextlib
+
+import numba
 import numpy as np
 from numba import njit
 from numba import types
 from numba.extending import intrinsic
+
+# Below this much work (elements, or multiply-adds) a call runs on one thread: waking Numba's workers
+# for a `prange` costs ~10 µs on an idle machine and can cost 100s of µs on a busy one.
+SMALL_WORK = 1 << 15
 
 # Fast-math without 'nnan' and 'ninf': the kernels may reorder sums (so reductions vectorise) and
 # fuse multiply-adds, but must keep -inf (the causal mask, exp(-inf) = 0) and nan meaning what they mean.
@@ -81,3 +89,17 @@ def as_rows(x):
     """(..., V) float32 -> a C-contiguous (N, V) array with the same values (a view when possible)."""
     v = x.shape[-1] if x.ndim else 1
     return np.ascontiguousarray(x).reshape(-1, v)
+
+
+@contextlib.contextmanager
+def threads_for(work):
+    """`with threads_for(n):` runs the block's parallel kernels on every thread, or on one if n is small."""
+    if work >= SMALL_WORK:
+        yield
+        return
+    previous = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(previous)

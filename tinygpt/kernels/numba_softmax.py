@@ -10,7 +10,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from .numba_math import FAST, as_rows, exp32
+from .numba_math import FAST, as_rows, exp32, threads_for
 
 
 def _last_axis_float32(x, axis):
@@ -40,7 +40,8 @@ def softmax_forward(x, axis=-1):
         return NotImplemented
     rows = as_rows(x)
     out = np.empty_like(rows)
-    _softmax_rows(rows, out)
+    with threads_for(rows.size):
+        _softmax_rows(rows, out)
     out = out.reshape(x.shape)
     return out, (out, axis)
 
@@ -64,7 +65,8 @@ def softmax_backward(dout, cache):
         return NotImplemented
     rows = as_rows(out)
     dx = np.empty_like(rows)
-    _softmax_backward_rows(as_rows(dout), rows, dx)
+    with threads_for(rows.size):
+        _softmax_backward_rows(as_rows(dout), rows, dx)
     return dx.reshape(out.shape)
 
 
@@ -77,10 +79,13 @@ def _log_softmax_rows(x, out):
             row_max = max(row_max, x[n, j])
         total = np.float32(0.0)
         for j in range(x.shape[1]):
-            total += exp32(x[n, j] - row_max)
-        lse = row_max + np.float32(math.log(total))  # log-sum-exp of the row
+            out[n, j] = x[n, j] - row_max
+            total += exp32(out[n, j])
+        # out = (x - max) - log(sum), in that order: x - (max + log(sum)) would round max + log(sum)
+        # to the precision of max, ~1e-3 for logits of 1e4
+        log_total = np.float32(math.log(total))
         for j in range(x.shape[1]):
-            out[n, j] = x[n, j] - lse
+            out[n, j] -= log_total
 
 
 def log_softmax_forward(x, axis=-1):
@@ -89,7 +94,8 @@ def log_softmax_forward(x, axis=-1):
         return NotImplemented
     rows = as_rows(x)
     out = np.empty_like(rows)
-    _log_softmax_rows(rows, out)
+    with threads_for(rows.size):
+        _log_softmax_rows(rows, out)
     out = out.reshape(x.shape)
     return out, (out, axis)
 
@@ -113,7 +119,8 @@ def log_softmax_backward(dout, cache):
         return NotImplemented
     rows = as_rows(out)
     dx = np.empty_like(rows)
-    _log_softmax_backward_rows(as_rows(dout), rows, dx)
+    with threads_for(rows.size):
+        _log_softmax_backward_rows(as_rows(dout), rows, dx)
     return dx.reshape(out.shape)
 
 
@@ -155,7 +162,8 @@ def cross_entropy_forward(logits, targets, ignore_index=-100, reduction="mean"):
     n = logits.shape[0]
     lse = np.empty((n, 1), dtype=np.float32)
     losses = np.empty(n, dtype=np.float32)
-    _cross_entropy_rows(np.ascontiguousarray(logits), safe, keep, lse, losses)
+    with threads_for(logits.size):
+        _cross_entropy_rows(np.ascontiguousarray(logits), safe, keep, lse, losses)
     count = int(keep.sum())
     if reduction == "mean":
         # NOTE: with every target ignored this is 0/0 = nan, as in the reference and PyTorch
@@ -195,6 +203,7 @@ def cross_entropy_backward(dout, cache):
     else:
         row_scale = np.ascontiguousarray(dout, dtype=np.float32).reshape(n)
     dlogits = np.empty((n, logits.shape[1]), dtype=np.float32)
-    _cross_entropy_backward_rows(np.ascontiguousarray(logits), np.ascontiguousarray(lse),
-                                 safe, keep, row_scale, dlogits)
+    with threads_for(logits.size):
+        _cross_entropy_backward_rows(np.ascontiguousarray(logits), np.ascontiguousarray(lse),
+                                     safe, keep, row_scale, dlogits)
     return dlogits, None
