@@ -150,6 +150,12 @@ def test_generate_restores_the_mode_and_never_leaves_gradients_off():
     assert model.training
 
 
+@pytest.mark.parametrize("make", [tiny_gpt, tiny_lstm])
+def test_model_generate_method_is_generate(make):
+    model, idx = make(), np.array([[1, 2, 3]])
+    np.testing.assert_array_equal(model.generate(idx, 5, top_k=3, seed=2), generate(model, idx, 5, top_k=3, seed=2))
+
+
 def test_generate_needs_a_language_model():
     with pytest.raises(TypeError, match="SequenceClassifier"):
         generate(SequenceClassifier(tiny_gpt(), 2), np.array([[1, 2]]), 3)

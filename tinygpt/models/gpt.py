@@ -151,6 +151,11 @@ class GPT(Module):
         return KVCache(c.n_layer, batch_size, c.n_head, max_len or c.block_size, c.n_embd // c.n_head,
                        dtype=self.transformer.wte.weight.dtype)
 
+    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, seed=None):
+        """idx: (B, T) -> (B, T + max_new_tokens), sampled through a KV cache (tinygpt/generate.py)."""
+        from tinygpt.generate import generate  # generate.py imports this module: import on use
+        return generate(self, idx, max_new_tokens, temperature, top_k, top_p, seed)
+
     @property
     def feature_size(self):
         return self.config.n_embd

@@ -70,6 +70,11 @@ class LSTMLanguageModel(Module):
         dtype = self.lm_head.weight.dtype
         return np.zeros(shape, dtype), np.zeros(shape, dtype)
 
+    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, seed=None):
+        """idx: (B, T) -> (B, T + max_new_tokens), carrying the (h, c) state (tinygpt/generate.py)."""
+        from tinygpt.generate import generate  # generate.py imports the models: import on use
+        return generate(self, idx, max_new_tokens, temperature, top_k, top_p, seed)
+
     @property
     def feature_size(self):
         return self.config.hidden_size
