@@ -247,3 +247,9 @@ def test_evaluate_lm_reads_every_window_once(tmp_path, text_file):
 def test_steps_zero_still_leaves_a_loadable_run(tmp_path, text_file):
     result = train(tiny(tmp_path, text_file, steps=0, warmup_steps=0))
     assert result.step == 0 and load_run(tmp_path / "run").step == 0
+
+
+def test_loss_curve_png_when_matplotlib_is_installed(tmp_path, text_file):
+    pytest.importorskip("matplotlib")
+    train(tiny(tmp_path, text_file))
+    assert (tmp_path / "run" / "loss.png").stat().st_size > 0
