@@ -239,6 +239,14 @@ def test_info_lists_version_backends_kernels_and_corpora(capsys):
     assert "tinygpt 0.1.0" in out and "backend mode" in out and "matmul_forward" in out and "pydoc" in out
 
 
+def test_backend_option_applies_to_the_command_only(capsys):
+    from tinygpt import backend
+    before = backend.get_backend()
+    code, out, _ = run(capsys, "info", "--backend", "numpy")
+    assert code == 0 and "backend mode: numpy" in out
+    assert backend.get_backend() == before
+
+
 def test_corpora_lists_every_corpus(capsys):
     code, out, _ = run(capsys, "corpora")
     assert code == 0 and all(name in out for name in ("shakespeare", "news-zh", "sentiment-zh", "pydoc"))

@@ -351,13 +351,12 @@ def main(argv=None):
     debug = "--debug" in argv
     try:
         args = build_parser().parse_args(argv)
-        if getattr(args, "backend", None):
-            from tinygpt import backend
-            backend.set_backend(args.backend)
         if not getattr(args, "func", None):
             build_parser().print_help()
             return EXIT_USAGE
-        return args.func(args)
+        from tinygpt import backend
+        with backend.use(getattr(args, "backend", None) or backend.get_backend()):  # restored after
+            return args.func(args)
     except SystemExit as e:  # --help and --version exit through argparse
         return e.code if isinstance(e.code, int) else 0
     except KeyboardInterrupt:

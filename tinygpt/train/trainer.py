@@ -120,7 +120,8 @@ class Trainer:
         if differences:
             name, given, was = differences[0]
             raise ValueError(f"cannot resume {self.run_dir}: {name} is {given!r} but the run was made with "
-                             f"{was!r}; a resumed run keeps its settings except {', '.join(('steps', 'eval_interval', 'eval_iters'))}")
+                             f"{was!r}; a resumed run keeps its settings (only steps and the evaluation "
+                             f"settings may change)")
         path = latest_checkpoint(self.run_dir)
         if path is None:
             raise ValueError(f"{self.run_dir} has no checkpoint to resume from (ckpt_*.json)")
