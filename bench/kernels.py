@@ -340,7 +340,10 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=None)
     parser.add_argument("--only", default="", help="comma-separated: sgemm,linear,attention,"
                         "softmax,log_softmax,cross_entropy,layernorm,gelu,adamw,lstm")
-    parser.add_argument("--threads", type=int, default=2, help="threads for the kernel table")
+    parser.add_argument("--threads", default="2", help="comma-separated thread counts, one kernel "
+                        "table each (sgemm always runs on 1 and 2)")
+    parser.add_argument("--impls", default="", help="comma-separated subset of numpy,numba,c,"
+                        "blas,torch (e.g. leave out the slow NumPy reference)")
     parser.add_argument("--write", default=None, help="markdown file for the results "
                         "(default bench/RESULTS.md unless --quick)")
     args = parser.parse_args(argv)
@@ -348,11 +351,14 @@ def main(argv=None):
     pause = 0.15 if args.quick else 0.3
     target = 0.05 if args.quick else 0.2
     only = set(filter(None, args.only.split(",")))
+    impl_filter = set(filter(None, args.impls.split(",")))
+    pick = lambda impls: {k: v for k, v in impls.items() if not impl_filter or k in impl_filter}  # noqa: E731
+    thread_counts = [int(t) for t in args.threads.split(",")]
     want = lambda name: not only or name in only  # noqa: E731
 
     global MODULES
     MODULES, missing = kernel_modules()
-    torch = try_torch(args.threads)
+    torch = try_torch(thread_counts[0])
     compile_times = numba_compile_times()
     print(machine())
     for name, why in missing.items():
@@ -366,17 +372,16 @@ def main(argv=None):
             set_threads(threads, MODULES, torch)
             for n in sizes:
                 impls, flops = case_sgemm(n, torch)
-                t = measure(impls, rounds, pause, target)
+                t = measure(pick(impls), rounds, pause, target)
                 gf = {k: flops / v / 1e9 for k, v in t.items()}
                 rows.append([threads, n] + [f"{gf[k]:.1f}" if k in gf else None
                                             for k in ("c", "numba", "blas", "torch")]
-                            + [f"{gf['c'] / gf['blas']:.2f}" if "c" in gf else None,
+                            + [f"{gf['c'] / gf['blas']:.2f}" if "c" in gf and "blas" in gf else None,
                                f"{gf['c'] / gf['torch']:.2f}" if "c" in gf and "torch" in gf else None])
                 print(f"sgemm threads={threads} n={n}: " + ", ".join(f"{k} {v:.1f} GFLOP/s" for k, v in gf.items()))
         sections.append("### sgemm, (n, n) @ (n, n) float32, GFLOP/s\n\n" + table(
             ["threads", "n", "C", "Numba", "NumPy BLAS", "torch", "C / BLAS", "C / torch"], rows))
 
-    set_threads(args.threads, MODULES, torch)
     cases = [("linear", "matmul fwd+bwd, (8, 256, 384) @ (384, 1152)", case_linear),
              ("attention", "attention fwd+bwd, B=8 nh=6 T=256 hs=64 causal", case_attention),
              ("softmax", "softmax fwd+bwd, (4096, 1024)", lambda t: case_rows("softmax", t)),
@@ -386,23 +391,25 @@ def main(argv=None):
              ("gelu", "gelu fwd+bwd, (8, 256, 3072)", case_gelu),
              ("adamw", "adamw_update, 4M parameters", case_adamw),
              ("lstm", "LSTM 2 layers fwd+bwd, B=64 T=100 I=64 D=128", case_lstm)]
-    rows = []
-    for key, label, make in cases:
-        if not want(key):
-            continue
-        impls, flops = make(torch)
-        t = measure(impls, rounds, pause, target)
-        gf = lambda k: f"{flops / t[k] / 1e9:.1f}" if flops and k in t else None  # noqa: E731
-        get = lambda k: fmt_time(t[k]) if k in t else None  # noqa: E731
-        rows.append([label, get("numpy"), get("numba"), get("c"), get("blas"), get("torch"),
-                     gf("c"), ratio(t.get("c"), t.get("numpy")), ratio(t.get("c"), t.get("blas")),
-                     ratio(t.get("c"), t.get("torch")), ratio(t.get("numba"), t.get("numpy"))])
-        print(f"{label}: " + ", ".join(f"{k} {fmt_time(v)}" for k, v in t.items()))
-    if rows:
-        sections.append(f"### kernels, {args.threads} threads, median time per call\n\n"
-                        "Speedups are time(other) / time(C): above 1 means C is faster.\n\n" + table(
-                            ["case", "NumPy ref", "Numba", "C", "BLAS", "torch", "C GFLOP/s",
-                             "C vs ref", "C vs BLAS", "C vs torch", "Numba vs ref"], rows))
+    for threads in thread_counts:
+        set_threads(threads, MODULES, torch)
+        rows = []
+        for key, label, make in cases:
+            if not want(key):
+                continue
+            impls, flops = make(torch)
+            t = measure(pick(impls), rounds, pause, target)
+            gf = lambda k: f"{flops / t[k] / 1e9:.1f}" if flops and k in t else None  # noqa: E731
+            get = lambda k: fmt_time(t[k]) if k in t else None  # noqa: E731
+            rows.append([label, get("numpy"), get("numba"), get("c"), get("blas"), get("torch"),
+                         gf("c"), ratio(t.get("c"), t.get("numpy")), ratio(t.get("c"), t.get("blas")),
+                         ratio(t.get("c"), t.get("torch")), ratio(t.get("numba"), t.get("numpy"))])
+            print(f"threads={threads} {label}: " + ", ".join(f"{k} {fmt_time(v)}" for k, v in t.items()))
+        if rows:
+            sections.append(f"### kernels, {threads} thread{'s' if threads > 1 else ''}, median time per call\n\n"
+                            "Speedups are time(other) / time(C): above 1 means C is faster.\n\n" + table(
+                                ["case", "NumPy ref", "Numba", "C", "BLAS", "torch", "C GFLOP/s",
+                                 "C vs ref", "C vs BLAS", "C vs torch", "Numba vs ref"], rows))
     if compile_times:
         sections.append("### Numba first call (compile, or load from NUMBA_CACHE_DIR)\n\n" + table(
             ["kernel", "seconds"], [[k, f"{v:.2f}"] for k, v in compile_times.items()]))
