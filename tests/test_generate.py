@@ -134,8 +134,8 @@ def test_generate_crops_a_prompt_longer_than_block_size():
 def test_generate_with_cache_feeds_one_position_per_new_token():
     model = tiny_gpt(block_size=16)
     fed = []
-    forward = model.forward
-    model.forward = lambda idx, targets=None, kv_cache=None: fed.append(idx.shape[1]) or forward(idx, targets, kv_cache)
+    features = model.features
+    model.features = lambda idx, kv_cache=None: fed.append(idx.shape[1]) or features(idx, kv_cache)
     generate(model, np.array([[1, 2, 3, 4, 5, 6]]), 12, seed=0)
     # the 6-token prompt once, then one token per step; at 16 cached the last block is re-read
     assert fed == [6] + [1] * 10 + [16]

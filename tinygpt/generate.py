@@ -110,13 +110,14 @@ class GPTContext:
         """tokens: (B, t) all tokens so far, the last n_new of them not yet fed -> logits (B, V)"""
         context = tokens[:, -self.block_size:]  # a prompt longer than the model can see is cropped
         if self.cache is None:
-            logits, _ = self.model(context)  # (B, t', V): every position, every step
+            x = self.model.features(context)  # (B, t', C): every position, every step
         elif self.cache.length + n_new <= self.block_size:
-            logits, _ = self.model(tokens[:, -n_new:], kv_cache=self.cache)  # only the new ones
+            x = self.model.features(tokens[:, -n_new:], kv_cache=self.cache)  # only the new ones
         else:
             self.cache.reset()  # full: start again from the last block_size tokens
-            logits, _ = self.model(context, kv_cache=self.cache)
-        return logits.data[:, -1]  # (B, V): the prediction after the last token
+            x = self.model.features(context, kv_cache=self.cache)
+        # only the last position is scored: (B, 1, C) -> (B, 1, V), never (B, t', V) for a prompt
+        return self.model.lm_head(x[:, -1:]).data[:, -1]
 
 
 class LSTMContext:
