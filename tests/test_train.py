@@ -94,7 +94,9 @@ def assert_same_run(run_a, run_b):
     for name in a:
         np.testing.assert_array_equal(a[name], b[name], err_msg=name)  # exact, not allclose
     columns = ("step", "train_loss", "val_loss", "lr")
-    assert [[r[c] for c in columns] for r in metric_rows(run_a)] == [[r[c] for c in columns] for r in metric_rows(run_b)]
+    def table(run_dir):
+        return [[row[c] for c in columns] for row in metric_rows(run_dir)]
+    assert table(run_a) == table(run_b)
 
 
 @pytest.mark.parametrize("model", ["gpt", "lstm"])
@@ -139,7 +141,8 @@ def test_init_from_starts_from_the_source_weights(tmp_path, text_file):
     train(tiny(tmp_path, text_file, "source", n_embd=24, n_head=3))
     new_text = tmp_path / "new.txt"
     new_text.write_text(TEXT[::-1], encoding="utf-8")  # the same characters, new text
-    trainer = Trainer(TrainConfig(data=str(new_text), out_dir=str(tmp_path / "cont"), init_from=str(tmp_path / "source"),
+    trainer = Trainer(TrainConfig(data=str(new_text), out_dir=str(tmp_path / "cont"),
+                                  init_from=str(tmp_path / "source"),
                                   **{**TINY, "steps": 2, "eval_interval": 2}))
     assert trainer.config.n_embd == 24 and trainer.config.n_head == 3  # the source's shape wins
     np.testing.assert_array_equal(trainer.model.transformer.wte.weight.data,
@@ -152,7 +155,8 @@ def test_init_from_with_text_the_tokenizer_cannot_encode_names_the_character(tmp
     other = tmp_path / "other.txt"
     other.write_text("Zebra " * 100, encoding="utf-8")
     with pytest.raises(ValueError, match="cannot be encoded by the tokenizer.*'Z'"):
-        Trainer(TrainConfig(data=str(other), out_dir=str(tmp_path / "cont"), init_from=str(tmp_path / "source"), **TINY))
+        Trainer(TrainConfig(data=str(other), out_dir=str(tmp_path / "cont"), init_from=str(tmp_path / "source"),
+                            **TINY))
     assert not (tmp_path / "cont").exists()
 
 

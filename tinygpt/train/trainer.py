@@ -86,7 +86,8 @@ class Trainer:
                 raise ValueError(f"init_from {config.init_from} is a {source.config['kind']} run, not a language model")
             tokenizer, model_config = source.tokenizer, dict(source.config["model"], dropout=config.dropout)
             config = _matching_model(config, source.config["train"], model_config)
-            self.log(f"initialising from {config.init_from} (step {source.step}); its tokenizer and model shape are kept")
+            self.log(f"initialising from {config.init_from} (step {source.step}); "
+                     f"its tokenizer and model shape are kept")
         else:
             tokenizer = build_tokenizer(config, text)
             model_config = config.model_config(tokenizer.vocab_size)
