@@ -33,10 +33,11 @@ def is_grad_enabled():
 class Node:
     """How one op's output(s) were made: the backward to call, what forward saved, and the inputs."""
 
-    __slots__ = ("backward", "cache", "inputs", "n_outputs")
+    __slots__ = ("backward", "cache", "inputs", "n_outputs", "tuple_out")
 
-    def __init__(self, backward, cache, inputs, n_outputs):
+    def __init__(self, backward, cache, inputs, n_outputs, tuple_out=False):
         self.backward, self.cache, self.inputs, self.n_outputs = backward, cache, inputs, n_outputs
+        self.tuple_out = tuple_out  # forward returned a tuple (even of one array): backward gets one
 
 
 def _as_array(data, dtype):
@@ -100,7 +101,7 @@ class Tensor:
             if node.cache is _FREED:
                 raise RuntimeError("backward through a graph that was already freed; "
                                    "call backward(retain_graph=True) the first time to go twice")
-            dout = out_grads[0] if node.n_outputs == 1 else tuple(out_grads)
+            dout = tuple(out_grads) if node.tuple_out else out_grads[0]
             in_grads = node.backward(dout, node.cache)
             if not isinstance(in_grads, tuple):
                 in_grads = (in_grads,)
@@ -208,15 +209,21 @@ class Tensor:
     def var(self, axis=None, keepdims=False, ddof=0): return F.var(self, axis, keepdims, ddof)
     def softmax(self, axis=-1): return F.softmax(self, axis)
     def log_softmax(self, axis=-1): return F.log_softmax(self, axis)
-    def reshape(self, *shape): return F.reshape(self, shape[0] if len(shape) == 1 else shape)
-    def transpose(self, *axes): return F.transpose(self, axes[0] if len(axes) == 1 else (axes or None))
-    def permute(self, *axes): return F.transpose(self, axes[0] if len(axes) == 1 else axes)
+    def reshape(self, *shape): return F.reshape(self, _one_tuple(shape))
+    def transpose(self, *axes): return F.transpose(self, _one_tuple(axes) if axes else None)
+    def permute(self, *axes): return F.transpose(self, _one_tuple(axes))
     def split(self, sections, axis=-1): return F.split(self, sections, axis)
     def masked_fill(self, mask, value): return F.masked_fill(self, mask, value)
 
     @property
     def T(self):
         return F.transpose(self)
+
+
+def _one_tuple(args):
+    """`x.reshape(2, 3)` and `x.reshape((2, 3))` alike: the arguments as one tuple.
+    NOTE: a lone int is an axis, not a sequence: `x.permute(0)` of a 1-D x means (0,)."""
+    return tuple(args[0]) if len(args) == 1 and not isinstance(args[0], (int, np.integer)) else args
 
 
 def _topological_order(root):
@@ -244,7 +251,8 @@ def apply(forward, backward, *inputs, **params):
     """Run `forward` on the arrays of `inputs` (Tensors or constants) and record how to go back.
 
     `forward(*arrays, **params)` returns (out, cache), where out is an array or a tuple of arrays;
-    `backward(dout, cache)` returns one gradient per input (None for constants and integers).
+    `backward(dout, cache)` returns one gradient per input (None for constants and integers). When
+    out is a tuple, dout is a tuple too, with None for the outputs the loss did not use.
     """
     arrays = [x.data if isinstance(x, Tensor) else x for x in inputs]
     out, cache = forward(*arrays, **params)
@@ -255,7 +263,7 @@ def apply(forward, backward, *inputs, **params):
         if track:
             result._node = Node(backward, cache, inputs, 1)
         return result
-    node = Node(backward, cache, inputs, len(out)) if track else None
+    node = Node(backward, cache, inputs, len(out), tuple_out=True) if track else None
     results = []
     for i, array in enumerate(out):
         result = Tensor.__new__(Tensor)

@@ -36,11 +36,10 @@ def matmul_backward(dout, cache):
     # promote 1-D operands the way forward did: a (K,) is (1, K); b (K,) is (K, 1)
     a2 = a[None, :] if a.ndim == 1 else a
     b2 = b[:, None] if b.ndim == 1 else b
-    d2 = dout
-    if a.ndim == 1:
-        d2 = np.expand_dims(d2, -2)
-    if b.ndim == 1:
-        d2 = np.expand_dims(d2, -1)
+    # and give dout back the axes forward dropped: N=1 first, then M=1 before it
+    # NOTE: in this order a dot product's 0-d dout becomes (1, 1); expand_dims(dout, -2) fails on it
+    d2 = dout[..., None] if b.ndim == 1 else dout
+    d2 = d2[..., None, :] if a.ndim == 1 else d2
     # out = a @ b, so da = dout @ b^T and db = a^T @ dout (then sum over broadcast batch axes)
     da = np.matmul(d2, np.swapaxes(b2, -1, -2))
     db = np.matmul(np.swapaxes(a2, -1, -2), d2)

@@ -15,7 +15,7 @@ def reshape_forward(x, shape):
         out = x.reshape(shape)
     except ValueError:
         raise ValueError(f"reshape: cannot reshape an array of shape {x.shape} "
-                         f"({x.size} elements) into {tuple(np.atleast_1d(shape))}") from None
+                         f"({x.size} elements) into {tuple(int(n) for n in np.ravel(shape))}") from None
     return out, x.shape
 
 
