@@ -21,6 +21,9 @@ def matmul_forward(a, b):
                          f"the first ({a.shape[-1]}) must equal the "
                          f"{'second-to-last' if b.ndim > 1 else 'only'} axis of the second "
                          f"({b.shape[-2 if b.ndim > 1 else 0]})")
+    if a.ndim > 2 and b.ndim == 2 and a.flags.c_contiguous:
+        # the Linear-layer case (B, T, K) @ (K, N): one (B*T, K) @ (K, N) product, one BLAS call
+        return (a.reshape(-1, a.shape[-1]) @ b).reshape(a.shape[:-1] + (b.shape[1],)), (a, b)
     try:
         out = np.matmul(a, b)
     except ValueError:
@@ -33,6 +36,12 @@ def matmul_forward(a, b):
 def matmul_backward(dout, cache):
     """dout: (..., M, N) -> da: a's shape, db: b's shape"""
     a, b = cache
+    if a.ndim > 2 and b.ndim == 2:
+        # the Linear-layer case: fold (B, T) into one axis, so db is one (K, B*T) @ (B*T, N)
+        # product instead of B products of (K, N) summed afterwards
+        flat_a = a.reshape(-1, a.shape[-1])  # (B*T, K)
+        flat_dout = dout.reshape(-1, dout.shape[-1])  # (B*T, N)
+        return (flat_dout @ b.T).reshape(a.shape), flat_a.T @ flat_dout
     # promote 1-D operands the way forward did: a (K,) is (1, K); b (K,) is (K, 1)
     a2 = a[None, :] if a.ndim == 1 else a
     b2 = b[:, None] if b.ndim == 1 else b
