@@ -32,7 +32,6 @@ from tinygpt import backend  # noqa: E402
 from tinygpt.ops import (adamw, attention, elementwise, layernorm, lstm, matmul,  # noqa: E402
                          softmax)
 
-BEGIN, END = "<!-- kernels:begin -->", "<!-- kernels:end -->"
 
 
 # ---- the implementations -------------------------------------------------------------------
@@ -233,8 +232,9 @@ def case_lstm(torch):
         net = torch.nn.LSTM(I, D, num_layers=2, batch_first=True)
         tx, tg = torch.from_numpy(x).requires_grad_(), torch.from_numpy(g)
         out["torch"] = lambda: net(tx)[0].backward(tg)
-    # per layer and step: forward 2 products (x W_ih, h W_hh), backward 4 (dx, dh, dW_ih, dW_hh)
-    flops = sum(6 * 2.0 * B * T * (i + D) * 4 * D for i in (I, D))
+    # per layer: forward x W_ih and h W_hh; backward dx, dW_ih (like x W_ih) and dh, dW_hh (like
+    # h W_hh): three times 2 B T (I + D) 4D multiply-adds
+    flops = sum(3 * 2.0 * B * T * (i + D) * 4 * D for i in (I, D))
     return out, flops
 
 
@@ -244,6 +244,9 @@ def first_call_seconds(fn):
     t0 = time.perf_counter()
     fn()
     return time.perf_counter() - t0
+
+
+CLOCK = time.perf_counter  # --clock cpu: time.thread_time, this thread's CPU seconds
 
 
 def measure(impls, rounds, pause, target):
@@ -261,10 +264,10 @@ def measure(impls, rounds, pause, target):
             gc.collect()
             time.sleep(pause)
             fn, n = impls[name], reps[name]
-            t0 = time.perf_counter()
+            t0 = CLOCK()
             for _ in range(n):
                 fn()
-            samples[name].append((time.perf_counter() - t0) / n)
+            samples[name].append((CLOCK() - t0) / n)
     return {name: statistics.median(v) for name, v in samples.items()}
 
 
@@ -346,7 +349,14 @@ def main(argv=None):
                         "blas,torch (e.g. leave out the slow NumPy reference)")
     parser.add_argument("--write", default=None, help="markdown file for the results "
                         "(default bench/RESULTS.md unless --quick)")
+    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall", help="cpu: CPU time "
+                        "of the calling thread, with every library on 1 thread: robust to other "
+                        "people's load, since waiting for a core is not counted")
     args = parser.parse_args(argv)
+    if args.clock == "cpu":
+        global CLOCK
+        CLOCK = time.thread_time
+        args.threads = "1"
     rounds = args.rounds or (3 if args.quick else 7)
     pause = 0.15 if args.quick else 0.3
     target = 0.05 if args.quick else 0.2
@@ -368,7 +378,7 @@ def main(argv=None):
     if want("sgemm"):
         sizes = (256, 512, 1024) if args.quick else (256, 512, 1024, 2048)
         rows = []
-        for threads in (1, 2):
+        for threads in ((1,) if args.clock == "cpu" else (1, 2)):
             set_threads(threads, MODULES, torch)
             for n in sizes:
                 impls, flops = case_sgemm(n, torch)
@@ -379,7 +389,7 @@ def main(argv=None):
                             + [f"{gf['c'] / gf['blas']:.2f}" if "c" in gf and "blas" in gf else None,
                                f"{gf['c'] / gf['torch']:.2f}" if "c" in gf and "torch" in gf else None])
                 print(f"sgemm threads={threads} n={n}: " + ", ".join(f"{k} {v:.1f} GFLOP/s" for k, v in gf.items()))
-        sections.append("### sgemm, (n, n) @ (n, n) float32, GFLOP/s\n\n" + table(
+        sections.append(f"### sgemm, (n, n) @ (n, n) float32, GFLOP/s{CLOCK_NOTE[args.clock]}\n\n" + table(
             ["threads", "n", "C", "Numba", "NumPy BLAS", "torch", "C / BLAS", "C / torch"], rows))
 
     cases = [("linear", "matmul fwd+bwd, (8, 256, 384) @ (384, 1152)", case_linear),
@@ -406,7 +416,8 @@ def main(argv=None):
                          ratio(t.get("c"), t.get("torch")), ratio(t.get("numba"), t.get("numpy"))])
             print(f"threads={threads} {label}: " + ", ".join(f"{k} {fmt_time(v)}" for k, v in t.items()))
         if rows:
-            sections.append(f"### kernels, {threads} thread{'s' if threads > 1 else ''}, median time per call\n\n"
+            sections.append(f"### kernels, {threads} thread{'s' if threads > 1 else ''}, median time per call"
+                            f"{CLOCK_NOTE[args.clock]}\n\n"
                             "Speedups are time(other) / time(C): above 1 means C is faster.\n\n" + table(
                                 ["case", "NumPy ref", "Numba", "C", "BLAS", "torch", "C GFLOP/s",
                                  "C vs ref", "C vs BLAS", "C vs torch", "Numba vs ref"], rows))
@@ -415,29 +426,33 @@ def main(argv=None):
             ["kernel", "seconds"], [[k, f"{v:.2f}"] for k, v in compile_times.items()]))
 
     command = "python " + " ".join([os.path.relpath(__file__, ROOT)] + (argv if argv is not None else sys.argv[1:]))
-    report = "\n\n".join([f"## Kernels (bench/kernels.py)\n\n{time.strftime('%Y-%m-%d')}, "
-                          f"{rounds} interleaved rounds, pause {pause} s between blocks.\n\n"
+    title = "Kernels" if args.clock == "wall" else "Kernels, single-thread CPU time"
+    report = "\n\n".join([f"## {title} (bench/kernels.py)\n\n{time.strftime('%Y-%m-%d')}, "
+                          f"{rounds} interleaved rounds, pause {pause} s between blocks, "
+                          f"{'CPU' if args.clock == 'cpu' else 'wall'}-clock time.\n\n"
                           f"```\n{command}\n```\n\n{machine()}"] + sections)
     print()
     print(report)
     path = args.write or (None if args.quick else str(ROOT / "bench" / "RESULTS.md"))
     if path:
-        write_section(Path(path), report)
+        write_section(Path(path), report, "kernels" if args.clock == "wall" else "kernels-cpu")
         print(f"\nwritten to {path}")
 
 
-def write_section(path, report):
-    """Replace the kernels section of `path` (between the markers), keeping everything else."""
+def write_section(path, report, tag):
+    """Replace the section `tag` of `path` (between its markers), keeping everything else."""
+    begin, end = f"<!-- {tag}:begin -->", f"<!-- {tag}:end -->"
     text = path.read_text() if path.exists() else "# Benchmark results\n"
-    block = f"{BEGIN}\n{report}\n{END}"
-    if BEGIN in text and END in text:
-        text = text[:text.index(BEGIN)] + block + text[text.index(END) + len(END):]
+    block = f"{begin}\n{report}\n{end}"
+    if begin in text and end in text:
+        text = text[:text.index(begin)] + block + text[text.index(end) + len(end):]
     else:
         text = text.rstrip() + "\n\n" + block + "\n"
     path.write_text(text)
 
 
 MODULES = {}
+CLOCK_NOTE = {"wall": "", "cpu": " (CPU time of the calling thread, every library on 1 thread)"}
 
 if __name__ == "__main__":
     main()

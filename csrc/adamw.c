@@ -17,7 +17,7 @@ void adamw_update(float *param, const float *grad, float *m, float *v, long n, d
     const float v_scale = (float)(1.0 / (1.0 - pow(beta2, (double)step)));
     const float lr_f = (float)lr, eps_f = (float)eps;
     const int decays = weight_decay != 0.0;
-    #pragma omp parallel for simd if (n >= 4 * TG_PARALLEL_MIN)
+    #pragma omp parallel for simd schedule(simd: dynamic, 16384) if (n >= 4 * TG_PARALLEL_MIN)
     for (long i = 0; i < n; i++) {
         float p = decays ? param[i] * decay : param[i];
         float g = grad[i];

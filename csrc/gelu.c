@@ -9,7 +9,7 @@
 
 void gelu_forward(float *out, const float *x, long n)
 {
-    #pragma omp parallel for simd if (n >= 4 * TG_PARALLEL_MIN)
+    #pragma omp parallel for simd schedule(simd: dynamic, 16384) if (n >= 4 * TG_PARALLEL_MIN)
     for (long i = 0; i < n; i++) {
         float xi = x[i];
         float t = tanh_approx(GELU_SCALE * (xi + GELU_CUBIC * xi * xi * xi));
@@ -19,7 +19,7 @@ void gelu_forward(float *out, const float *x, long n)
 
 void gelu_backward(float *dx, const float *dout, const float *x, long n)
 {
-    #pragma omp parallel for simd if (n >= 4 * TG_PARALLEL_MIN)
+    #pragma omp parallel for simd schedule(simd: dynamic, 16384) if (n >= 4 * TG_PARALLEL_MIN)
     for (long i = 0; i < n; i++) {
         float xi = x[i];
         float t = tanh_approx(GELU_SCALE * (xi + GELU_CUBIC * xi * xi * xi));

@@ -9,7 +9,7 @@
 void layernorm_forward(float *out, float *xhat, float *rstd, const float *x, const float *w,
                        const float *b, long rows, int c, float eps)
 {
-    #pragma omp parallel for if (rows * c >= TG_PARALLEL_MIN && rows > 1)
+    #pragma omp parallel for schedule(dynamic, 16) if (rows * c >= TG_PARALLEL_MIN && rows > 1)
     for (long r = 0; r < rows; r++) {
         const float *xr = x + r * c;
         float *o = out + r * c, *xh = xhat + r * c;

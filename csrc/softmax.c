@@ -37,7 +37,7 @@ static float logsumexp(const float *x, float max, int v)
 
 void softmax_forward(float *out, const float *x, long rows, int v)
 {
-    #pragma omp parallel for if (rows * v >= TG_PARALLEL_MIN && rows > 1)
+    #pragma omp parallel for schedule(dynamic, 8) if (rows * v >= TG_PARALLEL_MIN && rows > 1)
     for (long r = 0; r < rows; r++) {
         const float *xr = x + r * v;
         float *o = out + r * v;
@@ -49,7 +49,7 @@ void softmax_forward(float *out, const float *x, long rows, int v)
 
 void softmax_backward(float *dx, const float *dout, const float *out, long rows, int v)
 {
-    #pragma omp parallel for if (rows * v >= TG_PARALLEL_MIN && rows > 1)
+    #pragma omp parallel for schedule(dynamic, 8) if (rows * v >= TG_PARALLEL_MIN && rows > 1)
     for (long r = 0; r < rows; r++) {
         const float *g = dout + r * v, *o = out + r * v;
         float *d = dx + r * v;
@@ -64,7 +64,7 @@ void softmax_backward(float *dx, const float *dout, const float *out, long rows,
 
 void log_softmax_forward(float *out, const float *x, long rows, int v)
 {
-    #pragma omp parallel for if (rows * v >= TG_PARALLEL_MIN && rows > 1)
+    #pragma omp parallel for schedule(dynamic, 8) if (rows * v >= TG_PARALLEL_MIN && rows > 1)
     for (long r = 0; r < rows; r++) {
         const float *xr = x + r * v;
         float *o = out + r * v;
@@ -76,7 +76,7 @@ void log_softmax_forward(float *out, const float *x, long rows, int v)
 
 void log_softmax_backward(float *dx, const float *dout, const float *out, long rows, int v)
 {
-    #pragma omp parallel for if (rows * v >= TG_PARALLEL_MIN && rows > 1)
+    #pragma omp parallel for schedule(dynamic, 8) if (rows * v >= TG_PARALLEL_MIN && rows > 1)
     for (long r = 0; r < rows; r++) {
         const float *g = dout + r * v, *o = out + r * v;
         float *d = dx + r * v;
@@ -93,7 +93,7 @@ long cross_entropy_forward(float *losses, float *lse, const float *logits,
                            const long long *targets, long n, int v, long long ignore_index)
 {
     long bad = 0;
-    #pragma omp parallel for reduction(+:bad) if (n * v >= TG_PARALLEL_MIN && n > 1)
+    #pragma omp parallel for schedule(dynamic, 8) reduction(+:bad) if (n * v >= TG_PARALLEL_MIN && n > 1)
     for (long r = 0; r < n; r++) {
         const float *x = logits + r * v;
         lse[r] = logsumexp(x, row_max(x, v), v);
@@ -114,7 +114,7 @@ void cross_entropy_backward(float *dlogits, const float *logits, const float *ls
                             const long long *targets, const float *scale, long n, int v,
                             long long ignore_index, int per_row)
 {
-    #pragma omp parallel for if (n * v >= TG_PARALLEL_MIN && n > 1)
+    #pragma omp parallel for schedule(dynamic, 8) if (n * v >= TG_PARALLEL_MIN && n > 1)
     for (long r = 0; r < n; r++) {
         const float *x = logits + r * v;
         float *d = dlogits + r * v;
