@@ -1,0 +1,137 @@
+"""`python -m bench`: every benchmark in one command, from the repo root.
+
+  python -m bench            # full: 5 rounds; writes its section of bench/RESULTS.md (and
+                             # bench/kernels.py writes the kernels section)
+  python -m bench --quick    # 3 rounds, half the steps, nothing written
+  python -m bench --only train,generate,memory,kernels
+
+Runs: NumPy sgemm (the MFU yardstick, before and after), training (train.py), generation
+(generate.py), peak memory (memory.py, subprocesses), then bench/kernels.py as a subprocess.
+Not here: the workloads (in those scripts).
+"""
+
+import argparse
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench import common  # noqa: E402
+
+PARTS = ("train", "generate", "memory", "kernels")
+BEGIN, END = "<!-- train-generate:begin -->", "<!-- train-generate:end -->"
+SECTION = "## Training and generation (python -m bench)"
+
+
+def write_section(path, body):
+    """Replace this section's generated block in `path` (between BEGIN and END), keeping the rest,
+    including anything written by hand after END. Creates the file or the section if absent."""
+    text = path.read_text() if path.exists() else "# Benchmark results\n"
+    block = f"{BEGIN}\n{body}\n{END}"
+    if BEGIN in text and END in text:
+        text = text[:text.index(BEGIN)] + block + text[text.index(END) + len(END):]
+    else:
+        text = text.rstrip() + f"\n\n{SECTION}\n\n{block}\n"
+    path.write_text(text)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="3 rounds, half the steps, no file written")
+    parser.add_argument("--rounds", type=int, default=None)
+    parser.add_argument("--only", default=",".join(PARTS), help=f"comma-separated subset of {','.join(PARTS)}")
+    parser.add_argument("--no-write", action="store_true", help="do not update bench/RESULTS.md")
+    args = parser.parse_args(argv)
+    parts = [p for p in args.only.split(",") if p]
+    unknown = set(parts) - set(PARTS)
+    if unknown:
+        parser.error(f"unknown part(s) {sorted(unknown)}; choose from {', '.join(PARTS)}")
+    rounds = args.rounds or (3 if args.quick else 5)
+    write = not (args.quick or args.no_write)
+    command = "python -m bench " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+
+    busy = common.cpu_busy()  # before anything of ours runs: the other users' load
+    load_before = common.conditions(busy)
+    common.import_torch()
+    common.set_threads()
+    desc = common.machine()
+    print(common.describe(desc))
+    print(f"- Conditions at start: {load_before}")
+    started = time.strftime("%Y-%m-%d %H:%M %Z")
+
+    sgemm = common.sgemm_gflops()
+    print(f"NumPy sgemm n=2048, {common.THREADS} threads: {sgemm.fmt()} GFLOP/s")
+    speed_rows, notes = [], []
+    if "train" in parts:
+        from bench import train
+        print("training:")
+        results = train.run(list(train.WORKLOADS), rounds=rounds, quick=args.quick, sgemm=sgemm)
+        speed_rows += train.rows(results)
+        for r in results:
+            for side, why in r["missing"].items():
+                notes.append(f"train {r['workload']}: {side} not run ({why})")
+    if "generate" in parts:
+        from bench import generate
+        print("generation:")
+        results = generate.run(list(generate.WORKLOADS), rounds=rounds, quick=args.quick)
+        speed_rows += generate.rows(results)
+        for r in results:
+            if "agreement" in r:
+                notes.append(f"generate {r['workload']}: greedy tokens equal before the first "
+                             f"difference (of {generate.NEW_TOKENS}): {r['agreement']}")
+    sgemm_after = common.sgemm_gflops() if {"train", "generate"} & set(parts) else None
+    if sgemm_after:
+        print(f"NumPy sgemm after: {sgemm_after.fmt()} GFLOP/s")
+    load_after = common.conditions()
+
+    mem_rows = []
+    if "memory" in parts:
+        from bench import memory
+        print("memory:")
+        mem_rows = memory.rows(memory.run(memory.WORKLOADS))
+
+    report = [f"Run {started}: `{command.strip()}`, {rounds} interleaved rounds per workload, "
+              f"{common.PAUSE} s pause between blocks, {common.THREADS} threads each.", "",
+              common.describe(desc),
+              f"- NumPy sgemm (n=2048, float32, {common.THREADS} threads): {sgemm.fmt()} GFLOP/s before"
+              + (f", {sgemm_after.fmt()} after" if sgemm_after else "") + " (MFU uses the 'before' median)",
+              f"- Conditions: at start {load_before}; after the speed runs {load_after}"]
+    if speed_rows:
+        from bench.train import HEADERS
+        report += ["", "### Speed (ratio = tinygpt / PyTorch medians, same run)", "",
+                   common.table(HEADERS, speed_rows)]
+    if mem_rows:
+        from bench.memory import HEADERS as MEM_HEADERS
+        report += ["", "### Peak resident memory (VmHWM, a fresh process per library per workload)", "",
+                   common.table(MEM_HEADERS, mem_rows)]
+    if notes:
+        report += [""] + [f"- {n}" for n in notes]
+    text = "\n".join(report)
+    print()
+    print(text)
+    if write:
+        path = common.ROOT / "bench" / "RESULTS.md"
+        write_section(path, text)
+        print(f"\nwritten to {path}")
+
+    if "kernels" in parts:
+        kernels = common.ROOT / "bench" / "kernels.py"
+        if not kernels.exists():
+            print("bench/kernels.py not found: kernels skipped")
+        else:
+            cmd = [sys.executable, str(kernels)] + (["--quick"] if args.quick else [])
+            if args.rounds:
+                cmd += ["--rounds", str(args.rounds)]
+            if not write and not args.quick:
+                cmd += ["--write", "/dev/null"]
+            print(f"\nkernels: {' '.join(cmd[1:])}", flush=True)
+            return subprocess.call(cmd, cwd=common.ROOT)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,266 @@
+"""What every benchmark shares: thread setup, interleaved A/B timing, medians and ranges, the
+NumPy sgemm yardstick for MFU, a description of the machine, and markdown tables.
+
+Timing rule: tinygpt and PyTorch run alternately in the same process (round r runs A then B,
+round r+1 runs B then A), with a pause between blocks so that one library's idle, spinning threads
+are asleep before the other starts. Not here: the workloads themselves (train.py, generate.py).
+"""
+
+import gc
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+THREADS = 2
+# Only effective if numpy/torch were not imported yet; set_threads() below enforces it anyway.
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
+    os.environ.setdefault(_var, str(THREADS))
+
+import numpy as np  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+PAUSE = 0.3  # seconds between a NumPy block and a PyTorch block: idle BLAS/OpenMP threads spin
+
+
+def set_threads(n=THREADS):
+    """Every library in this process to n threads: OpenBLAS (threadpoolctl when installed),
+    tinygpt's OpenMP C kernels, and torch if it is already imported."""
+    try:
+        from threadpoolctl import threadpool_limits
+        threadpool_limits(n)
+    except ImportError:
+        pass
+    try:
+        from tinygpt.kernels import c_kernels
+        c_kernels.set_num_threads(n)
+    except Exception:  # no C build: nothing to set
+        pass
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(n)
+
+
+def import_torch():
+    """torch set to THREADS threads, or None when it is not installed (the benchmarks then
+    report tinygpt alone)."""
+    if os.environ.get("BENCH_NO_TORCH"):
+        return None
+    try:
+        import torch
+    except ImportError:
+        return None
+    torch.set_num_threads(THREADS)
+    return torch
+
+
+# ----- timing ----------------------------------------------------------------------------------
+
+@dataclass
+class Stat:
+    """A rate (work per second) over rounds: median and the range."""
+
+    median: float
+    lo: float
+    hi: float
+    values: tuple
+
+    @classmethod
+    def of(cls, values):
+        return cls(statistics.median(values), min(values), max(values), tuple(values))
+
+    def __add__(self, other):
+        """The samples of both, e.g. sgemm measured before and after the run."""
+        return Stat.of(self.values + other.values)
+
+    def fmt(self, digits=None):
+        d = _digits(self.median) if digits is None else digits
+        return f"{self.median:,.{d}f} ({self.lo:,.{d}f}–{self.hi:,.{d}f})"
+
+
+def _digits(x):
+    return 0 if abs(x) >= 100 else 1 if abs(x) >= 10 else 2
+
+
+def interleave(sides, rounds=5, steps=3, warmup=2, pause=PAUSE, work=1.0):
+    """sides: {name: fn} where fn() does one unit (a training step, a generation).
+    Runs every side `warmup` times, then `rounds` rounds of `steps` calls per side, alternating
+    the order each round. Returns {name: Stat of work/second}, one sample per round."""
+    for fn in sides.values():
+        for _ in range(warmup):
+            fn()
+        time.sleep(pause)
+    rates = {name: [] for name in sides}
+    names = list(sides)
+    for r in range(rounds):
+        for name in (names if r % 2 == 0 else names[::-1]):
+            gc.collect()
+            time.sleep(pause)
+            fn = sides[name]
+            t0 = time.perf_counter()
+            for _ in range(steps):
+                fn()
+            rates[name].append(work * steps / (time.perf_counter() - t0))
+    return {name: Stat.of(values) for name, values in rates.items()}
+
+
+def sgemm_gflops(n=2048, repeats=5):
+    """NumPy float32 (n, n) @ (n, n) on this process's BLAS threads -> Stat of GFLOP/s."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((n, n), dtype=np.float32)
+    b = rng.standard_normal((n, n), dtype=np.float32)
+    out = np.empty((n, n), np.float32)
+    np.matmul(a, b, out=out)  # warm up: threads started, pages touched
+    values = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        np.matmul(a, b, out=out)
+        values.append(2 * n ** 3 / (time.perf_counter() - t0) / 1e9)
+    return Stat.of(values)
+
+
+def ratio(a, b):
+    """a / b of two Stats' medians, or None when either is missing."""
+    return None if a is None or b is None or not b.median else a.median / b.median
+
+
+# ----- the machine and its conditions -----------------------------------------------------------
+
+def cpu_busy(interval=1.0):
+    """Fraction of all CPUs busy over `interval` seconds, from /proc/stat (others' load when
+    called while this process sleeps); None where /proc is absent."""
+    def read():
+        with open("/proc/stat") as f:
+            fields = [int(v) for v in f.readline().split()[1:]]
+        idle = fields[3] + fields[4]  # idle + iowait
+        return sum(fields), idle
+    try:
+        t0, i0 = read()
+        time.sleep(interval)
+        t1, i1 = read()
+    except OSError:
+        return None
+    return 1.0 - (i1 - i0) / max(t1 - t0, 1)
+
+
+def loadavg():
+    try:
+        return os.getloadavg()
+    except OSError:
+        return None
+
+
+def blas_info():
+    """[{'internal_api', 'version', 'architecture' (the kernel OpenBLAS runs), 'num_threads', ...}]"""
+    try:
+        from threadpoolctl import threadpool_info
+        return [{k: v for k, v in pool.items() if k != "filepath"} for pool in threadpool_info()]
+    except ImportError:
+        cfg = np.show_config(mode="dicts")
+        return [{"numpy show_config": cfg.get("Build Dependencies", {}).get("blas", {})}]
+
+
+def cpu_model():
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
+        fields = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
+        return {k: fields.get(k, "").strip() for k in ("Model name", "CPU(s)", "Thread(s) per core",
+                                                       "L2 cache", "L3 cache", "Flags")}
+    except (OSError, subprocess.SubprocessError):
+        return {"Model name": platform.processor(), "CPU(s)": str(os.cpu_count())}
+
+
+def machine():
+    """A dict describing this machine and software; printed and written to RESULTS.md."""
+    import numba
+    info = cpu_model()
+    flags = info.pop("Flags", "").split()
+    avx = [f for f in ("avx2", "fma", "avx512f") if f in flags]
+    desc = {
+        "cpu": f"{info.get('Model name')} ({info.get('CPU(s)')} CPUs, L2 {info.get('L2 cache')}, "
+               f"L3 {info.get('L3 cache')}, {'/'.join(avx) or 'no AVX2'})",
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "numba": numba.__version__,
+        "torch": None,
+        "blas": blas_info(),
+        "env": {k: os.environ.get(k) for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE",
+                                               "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
+                                               "TINYGPT_BACKEND")},
+    }
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        desc["torch"] = f"{torch.__version__} ({torch.get_num_threads()} threads)"
+    try:
+        from tinygpt import backend
+        desc["tinygpt backends"] = {k: ok for k, (ok, _) in backend.availability().items()}
+    except Exception as error:  # report, never fail the benchmark for it
+        desc["tinygpt backends"] = f"{type(error).__name__}: {error}"
+    return desc
+
+
+def conditions(busy=None):
+    """Load right now: the 1/5/15-minute load average and the busy fraction of the CPUs."""
+    la = loadavg()
+    text = f"load average {la[0]:.2f} / {la[1]:.2f} / {la[2]:.2f}" if la else "load average n/a"
+    if busy is not None:
+        text += f", CPUs {100 * busy:.0f}% busy with other work just before the run"
+    return text
+
+
+def describe(desc):
+    """The machine dict as markdown bullet lines."""
+    blas = "; ".join(", ".join(f"{k}={v}" for k, v in pool.items()) for pool in desc["blas"])
+    env = ", ".join(f"{k}={v}" for k, v in desc["env"].items() if v is not None) or "none set"
+    return "\n".join([
+        f"- CPU: {desc['cpu']}",
+        f"- Python {desc['python']}, NumPy {desc['numpy']}, Numba {desc['numba']}, "
+        f"PyTorch {desc['torch'] or 'not installed'}",
+        f"- BLAS: {blas}",
+        f"- tinygpt backends available: {desc.get('tinygpt backends')}",
+        f"- Thread/BLAS environment: {env}",
+    ])
+
+
+# ----- memory ----------------------------------------------------------------------------------
+
+def rss_kb(field="VmHWM"):
+    """This process's peak (VmHWM) or current (VmRSS) resident memory in KiB."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+
+
+# ----- output ----------------------------------------------------------------------------------
+
+def table(headers, rows):
+    """A markdown table (every cell str()-ed; None prints as an en dash)."""
+    cells = [[("–" if c is None else str(c)) for c in row] for row in rows]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(headers)]
+    line = lambda r: "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |"  # noqa: E731
+    return "\n".join([line(headers), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
+                     + [line(r) for r in cells])
+
+
+def fmt_ratio(r, target=None, lower_is_better=False):
+    """'1.23 ✓' when r meets target (>= target, or <= it when lower_is_better)."""
+    if r is None:
+        return None
+    if target is None:
+        return f"{r:.2f}"
+    ok = r <= target if lower_is_better else r >= target
+    return f"{r:.2f} {'✓' if ok else '✗'}"
+
+
+def save_json(path, data):
+    Path(path).write_text(json.dumps(data, indent=2, default=str))

@@ -1,0 +1,148 @@
+"""Greedy generation speed of tinygpt against PyTorch: batch 1, 200 new tokens, without a cache
+(the whole sequence again for every token) and with the KV cache (one token per forward).
+
+Both models have the same weights, so their greedy tokens should agree; the agreement is printed
+(float32 rounding may flip a near-tie on random weights, so it is reported, not asserted).
+Usage (from the repo root): python bench/generate.py [--workload small baby] [--quick]
+Not here: sampling strategies (tinygpt's generate.py) or training (train.py).
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+
+from bench import common  # noqa: E402
+from bench.train import WORKLOADS as TRAIN_WORKLOADS  # noqa: E402
+
+NEW_TOKENS = 200
+PROMPT = 1  # tokens
+# NOTE: block_size 256 for both, so prompt + 200 tokens fit without cropping (small trains at T=128;
+# 128 more rows of wpe cost nothing per token). Targets are ratios tinygpt/torch, KV cache only.
+WORKLOADS = {
+    "small": dict(gpt={**TRAIN_WORKLOADS["small"]["gpt"], "block_size": 256},
+                  torch_ref={"nocache": 505, "kv": 1680}, target={"kv": 1.5}),
+    "baby": dict(gpt={**TRAIN_WORKLOADS["baby"]["gpt"], "block_size": 256},
+                 torch_ref={"nocache": 53, "kv": 197}, target={"kv": 1.0}),
+}
+MODES = ("nocache", "kv")
+
+
+def prompt(spec):
+    return np.random.default_rng(2).integers(0, spec["gpt"]["vocab_size"], (1, PROMPT))
+
+
+def tinygpt_generate(model, idx, new_tokens, use_cache):
+    """Greedy decoding with tinygpt: idx (1, T0) -> (1, T0 + new_tokens)."""
+    from tinygpt import no_grad
+    block = model.config.block_size
+    with no_grad():
+        if not use_cache:
+            for _ in range(new_tokens):
+                logits, _ = model(idx[:, -block:])  # (1, T, V)
+                nxt = logits.data[:, -1].argmax(-1)  # (1,)
+                idx = np.concatenate([idx, nxt[:, None]], axis=1)
+            return idx
+        cache = model.make_kv_cache(idx.shape[0])
+        logits, _ = model(idx, kv_cache=cache)  # the prompt, once
+        for _ in range(new_tokens):
+            nxt = logits.data[:, -1].argmax(-1)
+            idx = np.concatenate([idx, nxt[:, None]], axis=1)
+            logits, _ = model(nxt[:, None], kv_cache=cache)  # (1, 1) -> (1, 1, V)
+        return idx
+
+
+def build(name, libs=("tinygpt", "torch"), same_weights=True, new_tokens=NEW_TOKENS):
+    """-> ({f'{lib} {mode}': generate-once fn}, missing, outputs): each fn stores its tokens in
+    outputs[side] so that agreement can be checked."""
+    spec = WORKLOADS[name]
+    sides, missing, outputs, tg = {}, {}, {}, None
+    idx = prompt(spec)
+    if "tinygpt" in libs:
+        from tinygpt.models import GPT, GPTConfig
+        tg = GPT(GPTConfig(**spec["gpt"]), seed=0).eval()
+        for mode in MODES:
+            def gen(mode=mode):
+                outputs[f"tinygpt {mode}"] = tinygpt_generate(tg, idx, new_tokens, mode == "kv")
+            sides[f"tinygpt {mode}"] = gen
+    if "torch" in libs:
+        torch = common.import_torch()
+        if torch is None:
+            missing["torch"] = "torch not installed"
+        else:
+            from bench.torch_models import TorchGPT, load_tinygpt_gpt
+            tm = TorchGPT(**spec["gpt"]).eval()
+            if tg is not None and same_weights:
+                load_tinygpt_gpt(tm, {n: p.data for n, p in tg.named_parameters()})
+            t_idx = torch.from_numpy(idx)
+            for mode in MODES:
+                def gen(mode=mode):
+                    outputs[f"torch {mode}"] = tm.generate(t_idx, new_tokens, use_cache=mode == "kv").numpy()
+                sides[f"torch {mode}"] = gen
+    return sides, missing, outputs
+
+
+def agreement(outputs):
+    """{pair: how many of the generated tokens agree} for the pairs that should be identical."""
+    pairs = [("tinygpt nocache", "tinygpt kv"), ("tinygpt kv", "torch kv"), ("torch nocache", "torch kv")]
+    out = {}
+    for a, b in pairs:
+        if a in outputs and b in outputs:
+            x, y = outputs[a][0, PROMPT:], outputs[b][0, PROMPT:]
+            first = np.flatnonzero(x != y)
+            out[f"{a} = {b}"] = len(x) if first.size == 0 else int(first[0])  # tokens equal before the first difference
+    return out
+
+
+def run(names, rounds=5, quick=False, log=print):
+    results = []
+    for name in names:
+        spec = WORKLOADS[name]
+        sides, missing, outputs = build(name)
+        for side, why in missing.items():
+            log(f"  generate {name}: {side} skipped ({why})")
+        for mode in MODES:  # interleave tinygpt and torch for one mode at a time
+            pair = {s: fn for s, fn in sides.items() if s.endswith(mode)}
+            stats = common.interleave(pair, rounds=rounds, steps=1, warmup=1, work=NEW_TOKENS)
+            stats = {s.split()[0]: v for s, v in stats.items()}
+            results.append(dict(workload=name, mode=mode, stats=stats, missing=missing,
+                                target=spec["target"].get(mode), torch_ref=spec["torch_ref"][mode]))
+            log(f"  generate {name} {mode}: " + ", ".join(f"{s} {v.fmt()} tok/s" for s, v in stats.items()))
+        agree = agreement(outputs)
+        results[-1]["agreement"] = agree
+        log(f"  generate {name}: greedy tokens equal before the first difference: {agree}")
+    return results
+
+
+def rows(results):
+    out = []
+    for r in results:
+        tg, th = r["stats"].get("tinygpt"), r["stats"].get("torch")
+        target = r["target"]
+        out.append([f"generate {r['workload']} {'KV cache' if r['mode'] == 'kv' else 'no cache'} (tok/s)",
+                    tg.fmt() if tg else None, th.fmt() if th else None,
+                    common.fmt_ratio(common.ratio(tg, th), target),
+                    f"≥ {target:.1f}" if target else "–", ""])
+    return out
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--workload", nargs="+", choices=list(WORKLOADS), default=list(WORKLOADS))
+    parser.add_argument("--rounds", type=int, default=None, help="default 5 (3 with --quick)")
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args(argv)
+    common.import_torch()
+    common.set_threads()
+    from bench.train import HEADERS
+    results = run(args.workload, rounds=args.rounds or (3 if args.quick else 5), quick=args.quick)
+    print()
+    print(common.table(HEADERS, rows(results)))
+
+
+if __name__ == "__main__":
+    main()

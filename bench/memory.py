@@ -1,0 +1,120 @@
+"""Peak resident memory (VmHWM) of each workload, tinygpt against PyTorch, each measured in a fresh
+subprocess per library per workload so that neither library's allocations count against the other.
+
+Each child imports only its own library, notes its resident size after the imports (the baseline),
+runs the workload (2 warm-up + 2 training steps, or one KV-cache generation) and reports its peak.
+Usage (from the repo root): python bench/memory.py [--workload train-small gen-baby ...]
+Not here: speed (train.py, generate.py).
+"""
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench import common  # noqa: E402
+
+WORKLOADS = ["train-tiny", "train-small", "train-baby", "train-lstm", "gen-small", "gen-baby"]
+LIBS = {"train-lstm": ("tinygpt", "tinygpt.keras", "torch")}  # others: tinygpt and torch
+TARGET = 1.0  # peak tinygpt / peak torch, at most
+
+
+def child(workload, lib):
+    """Runs in the subprocess: -> {'baseline_kb', 'peak_kb'} or {'error'}."""
+    common.set_threads()
+    kind, name = workload.split("-", 1)
+    if lib == "torch":
+        if common.import_torch() is None:
+            return {"error": "torch not installed"}
+    else:
+        import tinygpt.models  # noqa: F401  (the import cost is the baseline's, not the workload's)
+    common.set_threads()
+    baseline = common.rss_kb("VmRSS")
+    if kind == "train":
+        from bench import train
+        sides, missing, _ = train.build(name, libs=(lib,), same_weights=False)
+        if lib not in sides:
+            return {"error": missing.get(lib, "not built")}
+        for _ in range(4):
+            sides[lib]()
+    else:
+        from bench import generate
+        sides, missing, _ = generate.build(name, libs=(lib,), same_weights=False)
+        if f"{lib} kv" not in sides:
+            return {"error": missing.get(lib, "not built")}
+        sides[f"{lib} kv"]()
+    return {"baseline_kb": baseline, "peak_kb": common.rss_kb("VmHWM")}
+
+
+def measure(workload, lib):
+    """Run child() in a fresh interpreter and return its result dict."""
+    cmd = [sys.executable, "-m", "bench.memory", "--child", workload, lib]
+    proc = subprocess.run(cmd, cwd=common.ROOT, capture_output=True, text=True)
+    lines = proc.stdout.strip().splitlines()
+    try:
+        return json.loads(lines[-1])
+    except (IndexError, json.JSONDecodeError):
+        return {"error": (proc.stderr.strip().splitlines() or ["no output"])[-1][:120]}
+
+
+def run(workloads, log=print):
+    results = []
+    for w in workloads:
+        res = {"workload": w}
+        for lib in LIBS.get(w, ("tinygpt", "torch")):
+            res[lib] = measure(w, lib)
+        results.append(res)
+        log(f"  memory {w}: " + ", ".join(
+            f"{lib} {v['peak_kb'] / 1024:.0f} MiB (+{(v['peak_kb'] - v['baseline_kb']) / 1024:.0f})"
+            if "peak_kb" in v else f"{lib} n/a ({v['error']})" for lib, v in res.items() if lib != "workload"))
+    return results
+
+
+def _mib(v, delta=False):
+    if "peak_kb" not in v:
+        return None
+    return f"{(v['peak_kb'] - v['baseline_kb'] if delta else v['peak_kb']) / 1024:.0f}"
+
+
+HEADERS = ["workload", "tinygpt peak MiB (above imports)", "PyTorch peak MiB (above imports)",
+           "ratio of peaks", "ratio above imports", "target"]
+
+
+def rows(results):
+    out = []
+    for r in results:
+        th = r.get("torch", {})
+        for lib in [k for k in r if k.startswith("tinygpt")]:
+            tg = r[lib]
+            both = "peak_kb" in tg and "peak_kb" in th
+            label = r["workload"] + ("" if lib == "tinygpt" else f" via {lib}")
+            peak = tg["peak_kb"] / th["peak_kb"] if both else None
+            above = ((tg["peak_kb"] - tg["baseline_kb"]) / max(th["peak_kb"] - th["baseline_kb"], 1)
+                     if both else None)
+            out.append([label, f"{_mib(tg)} (+{_mib(tg, True)})" if "peak_kb" in tg else f"n/a: {tg['error'][:50]}",
+                        f"{_mib(th)} (+{_mib(th, True)})" if "peak_kb" in th else None,
+                        common.fmt_ratio(peak, TARGET, lower_is_better=True),
+                        common.fmt_ratio(above, TARGET, lower_is_better=True), f"≤ {TARGET:.1f}"])
+    return out
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--workload", nargs="+", choices=WORKLOADS, default=WORKLOADS)
+    parser.add_argument("--child", nargs=2, metavar=("WORKLOAD", "LIB"), help=argparse.SUPPRESS)
+    parser.add_argument("--quick", action="store_true", help="accepted for symmetry; same work")
+    args = parser.parse_args(argv)
+    if args.child:
+        print(json.dumps(child(*args.child)))
+        return
+    results = run(args.workload)
+    print()
+    print(common.table(HEADERS, rows(results)))
+
+
+if __name__ == "__main__":
+    main()

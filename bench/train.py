@@ -1,0 +1,368 @@
+"""Training throughput of tinygpt against PyTorch: the three GPT configs (tokens/s) and the seed's
+Keras LSTM (sequences/s), with FLOP/s as a fraction of the NumPy sgemm measured in the same run (MFU).
+
+One step = forward, loss, backward, clip_grad_norm_(1.0), optimizer step, zero_grad, on both sides;
+same batch, same initial weights, float32, 2 threads. Usage (from the repo root):
+  python bench/train.py [--workload tiny|small|baby|lstm ...] [--quick]
+Not here: generation (generate.py) or memory (memory.py).
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make `bench` and `tinygpt` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+
+from bench import common  # noqa: E402
+
+# name -> the workload; torch_ref is the PyTorch number measured earlier on this machine kind
+WORKLOADS = {
+    "tiny": dict(kind="gpt", gpt=dict(n_layer=2, n_head=2, n_embd=64, block_size=64, vocab_size=65),
+                 batch=32, steps=10, unit="tok/s", torch_ref=91_000, target=1.0),
+    "small": dict(kind="gpt", gpt=dict(n_layer=4, n_head=4, n_embd=128, block_size=128, vocab_size=65),
+                  batch=16, steps=4, unit="tok/s", torch_ref=19_700, target=1.0),
+    "baby": dict(kind="gpt", gpt=dict(n_layer=6, n_head=6, n_embd=384, block_size=256, vocab_size=65),
+                 batch=8, steps=2, unit="tok/s", torch_ref=2_200, target=1.0),
+    # the seed's Keras model: Embedding(1000, 64) -> LSTM(128, seq) -> LSTM(128) -> Dense(1000, softmax)
+    "lstm": dict(kind="lstm", vocab=1000, emb=64, units=128, T=100, batch=64, steps=4, unit="seq/s",
+                 torch_ref=780, target=1.0),
+}
+LR = 6e-4
+GRAD_CLIP = 1.0
+
+
+def batches(spec, count=4, seed=1):
+    """`count` (x, y) pairs of int64 token ids, shared by both libraries."""
+    rng = np.random.default_rng(seed)
+    if spec["kind"] == "gpt":
+        T, V = spec["gpt"]["block_size"], spec["gpt"]["vocab_size"]
+        return [(rng.integers(0, V, (spec["batch"], T)), rng.integers(0, V, (spec["batch"], T)))
+                for _ in range(count)]
+    return [(rng.integers(0, spec["vocab"], (spec["batch"], spec["T"])),
+             rng.integers(0, spec["vocab"], spec["batch"])) for _ in range(count)]
+
+
+def work_per_step(spec):
+    return spec["batch"] * (spec["gpt"]["block_size"] if spec["kind"] == "gpt" else 1)
+
+
+def flops_per_unit(spec, gpt_model=None):
+    """Training FLOPs per token (GPT: model.flops_per_token()) or per sequence (LSTM: 3x the
+    forward's matmuls, 2 FLOPs per multiply-add)."""
+    if spec["kind"] == "gpt":
+        return gpt_model.flops_per_token()
+    D, T = spec["units"], spec["T"]
+    forward = sum(T * 2 * (n_in + D) * 4 * D for n_in in (spec["emb"], D)) + 2 * D * spec["vocab"]
+    return 3 * forward
+
+
+# ----- tinygpt ---------------------------------------------------------------------------------
+
+def tinygpt_gpt(spec, seed=0):
+    """-> (step, model): one AdamW training step of tinygpt's GPT per call."""
+    from tinygpt.models import GPT, GPTConfig
+    from tinygpt.optim import clip_grad_norm_
+    model = GPT(GPTConfig(**spec["gpt"], dropout=0.0), seed=seed)
+    opt = model.configure_optimizers(weight_decay=0.1, learning_rate=LR, betas=(0.9, 0.95))
+    params = model.parameters()
+    data, i = batches(spec), [0]
+
+    def step():
+        x, y = data[i[0] % len(data)]
+        i[0] += 1
+        _, loss = model(x, y)
+        loss.backward()
+        clip_grad_norm_(params, GRAD_CLIP)
+        opt.step()
+        opt.zero_grad()
+    return step, model
+
+
+class SeedLSTM:
+    """The seed's model in plain tinygpt.nn: Embedding -> 2-layer LSTM -> last step -> Linear."""
+
+    def __init__(self, spec, seed=0):
+        from tinygpt import nn
+        rng = np.random.default_rng(seed)
+        self.embedding = nn.Embedding(spec["vocab"], spec["emb"], rng=rng)
+        self.lstm = nn.LSTM(spec["emb"], spec["units"], num_layers=2, rng=rng)
+        self.dense = nn.Linear(spec["units"], spec["vocab"], rng=rng)
+
+    def parameters(self):
+        return self.embedding.parameters() + self.lstm.parameters() + self.dense.parameters()
+
+    def __call__(self, idx):
+        out, _ = self.lstm(self.embedding(idx))  # (B, T) -> (B, T, emb) -> (B, T, D)
+        return self.dense(out[:, -1])  # the last step only: (B, D) -> (B, V)
+
+
+def tinygpt_lstm(spec, seed=0):
+    """-> (step, model): one Adam step of the seed LSTM written with tinygpt.nn."""
+    from tinygpt import functional as F
+    from tinygpt.optim import Adam, clip_grad_norm_
+    model = SeedLSTM(spec, seed)
+    params = model.parameters()
+    opt = Adam(params, lr=1e-3)
+    data, i = batches(spec), [0]
+
+    def step():
+        x, y = data[i[0] % len(data)]
+        i[0] += 1
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        clip_grad_norm_(params, GRAD_CLIP)
+        opt.step()
+        opt.zero_grad()
+    return step, model
+
+
+def tinygpt_keras_lstm(spec, seed=0):
+    """-> step: the seed's Keras code on tinygpt.keras, one batch per call (train_on_batch, or fit
+    for one epoch of one batch). Raises whatever tinygpt.keras raises while it is unfinished."""
+    from tinygpt import keras
+    layers = getattr(keras, "layers", keras)
+    model = keras.Sequential([
+        layers.Embedding(spec["vocab"], spec["emb"], input_length=spec["T"]),
+        layers.LSTM(spec["units"], return_sequences=True),
+        layers.LSTM(spec["units"]),
+        layers.Dense(spec["vocab"], activation="softmax"),
+    ])
+    model.compile(optimizer="adam", loss="categorical_crossentropy")
+    eye = np.eye(spec["vocab"], dtype=np.float32)
+    data = [(x, eye[y]) for x, y in batches(spec)]  # one-hot labels, as categorical_crossentropy wants
+    i = [0]
+    if hasattr(model, "train_on_batch"):
+        def step():
+            x, y = data[i[0] % len(data)]
+            i[0] += 1
+            model.train_on_batch(x, y)
+    else:
+        def step():
+            x, y = data[i[0] % len(data)]
+            i[0] += 1
+            model.fit(x, y, batch_size=spec["batch"], epochs=1, verbose=0)
+    step()  # fail here, at build time, if the API is not there yet
+    return step
+
+
+# ----- PyTorch ---------------------------------------------------------------------------------
+
+def torch_gpt(spec, tg_model=None):
+    """-> step: the same training step on bench/torch_models.TorchGPT (weights from tg_model)."""
+    import torch
+    from bench.torch_models import TorchGPT, load_tinygpt_gpt
+    model = TorchGPT(**spec["gpt"])
+    if tg_model is not None:
+        load_tinygpt_gpt(model, {n: p.data for n, p in tg_model.named_parameters()})
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=LR, betas=(0.9, 0.95))
+    params = list(model.parameters())
+    data = [(torch.from_numpy(x), torch.from_numpy(y)) for x, y in batches(spec)]
+    i = [0]
+
+    def step():
+        x, y = data[i[0] % len(data)]
+        i[0] += 1
+        _, loss = model(x, y)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, GRAD_CLIP)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    return step
+
+
+def torch_lstm(spec, tg_model=None):
+    import torch
+    import torch.nn.functional as TF
+    from bench.torch_models import TorchKerasLSTM, load_tinygpt_lstm
+    model = TorchKerasLSTM(spec["vocab"], spec["emb"], spec["units"])
+    if tg_model is not None:
+        load_tinygpt_lstm(model, tg_model.embedding.weight.data,
+                          {n: p.data for n, p in tg_model.lstm.named_parameters()},
+                          tg_model.dense.weight.data, tg_model.dense.bias.data)
+    params = list(model.parameters())
+    opt = torch.optim.Adam(params, lr=1e-3)
+    data = [(torch.from_numpy(x), torch.from_numpy(y)) for x, y in batches(spec)]
+    i = [0]
+
+    def step():
+        x, y = data[i[0] % len(data)]
+        i[0] += 1
+        loss = TF.cross_entropy(model(x), y)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, GRAD_CLIP)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    return step
+
+
+# ----- building and running ----------------------------------------------------------------------
+
+def build(name, libs=None, same_weights=True):
+    """-> ({side: step}, {side: why it is missing}, tinygpt model or None) for workload `name`.
+    Sides: 'tinygpt', 'torch', and for the LSTM 'tinygpt.keras'; libs=None means all of them."""
+    spec = WORKLOADS[name]
+    libs = libs or (("tinygpt", "tinygpt.keras", "torch") if spec["kind"] == "lstm" else ("tinygpt", "torch"))
+    sides, missing, tg_model = {}, {}, None
+    if "tinygpt" in libs:
+        step, tg_model = (tinygpt_gpt if spec["kind"] == "gpt" else tinygpt_lstm)(spec)
+        sides["tinygpt"] = step
+    if "tinygpt.keras" in libs:
+        try:
+            sides["tinygpt.keras"] = tinygpt_keras_lstm(spec)
+        except Exception as error:  # tinygpt.keras is being written: report why, keep going
+            missing["tinygpt.keras"] = f"{type(error).__name__}: {error}"
+    if "torch" in libs:
+        if common.import_torch() is None:
+            missing["torch"] = "torch not installed"
+        else:
+            make = torch_gpt if spec["kind"] == "gpt" else torch_lstm
+            sides["torch"] = make(spec, tg_model if same_weights else None)
+    return sides, missing, tg_model
+
+
+def run(names, rounds=5, quick=False, sgemm=None, log=print):
+    """Time each workload; -> list of result dicts (one per workload)."""
+    results = []
+    for name in names:
+        spec = WORKLOADS[name]
+        steps = max(1, spec["steps"] // 2) if quick else spec["steps"]
+        sides, missing, tg_model = build(name)
+        flops = flops_per_unit(spec, tg_model)
+        for side, why in missing.items():
+            log(f"  {name}: {side} skipped ({why})")
+        stats = common.interleave(sides, rounds=rounds, steps=steps, warmup=1 if quick else 2,
+                                  work=work_per_step(spec))
+        res = dict(workload=name, unit=spec["unit"], stats=stats, missing=missing, flops=flops,
+                   target=spec["target"], torch_ref=spec["torch_ref"], rounds=rounds, steps=steps)
+        if sgemm is not None:
+            res["mfu"] = {side: flops * s.median / (sgemm.median * 1e9) for side, s in stats.items()}
+        results.append(res)
+        log(f"  {name}: " + ", ".join(f"{side} {s.fmt()} {spec['unit']}" for side, s in stats.items()))
+        del sides
+    return results
+
+
+def rows(results):
+    """Markdown rows: workload, tinygpt, torch, ratio vs target, MFU (tinygpt / torch)."""
+    out = []
+    for r in results:
+        st, tg, th = r["stats"], r["stats"].get("tinygpt"), r["stats"].get("torch")
+        mfu = r.get("mfu", {})
+        mfu_text = " / ".join(f"{100 * mfu[s]:.1f}%" if s in mfu else "–" for s in ("tinygpt", "torch"))
+        out.append([f"train {r['workload']} ({r['unit']})", tg.fmt() if tg else None,
+                    th.fmt() if th else None, common.fmt_ratio(common.ratio(tg, th), r["target"]),
+                    f"≥ {r['target']:.1f}", mfu_text])
+        if "tinygpt.keras" in st or "tinygpt.keras" in r["missing"]:
+            k = st.get("tinygpt.keras")
+            out.append([f"train {r['workload']} via tinygpt.keras", k.fmt() if k else
+                        f"not run: {r['missing']['tinygpt.keras'][:60]}", th.fmt() if th and k else None,
+                        common.fmt_ratio(common.ratio(k, th), r["target"]), f"≥ {r['target']:.1f}",
+                        f"{100 * mfu['tinygpt.keras']:.1f}%" if "tinygpt.keras" in mfu else None])
+    return out
+
+
+# ----- profile ---------------------------------------------------------------------------------
+
+# cProfile function name -> where the time goes. NumPy operators inside a Python function count as
+# that function's own time, so e.g. add_forward's own time is NumPy's elementwise add.
+CATEGORIES = [
+    ("matmul (BLAS / C sgemm)", ("matmul_forward", "matmul_backward", "sgemm", "method 'matmul'")),
+    ("attention kernel", ("attention_forward", "attention_backward")),
+    ("layernorm", ("layernorm_forward", "layernorm_backward")),
+    ("GELU", ("gelu_forward", "gelu_backward")),
+    ("softmax / cross-entropy", ("cross_entropy", "softmax")),
+    ("LSTM kernel", ("lstm_forward", "lstm_backward")),
+    ("elementwise add / bias and residual", ("add_forward", "add_backward", "unbroadcast")),
+    ("optimizer (adamw_update, Adam.update)", ("adamw_update", "_adamw", "update", "step")),
+    ("clip_grad_norm_", ("clip_grad_norm_",)),
+    ("embedding (np.add.at) / getitem", ("embedding_", "getitem_", "method 'at'")),
+    ("split / transpose / reshape copies", ("split_", "transpose_", "reshape_", "concatenate",
+                                            "ascontiguousarray", "stack_")),
+    ("allocation (np.empty / zeros / copies)", ("numpy.empty", "numpy.zeros", "numpy.array", "method 'copy'")),
+    ("autograd engine + dispatch (Python)", ("tensor.py", "backend.py", "functional.py",
+                                             "module.py", "_topological_order", "apply")),
+]
+
+
+def categorize(name):
+    for label, keys in CATEGORIES:
+        if any(k in name for k in keys):
+            return label
+    return "other"
+
+
+def profile(name, steps=3, threads=None, top=25):
+    """cProfile `steps` tinygpt training steps of workload `name` with a CPU-time clock (robust to
+    other users' load when threads=1); prints own time by category and the top functions."""
+    import cProfile
+    import pstats
+    import time
+    if threads:
+        common.set_threads(threads)
+    spec = WORKLOADS[name]
+    step = (tinygpt_gpt if spec["kind"] == "gpt" else tinygpt_lstm)(spec)[0]
+    step()
+    step()
+    prof = cProfile.Profile(time.process_time if threads == 1 else time.perf_counter)
+    prof.enable()
+    for _ in range(steps):
+        step()
+    prof.disable()
+    stats = pstats.Stats(prof)
+    total, by_cat, rows = 0.0, {}, []
+    for (file, line, func), (cc, nc, tt, ct, callers) in stats.stats.items():
+        label = f"{Path(file).name}:{func}" if file != "~" else func
+        total += tt
+        cat = categorize(label)
+        by_cat[cat] = by_cat.get(cat, 0.0) + tt
+        rows.append((tt, nc, label))
+    per_step = total / steps
+    print(f"{name}: {per_step * 1e3:.1f} ms per step of own time "
+          f"({'CPU time, 1 thread' if threads == 1 else 'wall time'}), "
+          f"{work_per_step(spec) / per_step:,.0f} {spec['unit']}")
+    print(common.table(["where", "ms / step", "share"],
+                       [[c, f"{t / steps * 1e3:.1f}", f"{100 * t / total:.1f}%"]
+                        for c, t in sorted(by_cat.items(), key=lambda kv: -kv[1])]))
+    print()
+    print(common.table(["function", "calls / step", "ms / step"],
+                       [[label, f"{nc / steps:.0f}", f"{tt / steps * 1e3:.2f}"]
+                        for tt, nc, label in sorted(rows, reverse=True)[:top]]))
+    return by_cat, per_step
+
+
+HEADERS = ["workload", "tinygpt median (min–max)", "PyTorch median (min–max)", "ratio", "target",
+           "MFU tinygpt / torch"]
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--workload", nargs="+", choices=list(WORKLOADS), default=list(WORKLOADS))
+    parser.add_argument("--rounds", type=int, default=None, help="default 5 (3 with --quick)")
+    parser.add_argument("--quick", action="store_true", help="3 rounds and half the steps")
+    parser.add_argument("--profile", action="store_true",
+                        help="cProfile tinygpt's step instead of timing against PyTorch")
+    parser.add_argument("--threads", type=int, default=common.THREADS,
+                        help="with --profile: 1 gives CPU-time profiles robust to other load")
+    args = parser.parse_args(argv)
+    if args.profile:
+        for name in args.workload:
+            profile(name, threads=args.threads)
+        return
+    common.import_torch()
+    common.set_threads()
+    sgemm = common.sgemm_gflops()
+    print(f"NumPy sgemm n=2048: {sgemm.fmt()} GFLOP/s")
+    results = run(args.workload, rounds=args.rounds or (3 if args.quick else 5), quick=args.quick,
+                  sgemm=sgemm)
+    print()
+    print(common.table(HEADERS, rows(results)))
+
+
+if __name__ == "__main__":
+    main()
