@@ -18,70 +18,78 @@ _KEY_TILE = 64  # keys per tile: their scores, a few hundred bytes, stay in L1 b
 _QUERIES = 4  # queries per block (written out as q0..q3 below): each key and value row loaded once serves 4
 
 
-@njit(parallel=True, fastmath=FAST, error_model="numpy", cache=True)
-def _attention_forward_heads(q, k, v, causal, scale, out, lse):
-    """q: (H, Tq, hs), k, v: (H, Tk, hs) with H = B * nh -> out: (H, Tq, hs), lse: (H, Tq)"""
-    heads, tq, hs = q.shape
-    tk = k.shape[1]
+@njit(fastmath=FAST, error_model="numpy", cache=True)
+def _attention_forward_head(q, k, v, causal, scale, out, lse):
+    """One head. q: (Tq, hs), k, v: (Tk, hs) -> out: (Tq, hs), lse: (Tq,)"""
+    tq, hs = q.shape
+    tk = k.shape[0]
     offset = tk - tq  # query i sits at position i + offset: with a KV cache, the last Tq of Tk
     last = tq - 1
-    for h in prange(heads):
-        s = np.empty((_QUERIES, _KEY_TILE), dtype=np.float32)  # a tile of scores, then of probabilities
-        acc = np.empty((_QUERIES, hs), dtype=np.float32)  # running sum of p * v, not yet divided by sum(p)
-        row_max = np.empty(_QUERIES, dtype=np.float32)
-        row_sum = np.empty(_QUERIES, dtype=np.float32)
-        ends = np.empty(_QUERIES, dtype=np.int64)
-        for i0 in range(0, tq, _QUERIES):
-            # past the last query the block repeats it; those rows are computed and never written
-            i1, i2, i3 = min(i0 + 1, last), min(i0 + 2, last), min(i0 + 3, last)
-            q0, q1, q2, q3 = q[h, i0], q[h, i1], q[h, i2], q[h, i3]
-            for r in range(_QUERIES):
-                # the causal mask: query i sees keys 0..i + offset (with Tq <= Tk, at least key 0)
-                ends[r] = min(tk, min(i0 + r, last) + offset + 1) if causal else tk
-            row_max[:] = -np.inf
-            row_sum[:] = 0.0
-            acc[:, :] = 0.0
-            for j0 in range(0, ends[_QUERIES - 1], _KEY_TILE):
-                n = min(_KEY_TILE, ends[_QUERIES - 1] - j0)
-                for j in range(n):  # S = Q Kᵀ * scale for the block and the tile
-                    kj = k[h, j0 + j]
-                    s0 = s1 = s2 = s3 = np.float32(0.0)
-                    for d in range(hs):
-                        s0 += q0[d] * kj[d]
-                        s1 += q1[d] * kj[d]
-                        s2 += q2[d] * kj[d]
-                        s3 += q3[d] * kj[d]
-                    s[0, j], s[1, j], s[2, j], s[3, j] = s0 * scale, s1 * scale, s2 * scale, s3 * scale
-                for r in range(_QUERIES):
-                    for j in range(max(0, ends[r] - j0), n):
-                        s[r, j] = -np.inf  # keys in this tile that query r may not see
-                    # the online softmax: sums so far were relative to row_max, move them to tile_max
-                    # (on the first tile row_max = -inf and the factor is exp(-inf) = 0)
-                    tile_max = row_max[r]
-                    for j in range(n):
-                        tile_max = max(tile_max, s[r, j])
-                    correction = exp32(row_max[r] - tile_max)
-                    total = np.float32(0.0)
-                    for j in range(n):
-                        s[r, j] = exp32(s[r, j] - tile_max)  # exp(-inf) = 0 for the masked keys
-                        total += s[r, j]
-                    row_sum[r] = row_sum[r] * correction + total
-                    row_max[r] = tile_max
-                    for d in range(hs):
-                        acc[r, d] *= correction
-                for j in range(n):  # acc += P V for this tile
-                    vj = v[h, j0 + j]
-                    p0, p1, p2, p3 = s[0, j], s[1, j], s[2, j], s[3, j]
-                    for d in range(hs):
-                        acc[0, d] += p0 * vj[d]
-                        acc[1, d] += p1 * vj[d]
-                        acc[2, d] += p2 * vj[d]
-                        acc[3, d] += p3 * vj[d]
-            for r in range(min(_QUERIES, tq - i0)):
-                inv_sum = np.float32(1.0) / row_sum[r]
+    s = np.empty((_QUERIES, _KEY_TILE), dtype=np.float32)  # a tile of scores, then of probabilities
+    acc = np.empty((_QUERIES, hs), dtype=np.float32)  # running sum of p * v, not yet divided by sum(p)
+    row_max = np.empty(_QUERIES, dtype=np.float32)
+    row_sum = np.empty(_QUERIES, dtype=np.float32)
+    ends = np.empty(_QUERIES, dtype=np.int64)
+    for i0 in range(0, tq, _QUERIES):
+        # past the last query the block repeats it; those rows are computed and never written
+        i1, i2, i3 = min(i0 + 1, last), min(i0 + 2, last), min(i0 + 3, last)
+        q0, q1, q2, q3 = q[i0], q[i1], q[i2], q[i3]
+        for r in range(_QUERIES):
+            # the causal mask: query i sees keys 0..i + offset (with Tq <= Tk, at least key 0)
+            ends[r] = min(tk, min(i0 + r, last) + offset + 1) if causal else tk
+        row_max[:] = -np.inf
+        row_sum[:] = 0.0
+        acc[:, :] = 0.0
+        for j0 in range(0, ends[_QUERIES - 1], _KEY_TILE):
+            n = min(_KEY_TILE, ends[_QUERIES - 1] - j0)
+            for j in range(n):  # S = Q Kᵀ * scale for the block and the tile
+                kj = k[j0 + j]
+                s0 = s1 = s2 = s3 = np.float32(0.0)
                 for d in range(hs):
-                    out[h, i0 + r, d] = acc[r, d] * inv_sum
-                lse[h, i0 + r] = row_max[r] + np.float32(math.log(row_sum[r]))
+                    s0 += q0[d] * kj[d]
+                    s1 += q1[d] * kj[d]
+                    s2 += q2[d] * kj[d]
+                    s3 += q3[d] * kj[d]
+                s[0, j], s[1, j], s[2, j], s[3, j] = s0 * scale, s1 * scale, s2 * scale, s3 * scale
+            for r in range(_QUERIES):
+                for j in range(max(0, ends[r] - j0), n):
+                    s[r, j] = -np.inf  # keys in this tile that query r may not see
+                # the online softmax: sums so far were relative to row_max, move them to tile_max
+                # (on the first tile row_max = -inf and the factor is exp(-inf) = 0)
+                tile_max = row_max[r]
+                for j in range(n):
+                    tile_max = max(tile_max, s[r, j])
+                correction = exp32(row_max[r] - tile_max)
+                total = np.float32(0.0)
+                for j in range(n):
+                    s[r, j] = exp32(s[r, j] - tile_max)  # exp(-inf) = 0 for the masked keys
+                    total += s[r, j]
+                row_sum[r] = row_sum[r] * correction + total
+                row_max[r] = tile_max
+                for d in range(hs):
+                    acc[r, d] *= correction
+            for j in range(n):  # acc += P V for this tile
+                vj = v[j0 + j]
+                p0, p1, p2, p3 = s[0, j], s[1, j], s[2, j], s[3, j]
+                for d in range(hs):
+                    acc[0, d] += p0 * vj[d]
+                    acc[1, d] += p1 * vj[d]
+                    acc[2, d] += p2 * vj[d]
+                    acc[3, d] += p3 * vj[d]
+        for r in range(min(_QUERIES, tq - i0)):
+            inv_sum = np.float32(1.0) / row_sum[r]
+            for d in range(hs):
+                out[i0 + r, d] = acc[r, d] * inv_sum
+            lse[i0 + r] = row_max[r] + np.float32(math.log(row_sum[r]))
+
+
+@njit(parallel=True, cache=True)
+def _attention_forward_heads(q, k, v, causal, scale, out, lse):
+    """q: (H, Tq, hs), k, v: (H, Tk, hs) with H = B * nh -> out: (H, Tq, hs), lse: (H, Tq)"""
+    # the heads are independent: spread them over the cores. (The head itself is a separate, serial
+    # function because Numba compiles a small `prange` body many times faster than a large one.)
+    for h in prange(q.shape[0]):
+        _attention_forward_head(q[h], k[h], v[h], causal, scale, out[h], lse[h])
 
 
 def _heads(a):
@@ -113,70 +121,77 @@ def attention_forward(q, k, v, causal=True, scale=None):
     return out, (q, k, v, out, lse.reshape(b, nh, tq), causal, scale)
 
 
-@njit(parallel=True, fastmath=FAST, error_model="numpy", cache=True)
-def _attention_backward_heads(q, k, v, out, dout, lse, causal, scale, dq, dk, dv):
-    """q, out, dout: (H, Tq, hs), k, v: (H, Tk, hs), lse: (H, Tq) -> dq, dk, dv (zeroed by the caller)"""
-    heads, tq, hs = q.shape
-    tk = k.shape[1]
+@njit(fastmath=FAST, error_model="numpy", cache=True)
+def _attention_backward_head(q, k, v, out, dout, lse, causal, scale, dq, dk, dv):
+    """One head. q, out, dout: (Tq, hs), k, v: (Tk, hs), lse: (Tq,) -> dq, dk, dv (zeroed by the caller)"""
+    tq, hs = q.shape
+    tk = k.shape[0]
     offset = tk - tq
     last = tq - 1
-    for h in prange(heads):  # one head per iteration, so dk[h] and dv[h] have a single writer
-        p = np.empty((_QUERIES, _KEY_TILE), dtype=np.float32)
-        ds = np.empty((_QUERIES, _KEY_TILE), dtype=np.float32)
-        delta = np.empty(_QUERIES, dtype=np.float32)
-        row_lse = np.empty(_QUERIES, dtype=np.float32)
-        ends = np.empty(_QUERIES, dtype=np.int64)
-        for i0 in range(0, tq, _QUERIES):
-            i1, i2, i3 = min(i0 + 1, last), min(i0 + 2, last), min(i0 + 3, last)
-            q0, q1, q2, q3 = q[h, i0], q[h, i1], q[h, i2], q[h, i3]
-            g0, g1, g2, g3 = dout[h, i0], dout[h, i1], dout[h, i2], dout[h, i3]
-            dq0, dq1, dq2, dq3 = dq[h, i0], dq[h, i1], dq[h, i2], dq[h, i3]
-            for r in range(_QUERIES):
-                i = min(i0 + r, last)
-                # a repeated row past the last query sees no key, so all it adds is 0
-                ends[r] = 0 if i0 + r > last else (min(tk, i + offset + 1) if causal else tk)
-                row_lse[r] = lse[h, i]
-                # softmax backward needs rowsum(dP * P), which equals rowsum(dout * out) for this row
-                delta[r] = 0.0
+    p = np.empty((_QUERIES, _KEY_TILE), dtype=np.float32)
+    ds = np.empty((_QUERIES, _KEY_TILE), dtype=np.float32)
+    delta = np.empty(_QUERIES, dtype=np.float32)
+    row_lse = np.empty(_QUERIES, dtype=np.float32)
+    ends = np.empty(_QUERIES, dtype=np.int64)
+    for i0 in range(0, tq, _QUERIES):
+        i1, i2, i3 = min(i0 + 1, last), min(i0 + 2, last), min(i0 + 3, last)
+        q0, q1, q2, q3 = q[i0], q[i1], q[i2], q[i3]
+        g0, g1, g2, g3 = dout[i0], dout[i1], dout[i2], dout[i3]
+        dq0, dq1, dq2, dq3 = dq[i0], dq[i1], dq[i2], dq[i3]
+        for r in range(_QUERIES):
+            i = min(i0 + r, last)
+            # a repeated row past the last query sees no key, so all it adds is 0
+            ends[r] = 0 if i0 + r > last else (min(tk, i + offset + 1) if causal else tk)
+            row_lse[r] = lse[i]
+            # softmax backward needs rowsum(dP * P), which equals rowsum(dout * out) for this row
+            delta[r] = 0.0
+            for d in range(hs):
+                delta[r] += dout[i, d] * out[i, d]
+        end = max(max(ends[0], ends[1]), max(ends[2], ends[3]))
+        for j0 in range(0, end, _KEY_TILE):
+            n = min(_KEY_TILE, end - j0)
+            for j in range(n):
+                kj, vj = k[j0 + j], v[j0 + j]
+                s0 = s1 = s2 = s3 = np.float32(0.0)  # S = Q Kᵀ, recomputed
+                t0 = t1 = t2 = t3 = np.float32(0.0)  # out = P V, so dP = dout Vᵀ
                 for d in range(hs):
-                    delta[r] += dout[h, i, d] * out[h, i, d]
-            end = max(max(ends[0], ends[1]), max(ends[2], ends[3]))
-            for j0 in range(0, end, _KEY_TILE):
-                n = min(_KEY_TILE, end - j0)
+                    s0 += q0[d] * kj[d]
+                    s1 += q1[d] * kj[d]
+                    s2 += q2[d] * kj[d]
+                    s3 += q3[d] * kj[d]
+                    t0 += g0[d] * vj[d]
+                    t1 += g1[d] * vj[d]
+                    t2 += g2[d] * vj[d]
+                    t3 += g3[d] * vj[d]
+                p[0, j], p[1, j], p[2, j], p[3, j] = s0, s1, s2, s3
+                ds[0, j], ds[1, j], ds[2, j], ds[3, j] = t0, t1, t2, t3
+            for r in range(_QUERIES):
                 for j in range(n):
-                    kj, vj = k[h, j0 + j], v[h, j0 + j]
-                    s0 = s1 = s2 = s3 = np.float32(0.0)  # S = Q Kᵀ, recomputed
-                    t0 = t1 = t2 = t3 = np.float32(0.0)  # out = P V, so dP = dout Vᵀ
-                    for d in range(hs):
-                        s0 += q0[d] * kj[d]
-                        s1 += q1[d] * kj[d]
-                        s2 += q2[d] * kj[d]
-                        s3 += q3[d] * kj[d]
-                        t0 += g0[d] * vj[d]
-                        t1 += g1[d] * vj[d]
-                        t2 += g2[d] * vj[d]
-                        t3 += g3[d] * vj[d]
-                    p[0, j], p[1, j], p[2, j], p[3, j] = s0, s1, s2, s3
-                    ds[0, j], ds[1, j], ds[2, j], ds[3, j] = t0, t1, t2, t3
-                for r in range(_QUERIES):
-                    for j in range(n):
-                        # P exactly as forward had it (0 where the mask hides the key)
-                        pj = exp32(p[r, j] * scale - row_lse[r]) if j0 + j < ends[r] else np.float32(0.0)
-                        p[r, j] = pj
-                        ds[r, j] = pj * (ds[r, j] - delta[r]) * scale  # dS = P (dP - delta), scaled as S
-                for j in range(n):
-                    # dV = Pᵀ dout and, with S = Q Kᵀ * scale, dK = dSᵀ Q: 4 queries per store of a row
-                    a0, a1, a2, a3 = ds[0, j], ds[1, j], ds[2, j], ds[3, j]
-                    b0, b1, b2, b3 = p[0, j], p[1, j], p[2, j], p[3, j]
-                    kj, dkj, dvj = k[h, j0 + j], dk[h, j0 + j], dv[h, j0 + j]
-                    for d in range(hs):
-                        dkj[d] += a0 * q0[d] + a1 * q1[d] + a2 * q2[d] + a3 * q3[d]
-                        dvj[d] += b0 * g0[d] + b1 * g1[d] + b2 * g2[d] + b3 * g3[d]
-                    for d in range(hs):  # dQ = dS K
-                        dq0[d] += a0 * kj[d]
-                        dq1[d] += a1 * kj[d]
-                        dq2[d] += a2 * kj[d]
-                        dq3[d] += a3 * kj[d]
+                    # P exactly as forward had it (0 where the mask hides the key)
+                    pj = exp32(p[r, j] * scale - row_lse[r]) if j0 + j < ends[r] else np.float32(0.0)
+                    p[r, j] = pj
+                    ds[r, j] = pj * (ds[r, j] - delta[r]) * scale  # dS = P (dP - delta), scaled as S
+            for j in range(n):
+                # dV = Pᵀ dout and, with S = Q Kᵀ * scale, dK = dSᵀ Q: 4 queries per store of a row
+                a0, a1, a2, a3 = ds[0, j], ds[1, j], ds[2, j], ds[3, j]
+                b0, b1, b2, b3 = p[0, j], p[1, j], p[2, j], p[3, j]
+                kj, dkj, dvj = k[j0 + j], dk[j0 + j], dv[j0 + j]
+                for d in range(hs):
+                    dkj[d] += a0 * q0[d] + a1 * q1[d] + a2 * q2[d] + a3 * q3[d]
+                    dvj[d] += b0 * g0[d] + b1 * g1[d] + b2 * g2[d] + b3 * g3[d]
+                for d in range(hs):  # dQ = dS K
+                    dq0[d] += a0 * kj[d]
+                    dq1[d] += a1 * kj[d]
+                    dq2[d] += a2 * kj[d]
+                    dq3[d] += a3 * kj[d]
+
+
+@njit(parallel=True, cache=True)
+def _attention_backward_heads(q, k, v, out, dout, lse, causal, scale, dq, dk, dv):
+    """q, out, dout: (H, Tq, hs), k, v: (H, Tk, hs), lse: (H, Tq) -> dq, dk, dv (zeroed by the caller)"""
+    for h in prange(q.shape[0]):  # one head per iteration, so dk[h] and dv[h] have a single writer
+        _attention_backward_head(q[h], k[h], v[h], out[h], dout[h], lse[h], causal, scale,
+                                 dq[h], dk[h], dv[h])
 
 
 def attention_backward(dout, cache):
