@@ -34,18 +34,19 @@ void lstm_forward(float *hs, float *cs, float *gates, float *tanh_c, const float
                                   (long)(steps + 1) * d, 1, packed,
                                   gates + (r0 * steps + t) * g4, steps * g4, 1);
             for (long r = r0; r < r1; r++) {
-                float *a = gates + (r * steps + t) * g4;
+                float *a = gates + (r * steps + t) * g4;  /* pre-activations in, gates out */
+                float *ai = a, *af = a + d, *ag = a + 2 * d, *ao = a + 3 * d;
                 const float *c_prev = cs + (r * (steps + 1) + t) * d;
                 float *c_next = cs + (r * (steps + 1) + t + 1) * d;
                 float *h_next = hs + (r * (steps + 1) + t + 1) * d;
                 float *tc = tanh_c + (r * steps + t) * d;
                 #pragma omp simd
                 for (int j = 0; j < d; j++) {
-                    float i = sigmoid_approx(a[j]), f = sigmoid_approx(a[d + j]);
-                    float g = tanh_approx(a[2 * d + j]), o = sigmoid_approx(a[3 * d + j]);
+                    float i = sigmoid_approx(ai[j]), f = sigmoid_approx(af[j]);
+                    float g = tanh_approx(ag[j]), o = sigmoid_approx(ao[j]);
                     float c = f * c_prev[j] + i * g;
                     float th = tanh_approx(c);
-                    a[j] = i; a[d + j] = f; a[2 * d + j] = g; a[3 * d + j] = o;
+                    ai[j] = i; af[j] = f; ag[j] = g; ao[j] = o;
                     c_next[j] = c;
                     tc[j] = th;
                     h_next[j] = o * th;  /* h_t = o tanh(c_t) */
