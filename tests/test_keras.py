@@ -166,13 +166,18 @@ def test_evaluate_and_predict_shapes(data):
 def test_fused_softmax_loss_equals_crossentropy_of_the_predicted_probabilities(data):
     x, y = data
     model = compiled()
+    assert model._fused_head() is model.layers[-1]  # softmax + crossentropy: the loss reads logits
     probs = model.predict(x)
     expected = -np.mean(np.log(probs[np.arange(len(y)), y.argmax(1)]))
-    assert model.evaluate(x, y) [0] == pytest.approx(expected, rel=1e-5)
+    assert model.evaluate(x, y)[0] == pytest.approx(expected, rel=1e-5)
+    unfused = model.loss(y, model(x))  # Keras' probabilities path: renormalise, clip, log
+    assert unfused.item() == pytest.approx(expected, rel=1e-5)
     sparse = compiled(small_seed_model(), loss="sparse_categorical_crossentropy")
     assert sparse.evaluate(x, y.argmax(1))[0] == pytest.approx(expected, rel=1e-5)
-    # a linear output with from_logits=False takes Keras' probabilities path (clipped), not the fused one
-    assert model._fused_head() is model.layers[-1]
+    logits_model = Sequential([Embedding(30, 8, input_length=12), LSTM(16, return_sequences=True),
+                               LSTM(16), Dense(30)], seed=0)  # same weights, no softmax
+    logits_model.compile(loss=tinygpt.keras.losses.CategoricalCrossentropy(from_logits=True))
+    assert logits_model.evaluate(x, y) == pytest.approx(expected, rel=1e-5)
 
 
 def test_seed_model_learns_structured_sequences():
@@ -249,7 +254,6 @@ def test_optimizer_names_objects_and_train_on_batch(data):
 def test_rmsprop_follows_the_tf_keras_rule():
     model = Sequential([Dense(1, use_bias=False)], seed=0)
     model.compile(optimizer=optimizers.RMSprop(learning_rate=0.1, rho=0.9, epsilon=1e-7), loss="mse")
-    w0 = model.get_weights() if model.built else None
     x, y = np.array([[1.0, 2.0]], np.float32), np.array([[3.0]], np.float32)
     model.build((None, 2))
     w0 = model.get_weights()[0].astype(np.float64)
@@ -399,6 +403,10 @@ def test_bad_inputs_name_the_layer_and_the_fix(data):
         Sequential([nn.Linear(2, 2)])
     with pytest.raises(NotImplementedError, match="mask_zero"):
         Embedding(5, 2, mask_zero=True)
+    with pytest.raises(ValueError, match="Input.*must come first"):
+        Sequential([Dense(2), Input(shape=(3,))])
+    with pytest.raises(ValueError, match="filepath .* names 'val_loss'"):
+        compiled().fit(x, y, verbose=0, callbacks=[callbacks.ModelCheckpoint("w_{val_loss:.2f}.h5", monitor="loss")])
 
 
 def test_methods_called_too_early_say_what_to_do_first(data):

@@ -196,7 +196,11 @@ class ModelCheckpoint(Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
-        path = self.filepath.format(epoch=epoch + 1, **logs)
+        try:
+            path = self.filepath.format(epoch=epoch + 1, **logs)
+        except KeyError as missing:
+            raise ValueError(f"ModelCheckpoint: filepath {self.filepath!r} names {missing}, but the "
+                             f"epoch logs only have {sorted(logs)} (and 'epoch')") from None
         if self.save_best_only:
             current = _monitored("ModelCheckpoint", self.monitor, logs)
             better = current < self.best if self.mode == "min" else current > self.best

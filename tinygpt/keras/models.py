@@ -59,11 +59,18 @@ class Sequential(Trainer, nn.Module):
         while layer.name in taken:  # like Keras: lstm, lstm_1, lstm_2, ...
             k += 1
             layer.name = f"{layer.default_name}_{k}"
+        if self.built:  # the model has weights already: make this layer's now, for the current output
+            shape = self._shapes()[-1]
+            if layer.built:
+                layer.check_input_shape(shape)
+            else:
+                layer.build(shape, rng=np.random.default_rng(self._child_seed(1, len(self.layers))))
+            self.layers.append(layer)
+            return
         self.layers.append(layer)
-        if self.built:
-            layer.build(self._shapes()[-2], rng=np.random.default_rng(self._child_seed(1, len(self.layers) - 1)))
-        elif len(self.layers) == 1 and (self.declared_input_shape or layer.declared_input_shape):
-            self.build(self.declared_input_shape or layer.declared_input_shape)
+        declared = self.declared_input_shape or layer.declared_input_shape
+        if len(self.layers) == 1 and declared:
+            self.build(declared)
 
     def build(self, input_shape):
         """input_shape (None, ...), the batch as None -> make every layer's weights."""
