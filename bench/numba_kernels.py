@@ -150,7 +150,7 @@ def main():
     except ImportError:
         torch = None
     print(f"threads: {args.threads}, rounds: {args.rounds}, load average before: {os.getloadavg()}")
-    print(f"| workload | numpy ms | numba ms | numba speedup | torch ms |\n|---|---|---|---|---|")
+    print("| workload | numpy ms | numba ms | numba speedup | torch ms |\n|---|---|---|---|---|")
     for label, fns in workloads(torch).items():
         if args.only and not any(s in label for s in args.only.split(",")):
             continue
