@@ -74,14 +74,16 @@ def workloads(torch):
     pair("log_softmax (2048, 1024)", "log_softmax", (x,), torch_fn=tf and (lambda x: tf.log_softmax(x, -1)))
     (logits,) = _rng_arrays(rng, (2048, 8192), scale=3.0)
     targets = rng.integers(0, 8192, size=2048)
-    pair("cross_entropy (2048, 8192)", "cross_entropy", (logits, targets), dout_of=lambda out: np.ones((), np.float32),
+    pair("cross_entropy (2048, 8192)", "cross_entropy", (logits, targets),
+         dout_of=lambda out: np.ones((), np.float32),
          torch_fn=tf and (lambda x, t: tf.cross_entropy(x, t)))
     x, g, b = _rng_arrays(rng, (8, 256, 384), (384,), (384,))
     pair("layernorm (8, 256, 384)", "layernorm", (x, g, b),
          torch_fn=tf and (lambda x, g, b: tf.layer_norm(x, (384,), g, b)))
     (x,) = _rng_arrays(rng, (8, 256, 1536))
     pair("gelu (8, 256, 1536)", "gelu", (x,), torch_fn=tf and (lambda x: tf.gelu(x, approximate="tanh")))
-    lstm_args = tuple(_rng_arrays(rng, (64, 100, 64), (64, 128), (64, 128), (64, 512), (128, 512), (512,), scale=0.3))
+    lstm_args = tuple(_rng_arrays(rng, (64, 100, 64), (64, 128), (64, 128), (64, 512), (128, 512), (512,),
+                                  scale=0.3))
     pair("lstm B=64 T=100 I=64 D=128", "lstm", lstm_args,
          dout_of=lambda out: (_rng_arrays(rng, out[0].shape)[0], None, None))
     if torch is not None:  # torch's LSTM keeps (4D, I) weights and two biases: same math, its own layout
@@ -131,7 +133,8 @@ def compile_times():
     with tempfile.TemporaryDirectory() as cache_dir:
         env = {**os.environ, "NUMBA_CACHE_DIR": cache_dir, "PYTHONPATH": str(ROOT)}
         for _ in range(2):
-            out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
+            out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
+                                 check=True)
             results.append(json.loads(out.stdout.strip().splitlines()[-1]))
     return results
 

@@ -390,7 +390,8 @@ def _autograd_cases():
     targets = rng.integers(0, 11, size=(2, 7))
     targets[0, :3] = -100
     return {
-        "scaled_dot_product_attention": (lambda q, k, v: _weighted(F.scaled_dot_product_attention(q, k, v), w), qkv),
+        "scaled_dot_product_attention": (
+            lambda q, k, v: _weighted(F.scaled_dot_product_attention(q, k, v), w), qkv),
         "layer_norm": (lambda x, g, b: _weighted(F.layer_norm(x, g, b), w), [r(2, 7, 13), r(13), r(13)]),
         "cross_entropy": (lambda x: F.cross_entropy(x, targets) * 3.0, [r(2, 7, 11) * 4]),
         "lstm": (lambda x, h, c, wi, wh, b: sum(_weighted(o, w) for o in F.lstm(x, h, c, wi, wh, b)),
@@ -451,7 +452,8 @@ def _attention_fwd_bwd(fwd, bwd, q, k, v):
 
 @pytest.mark.parametrize("backend_name", FAST_BACKENDS)
 def test_fused_attention_memory_is_linear_in_T(backend_name):
-    fwd, bwd = kernel_or_skip(backend_name, "attention_forward"), kernel_or_skip(backend_name, "attention_backward")
+    fwd = kernel_or_skip(backend_name, "attention_forward")
+    bwd = kernel_or_skip(backend_name, "attention_backward")
     t, hs = 4096, 8  # one (T, T) float32 matrix is 64 MiB; q, k, v, out, dq, dk, dv are 128 KiB each
     rng = np.random.default_rng(0)
     q, k, v = (_normal(rng, (1, 1, t, hs), np.float32) for _ in range(3))
@@ -459,7 +461,8 @@ def test_fused_attention_memory_is_linear_in_T(backend_name):
     peak = _peak_extra_bytes(lambda: _attention_fwd_bwd(fwd, bwd, q, k, v))
     one_matrix = t * t * 4
     assert peak < one_matrix / 8, (f"{backend_name} attention fwd+bwd at T={t} allocated up to "
-                                   f"{peak / 2**20:.1f} MiB; one (T, T) float32 matrix is {one_matrix / 2**20:.0f} MiB")
+                                   f"{peak / 2**20:.1f} MiB; one (T, T) float32 matrix is "
+                                   f"{one_matrix / 2**20:.0f} MiB")
 
 
 def test_memory_measurement_sees_a_TxT_matrix():
