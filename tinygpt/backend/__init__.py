@@ -162,6 +162,3 @@ def main():
     for name, chosen, have in report():
         print(f"{name:28s} {chosen:8s} {', '.join(have)}")
 
-
-if __name__ == "__main__":
-    main()
