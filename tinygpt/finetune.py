@@ -172,6 +172,12 @@ def predict(model, idx, lengths, batch_size=64):
     return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
 
 
+def predict_from_features(model, features):
+    """features: (N, C) pooled body outputs -> predicted labels (N,), through the head alone."""
+    with inference(model):
+        return model.head(Tensor(features)).data.argmax(axis=-1)
+
+
 def pooled_features(model, idx, lengths, batch_size=64):
     """(N, T) -> (N, C): what the head reads, computed once when the body is frozen."""
     out = []
@@ -217,7 +223,9 @@ def finetune(config, progress=None, log=None):
     params = model.head.named_parameters() if config.freeze_body else model.named_parameters()
     optimizer = AdamW(weight_decay_groups(params, config.weight_decay), lr=config.lr, weight_decay=config.weight_decay)
     schedule = WarmupCosine(config.lr, config.lr / 10, max(1, steps // 10), steps)
+    # frozen: the body's output never changes, so the head trains and is scored on features computed once
     features = pooled_features(model, x_train, len_train) if config.freeze_body else None
+    test_features = pooled_features(model, x_test, len_test) if config.freeze_body else None
 
     rng = np.random.default_rng(config.seed)
     metrics = runs.MetricsLog(run_dir / runs.METRICS, ("step", "train_loss", "val_accuracy", "val_macro_f1"))
@@ -242,7 +250,9 @@ def finetune(config, progress=None, log=None):
             losses.append(loss.item())
             progress(TrainEvent("step", step, steps, loss=losses[-1]))
             if step % steps_per_epoch == 0 or step == steps:
-                report = classification_report(y_test, predict(model, x_test, len_test), len(label_names))
+                predicted = (predict(model, x_test, len_test) if test_features is None
+                             else predict_from_features(model, test_features))
+                report = classification_report(y_test, predicted, len(label_names))
                 metrics.append({"step": step, "train_loss": float(np.mean(losses[-steps_per_epoch:])),
                                 "val_accuracy": report["accuracy"], "val_macro_f1": report["macro_f1"]})
                 progress(TrainEvent("eval", step, steps, train_loss=float(np.mean(losses[-steps_per_epoch:])),
