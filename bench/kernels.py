@@ -1,9 +1,13 @@
 """Per-kernel timings: every implementation tinygpt has of a kernel (NumPy reference, Numba, C)
 next to NumPy's BLAS and PyTorch, in one process, interleaved over rounds, medians reported.
 
-    python bench/kernels.py                  # everything, 7 rounds, writes bench/RESULTS.md
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/kernels.py   # all, writes RESULTS.md
     python bench/kernels.py --quick          # 3 rounds, smaller sgemm sizes, no file written
-    python bench/kernels.py --only attention,lstm --rounds 5
+    python bench/kernels.py --only attention,lstm --rounds 5 --threads 1,2
+    python bench/kernels.py --clock cpu      # 1 thread, CPU time: for a machine others load
+
+NOTE: some machines here set OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE (older OpenBLAS builds misbehave
+without them); they slow a current NumPy, so unset both, in the benchmark's command only.
 
 Each round runs every implementation of a case once as a timed block, with a pause before each
 block so that the previous library's idle threads (OpenBLAS, OpenMP, torch) stop spinning on the
@@ -425,11 +429,20 @@ def main(argv=None):
         sections.append("### Numba first call (compile, or load from NUMBA_CACHE_DIR)\n\n" + table(
             ["kernel", "seconds"], [[k, f"{v:.2f}"] for k, v in compile_times.items()]))
 
-    command = "python " + " ".join([os.path.relpath(__file__, ROOT)] + (argv if argv is not None else sys.argv[1:]))
+    command = "env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python " + " ".join(
+        [os.path.relpath(__file__, ROOT)] + (argv if argv is not None else sys.argv[1:]))
     title = "Kernels" if args.clock == "wall" else "Kernels, single-thread CPU time"
+    note = ("Wall-clock time, as a user sees it. On a machine that others load, a 2-thread "
+            "library waits at each barrier for a preempted thread, so compare 2-thread ratios "
+            "only from a quiet run (load average well under 1), and use `--clock cpu` for the "
+            "kernels themselves." if args.clock == "wall" else
+            "CPU time of the calling thread with every library on 1 thread: waiting for a core "
+            "is not counted, so these ratios hold on a loaded machine too.")
+    note += (" matmul stays on NumPy's BLAS in `auto` mode (`backend._AUTO_ORDER`) unless C "
+             "measures clearly faster: see the sgemm table and docs/kernels.md.")
     report = "\n\n".join([f"## {title} (bench/kernels.py)\n\n{time.strftime('%Y-%m-%d')}, "
                           f"{rounds} interleaved rounds, pause {pause} s between blocks, "
-                          f"{'CPU' if args.clock == 'cpu' else 'wall'}-clock time.\n\n"
+                          f"{'CPU' if args.clock == 'cpu' else 'wall'}-clock time. {note}\n\n"
                           f"```\n{command}\n```\n\n{machine()}"] + sections)
     print()
     print(report)

@@ -33,7 +33,10 @@ def _p(array):
 
 def _f32(*arrays):
     """True when every argument is a float32 ndarray (what the C kernels take)."""
-    return all(type(a) is np.ndarray and a.dtype == _F32 for a in arrays)
+    for a in arrays:  # a plain loop: this runs on every call of every kernel
+        if type(a) is not np.ndarray or (a.dtype is not _F32 and a.dtype != _F32):
+            return False
+    return True
 
 
 def _c(array):
