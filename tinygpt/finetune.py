@@ -70,8 +70,6 @@ class FinetuneConfig:
             raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction!r}")
         if self.pooling not in ("last", "mean"):
             raise ValueError(f"pooling must be 'last' or 'mean', got {self.pooling!r}")
-        if self.freeze_body and self.from_scratch:
-            raise ValueError("freeze_body with from_scratch would train a head on random features; pick one")
 
     def resolved(self):
         name = Path(self.data).stem if self.data else self.corpus
