@@ -11,7 +11,6 @@ import pytest
 import tinygpt.keras
 from tinygpt.keras import callbacks, optimizers
 from tinygpt.keras.layers import LSTM, Dense, Dropout, Embedding, Input
-from tinygpt.keras.preprocessing.sequence import pad_sequences
 from tinygpt.keras.utils import set_random_seed, to_categorical
 
 Sequential = tinygpt.keras.Sequential
@@ -51,13 +50,16 @@ def compiled(model=None, **kwargs):
 
 # ----- the seed's imports, shapes and parameter counts ---------------------------------------------
 def test_keras_namespaces_import_like_tensorflow_keras():
-    from tinygpt.keras.callbacks import EarlyStopping, ModelCheckpoint  # noqa: F401
-    from tinygpt.keras.layers import LSTM, Dense, Embedding  # noqa: F401,F811
+    from tinygpt import data
+    from tinygpt.keras.callbacks import EarlyStopping as ES
+    from tinygpt.keras.layers import LSTM as L, Dense as D, Embedding as E
     from tinygpt.keras.models import Sequential as ModelsSequential
-    from tinygpt.keras.optimizers import Adam  # noqa: F401
-    from tinygpt.keras.preprocessing.sequence import pad_sequences as pad  # noqa: F401
-    from tinygpt.keras.utils import to_categorical as cat  # noqa: F401
+    from tinygpt.keras.optimizers import Adam as A
+    from tinygpt.keras.preprocessing.sequence import pad_sequences as pad
+    from tinygpt.keras.utils import to_categorical as cat
+    assert (L, D, E, ES, A) == (LSTM, Dense, Embedding, callbacks.EarlyStopping, optimizers.Adam)
     assert ModelsSequential is tinygpt.keras.Sequential
+    assert pad is data.pad_sequences and cat is data.to_categorical  # re-exported, like Keras' paths
     assert pad([[1, 2], [3]], maxlen=3).tolist() == [[0, 1, 2], [0, 0, 3]]
 
 

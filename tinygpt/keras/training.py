@@ -66,6 +66,7 @@ class Trainer:
         if metrics is not None and (isinstance(metrics, str) or not hasattr(metrics, "__iter__")):
             raise TypeError(f"metrics must be a list such as ['accuracy'], got {metrics!r}")
         self.optimizer = optimizers.get(optimizer)
+        self.optimizer.engine = None  # bound to this model's parameters (fresh state) on first use
         self.loss = losses_module.get(loss)
         self.compiled_metrics = [metrics_module.get(m) for m in metrics or []]
         self.compiled = True
@@ -111,7 +112,7 @@ class Trainer:
             out = self.forward(x, training=training)
             return self.loss(y, out), out.data
         # fused: the loss reads the pre-softmax logits, the metrics the probabilities
-        features = self.forward(x, training=training, layers=self.layers[:-1])
+        features = self.forward(x, training=training, layers=list(self.layers)[:-1])
         logits = head.pre_activation(features)
         predictions = head.activation(Tensor(logits.data)).data  # a constant: outside the graph
         return self.loss.compute(y, logits, from_logits=True), predictions
