@@ -45,6 +45,10 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=None)
     parser.add_argument("--only", default=",".join(PARTS), help=f"comma-separated subset of {','.join(PARTS)}")
     parser.add_argument("--no-write", action="store_true", help="do not update bench/RESULTS.md")
+    parser.add_argument("--threads", type=int, default=common.THREADS,
+                        help=f"threads for every library (default {common.THREADS})")
+    parser.add_argument("--clock", choices=list(common.CLOCKS), default="wall",
+                        help="cpu: rates per CPU-second; with --threads 1 robust to a busy machine")
     args = parser.parse_args(argv)
     parts = [p for p in args.only.split(",") if p]
     unknown = set(parts) - set(PARTS)
@@ -57,19 +61,20 @@ def main(argv=None):
     busy = common.cpu_busy()  # before anything of ours runs: the other users' load
     load_before = common.conditions(busy)
     common.import_torch()
-    common.set_threads()
+    common.set_threads(args.threads)
     desc = common.machine()
     print(common.describe(desc))
     print(f"- Conditions at start: {load_before}")
     started = time.strftime("%Y-%m-%d %H:%M %Z")
 
-    sgemm = common.sgemm_gflops()
-    print(f"NumPy sgemm n=2048, {common.THREADS} threads: {sgemm.fmt()} GFLOP/s")
+    sgemm = common.sgemm_fresh(args.threads, args.clock)
+    print(f"NumPy sgemm n=2048, {args.threads} threads: {sgemm.fmt()} GFLOP/s")
     speed_rows, notes = [], []
     if "train" in parts:
         from bench import train
         print("training:")
-        results = train.run(list(train.WORKLOADS), rounds=rounds, quick=args.quick, sgemm=sgemm)
+        results = train.run(list(train.WORKLOADS), rounds=rounds, quick=args.quick, sgemm=sgemm,
+                            clock=args.clock)
         speed_rows += train.rows(results)
         for r in results:
             for side, why in r["missing"].items():
@@ -77,13 +82,14 @@ def main(argv=None):
     if "generate" in parts:
         from bench import generate
         print("generation:")
-        results = generate.run(list(generate.WORKLOADS), rounds=rounds, quick=args.quick)
+        results = generate.run(list(generate.WORKLOADS), rounds=rounds, quick=args.quick,
+                               clock=args.clock)
         speed_rows += generate.rows(results)
         for r in results:
             if "agreement" in r:
                 notes.append(f"generate {r['workload']}: greedy tokens equal before the first "
                              f"difference (of {generate.NEW_TOKENS}): {r['agreement']}")
-    sgemm_after = common.sgemm_gflops() if {"train", "generate"} & set(parts) else None
+    sgemm_after = common.sgemm_fresh(args.threads, args.clock) if {"train", "generate"} & set(parts) else None
     if sgemm_after:
         print(f"NumPy sgemm after: {sgemm_after.fmt()} GFLOP/s")
     load_after = common.conditions()
@@ -95,9 +101,10 @@ def main(argv=None):
         mem_rows = memory.rows(memory.run(memory.WORKLOADS))
 
     report = [f"Run {started}: `{command.strip()}`, {rounds} interleaved rounds per workload, "
-              f"{common.PAUSE} s pause between blocks, {common.THREADS} threads each.", "",
+              f"{common.PAUSE} s pause between blocks, {args.threads} thread(s) each, "
+              f"{args.clock} clock" + (" (rates per CPU-second)" if args.clock == "cpu" else "") + ".", "",
               common.describe(desc),
-              f"- NumPy sgemm (n=2048, float32, {common.THREADS} threads): {sgemm.fmt()} GFLOP/s before"
+              f"- NumPy sgemm (n=2048, float32, {args.threads} threads): {sgemm.fmt()} GFLOP/s before"
               + (f", {sgemm_after.fmt()} after" if sgemm_after else "") + " (MFU uses the 'before' median)",
               f"- Conditions: at start {load_before}; after the speed runs {load_after}"]
     if speed_rows:

@@ -46,15 +46,17 @@ def set_threads(n=THREADS):
 
 
 def import_torch():
-    """torch set to THREADS threads, or None when it is not installed (the benchmarks then
-    report tinygpt alone)."""
+    """torch (set to THREADS threads on first import), or None when it is not installed or
+    BENCH_NO_TORCH is set: the benchmarks then report tinygpt alone."""
     if os.environ.get("BENCH_NO_TORCH"):
         return None
+    first = "torch" not in sys.modules
     try:
         import torch
     except ImportError:
         return None
-    torch.set_num_threads(THREADS)
+    if first:
+        torch.set_num_threads(THREADS)
     return torch
 
 
@@ -86,10 +88,18 @@ def _digits(x):
     return 0 if abs(x) >= 100 else 1 if abs(x) >= 10 else 2
 
 
-def interleave(sides, rounds=5, steps=3, warmup=2, pause=PAUSE, work=1.0):
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+
+
+def interleave(sides, rounds=5, steps=3, warmup=2, pause=PAUSE, work=1.0, clock="wall"):
     """sides: {name: fn} where fn() does one unit (a training step, a generation).
     Runs every side `warmup` times, then `rounds` rounds of `steps` calls per side, alternating
-    the order each round. Returns {name: Stat of work/second}, one sample per round."""
+    the order each round. Returns {name: Stat of work/second}, one sample per round.
+
+    clock="cpu" divides by this process's CPU time instead of wall time: with 1 thread that is
+    the work itself, nearly unaffected by other users of the machine (with 2 threads it also
+    counts idle threads spinning, so use it with --threads 1)."""
+    now = CLOCKS[clock]
     for fn in sides.values():
         for _ in range(warmup):
             fn()
@@ -101,15 +111,16 @@ def interleave(sides, rounds=5, steps=3, warmup=2, pause=PAUSE, work=1.0):
             gc.collect()
             time.sleep(pause)
             fn = sides[name]
-            t0 = time.perf_counter()
+            t0 = now()
             for _ in range(steps):
                 fn()
-            rates[name].append(work * steps / (time.perf_counter() - t0))
+            rates[name].append(work * steps / (now() - t0))
     return {name: Stat.of(values) for name, values in rates.items()}
 
 
-def sgemm_gflops(n=2048, repeats=5):
+def sgemm_gflops(n=2048, repeats=5, clock="wall"):
     """NumPy float32 (n, n) @ (n, n) on this process's BLAS threads -> Stat of GFLOP/s."""
+    now = CLOCKS[clock]
     rng = np.random.default_rng(0)
     a = rng.standard_normal((n, n), dtype=np.float32)
     b = rng.standard_normal((n, n), dtype=np.float32)
@@ -117,10 +128,23 @@ def sgemm_gflops(n=2048, repeats=5):
     np.matmul(a, b, out=out)  # warm up: threads started, pages touched
     values = []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0 = now()
         np.matmul(a, b, out=out)
-        values.append(2 * n ** 3 / (time.perf_counter() - t0) / 1e9)
+        values.append(2 * n ** 3 / (now() - t0) / 1e9)
     return Stat.of(values)
+
+
+def sgemm_fresh(threads=THREADS, clock="wall", n=2048, repeats=5):
+    """sgemm_gflops() measured in a fresh interpreter. NOTE: not in this process, on purpose:
+    freeing its 16 MiB arrays would raise glibc's dynamic mmap threshold and so hide the page
+    faults that a training process without such a free pays on every step."""
+    code = (f"from bench import common; common.set_threads({threads}); "
+            f"print(list(common.sgemm_gflops({n}, {repeats}, {clock!r}).values))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    try:
+        return Stat.of(json.loads(out.stdout.strip().splitlines()[-1]))
+    except (IndexError, ValueError):
+        raise RuntimeError(f"sgemm subprocess failed: {out.stderr.strip()[-300:]}") from None
 
 
 def ratio(a, b):
@@ -209,6 +233,12 @@ def conditions(busy=None):
     text = f"load average {la[0]:.2f} / {la[1]:.2f} / {la[2]:.2f}" if la else "load average n/a"
     if busy is not None:
         text += f", CPUs {100 * busy:.0f}% busy with other work just before the run"
+    try:
+        with open("/proc/pressure/cpu") as f:  # share of time some runnable task waited for a CPU
+            avg10 = f.readline().split()[1].split("=")[1]
+        text += f", CPU pressure (some, avg10) {avg10}%"
+    except (OSError, IndexError):
+        pass
     return text
 
 

@@ -37,7 +37,14 @@ def prompt(spec):
 
 
 def tinygpt_generate(model, idx, new_tokens, use_cache):
-    """Greedy decoding with tinygpt: idx (1, T0) -> (1, T0 + new_tokens)."""
+    """Greedy decoding with tinygpt: idx (1, T0) -> (1, T0 + new_tokens), through the user's path
+    tinygpt.generate.generate when it exists, else a plain loop over the model."""
+    try:
+        from tinygpt.generate import generate
+    except ImportError:
+        generate = None
+    if generate is not None:
+        return generate(model, idx, new_tokens, temperature=0, use_cache=use_cache)
     from tinygpt import no_grad
     block = model.config.block_size
     with no_grad():
@@ -98,7 +105,7 @@ def agreement(outputs):
     return out
 
 
-def run(names, rounds=5, quick=False, log=print):
+def run(names, rounds=5, quick=False, log=print, clock="wall"):
     results = []
     for name in names:
         spec = WORKLOADS[name]
@@ -107,7 +114,7 @@ def run(names, rounds=5, quick=False, log=print):
             log(f"  generate {name}: {side} skipped ({why})")
         for mode in MODES:  # interleave tinygpt and torch for one mode at a time
             pair = {s: fn for s, fn in sides.items() if s.endswith(mode)}
-            stats = common.interleave(pair, rounds=rounds, steps=1, warmup=1, work=NEW_TOKENS)
+            stats = common.interleave(pair, rounds=rounds, steps=1, warmup=1, work=NEW_TOKENS, clock=clock)
             stats = {s.split()[0]: v for s, v in stats.items()}
             results.append(dict(workload=name, mode=mode, stats=stats, missing=missing,
                                 target=spec["target"].get(mode), torch_ref=spec["torch_ref"][mode]))
@@ -135,11 +142,15 @@ def main(argv=None):
     parser.add_argument("--workload", nargs="+", choices=list(WORKLOADS), default=list(WORKLOADS))
     parser.add_argument("--rounds", type=int, default=None, help="default 5 (3 with --quick)")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--threads", type=int, default=common.THREADS)
+    parser.add_argument("--clock", choices=list(common.CLOCKS), default="wall",
+                        help="cpu: rates per CPU-second; with --threads 1 robust to a busy machine")
     args = parser.parse_args(argv)
     common.import_torch()
-    common.set_threads()
+    common.set_threads(args.threads)
     from bench.train import HEADERS
-    results = run(args.workload, rounds=args.rounds or (3 if args.quick else 5), quick=args.quick)
+    results = run(args.workload, rounds=args.rounds or (3 if args.quick else 5), quick=args.quick,
+                  clock=args.clock)
     print()
     print(common.table(HEADERS, rows(results)))
 

@@ -2,13 +2,15 @@
 subprocess per library per workload so that neither library's allocations count against the other.
 
 Each child imports only its own library, notes its resident size after the imports (the baseline),
-runs the workload (2 warm-up + 2 training steps, or one KV-cache generation) and reports its peak.
+runs the workload (2 warm-up + 2 measured training steps or KV-cache generations) and reports its
+peak, and the page faults and kernel (sys) share of CPU time of the measured steps.
 Usage (from the repo root): python bench/memory.py [--workload train-small gen-baby ...]
 Not here: speed (train.py, generate.py).
 """
 
 import argparse
 import json
+import resource
 import subprocess
 import sys
 from pathlib import Path
@@ -31,7 +33,9 @@ def child(workload, lib):
         if common.import_torch() is None:
             return {"error": "torch not installed"}
     else:
-        import tinygpt.models  # noqa: F401  (the import cost is the baseline's, not the workload's)
+        # the import cost is the baseline's, not the workload's (the C extension's included)
+        import tinygpt.kernels.c_kernels  # noqa: F401
+        import tinygpt.models  # noqa: F401
     common.set_threads()
     baseline = common.rss_kb("VmRSS")
     if kind == "train":
@@ -39,15 +43,24 @@ def child(workload, lib):
         sides, missing, _ = train.build(name, libs=(lib,), same_weights=False)
         if lib not in sides:
             return {"error": missing.get(lib, "not built")}
-        for _ in range(4):
-            sides[lib]()
+        step = sides[lib]
     else:
         from bench import generate
         sides, missing, _ = generate.build(name, libs=(lib,), same_weights=False)
         if f"{lib} kv" not in sides:
             return {"error": missing.get(lib, "not built")}
-        sides[f"{lib} kv"]()
-    return {"baseline_kb": baseline, "peak_kb": common.rss_kb("VmHWM")}
+        step = sides[f"{lib} kv"]
+    step()
+    step()
+    # a fresh process, as a user's: how many pages the steady state faults in, and the kernel
+    # time that costs (freed arrays given back to the OS and faulted in again next step)
+    r0 = resource.getrusage(resource.RUSAGE_SELF)
+    step()
+    step()
+    r1 = resource.getrusage(resource.RUSAGE_SELF)
+    return {"baseline_kb": baseline, "peak_kb": common.rss_kb("VmHWM"),
+            "minflt_per_step": (r1.ru_minflt - r0.ru_minflt) / 2,
+            "sys_ms_per_step": (r1.ru_stime - r0.ru_stime) / 2 * 1e3}
 
 
 def measure(workload, lib):
@@ -81,7 +94,14 @@ def _mib(v, delta=False):
 
 
 HEADERS = ["workload", "tinygpt peak MiB (above imports)", "PyTorch peak MiB (above imports)",
-           "ratio of peaks", "ratio above imports", "target"]
+           "ratio of peaks", "ratio above imports", "target",
+           "page faults, kernel ms per step: tinygpt · torch"]
+
+
+def _faults(v):
+    if "minflt_per_step" not in v:
+        return "–"
+    return f"{v['minflt_per_step']:,.0f}, {v['sys_ms_per_step']:.0f} ms"
 
 
 def rows(results):
@@ -98,7 +118,8 @@ def rows(results):
             out.append([label, f"{_mib(tg)} (+{_mib(tg, True)})" if "peak_kb" in tg else f"n/a: {tg['error'][:50]}",
                         f"{_mib(th)} (+{_mib(th, True)})" if "peak_kb" in th else None,
                         common.fmt_ratio(peak, TARGET, lower_is_better=True),
-                        common.fmt_ratio(above, TARGET, lower_is_better=True), f"≤ {TARGET:.1f}"])
+                        common.fmt_ratio(above, TARGET, lower_is_better=True), f"≤ {TARGET:.1f}",
+                        f"{_faults(tg)} · {_faults(th)}"])
     return out
 
 

@@ -62,11 +62,11 @@ class TorchGPT(nn.Module):
         x = self.wte(idx) + self.wpe(pos)
         for i, block in enumerate(self.h):
             x = block(x, None if kv_cache is None else kv_cache[i])
-        logits = self.lm_head(self.ln_f(x))
-        loss = None
-        if targets is not None:
-            loss = TF.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1))
-        return logits, loss
+        x = self.ln_f(x)
+        if targets is None:  # inference, as in nanoGPT: score only the last position
+            return self.lm_head(x[:, [-1], :]), None
+        logits = self.lm_head(x)
+        return logits, TF.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1))
 
     @torch.no_grad()
     def generate(self, idx, max_new_tokens, use_cache=True):

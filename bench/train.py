@@ -226,7 +226,7 @@ def build(name, libs=None, same_weights=True):
     return sides, missing, tg_model
 
 
-def run(names, rounds=5, quick=False, sgemm=None, log=print):
+def run(names, rounds=5, quick=False, sgemm=None, log=print, clock="wall"):
     """Time each workload; -> list of result dicts (one per workload)."""
     results = []
     for name in names:
@@ -237,7 +237,7 @@ def run(names, rounds=5, quick=False, sgemm=None, log=print):
         for side, why in missing.items():
             log(f"  {name}: {side} skipped ({why})")
         stats = common.interleave(sides, rounds=rounds, steps=steps, warmup=1 if quick else 2,
-                                  work=work_per_step(spec))
+                                  work=work_per_step(spec), clock=clock)
         res = dict(workload=name, unit=spec["unit"], stats=stats, missing=missing, flops=flops,
                    target=spec["target"], torch_ref=spec["torch_ref"], rounds=rounds, steps=steps)
         if sgemm is not None:
@@ -348,18 +348,20 @@ def main(argv=None):
     parser.add_argument("--profile", action="store_true",
                         help="cProfile tinygpt's step instead of timing against PyTorch")
     parser.add_argument("--threads", type=int, default=common.THREADS,
-                        help="with --profile: 1 gives CPU-time profiles robust to other load")
+                        help=f"threads for every library (default {common.THREADS})")
+    parser.add_argument("--clock", choices=list(common.CLOCKS), default="wall",
+                        help="cpu: rates per CPU-second; with --threads 1 robust to a busy machine")
     args = parser.parse_args(argv)
     if args.profile:
         for name in args.workload:
             profile(name, threads=args.threads)
         return
     common.import_torch()
-    common.set_threads()
-    sgemm = common.sgemm_gflops()
-    print(f"NumPy sgemm n=2048: {sgemm.fmt()} GFLOP/s")
+    common.set_threads(args.threads)
+    sgemm = common.sgemm_fresh(args.threads, args.clock)
+    print(f"NumPy sgemm n=2048, {args.threads} threads ({args.clock} clock): {sgemm.fmt()} GFLOP/s")
     results = run(args.workload, rounds=args.rounds or (3 if args.quick else 5), quick=args.quick,
-                  sgemm=sgemm)
+                  sgemm=sgemm, clock=args.clock)
     print()
     print(common.table(HEADERS, rows(results)))
 
