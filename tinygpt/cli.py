@@ -331,9 +331,21 @@ def build_parser():
     sub.add_parser("info", parents=[common], help="version, backends and kernels, corpora").set_defaults(func=cmd_info)
     sub.add_parser("corpora", parents=[common], help="list the built-in corpora").set_defaults(func=cmd_corpora)
     bench = sub.add_parser("bench", parents=[common], help="run the benchmarks (source checkout only)")
-    bench.add_argument("bench_args", nargs=argparse.REMAINDER, help="passed on to python -m bench")
+    bench.add_argument("bench_args", nargs=argparse.REMAINDER, help="passed on to python -m bench "
+                       "(try: tinygpt bench --help)")
     bench.set_defaults(func=cmd_bench)
     return parser
+
+
+def split_bench_arguments(argv):
+    """`tinygpt [options] bench ARGS` -> (argv up to bench, ARGS): everything after `bench`, even
+    --help, belongs to `python -m bench`, so argparse must not see it."""
+    takes_value = False  # the word after --backend is its value, not the command
+    for i, arg in enumerate(argv):
+        if not arg.startswith("-") and not takes_value:
+            return (argv[:i + 1], argv[i + 1:]) if arg == "bench" else (argv, [])
+        takes_value = arg == "--backend"
+    return argv, []
 
 
 def one_line(error):
@@ -350,7 +362,10 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     debug = "--debug" in argv
     try:
+        argv, passed_on = split_bench_arguments(argv)
         args = build_parser().parse_args(argv)
+        if passed_on:
+            args.bench_args = passed_on
         if not getattr(args, "func", None):
             build_parser().print_help()
             return EXIT_USAGE
