@@ -112,6 +112,16 @@ def test_keras_initial_weights_forget_bias_orthogonal_glorot():
     assert np.abs(dense_kernel).max() <= np.sqrt(6 / (16 + 10)) and not dense_bias.any()
 
 
+def test_orthogonal_init_is_keras_qr_with_positive_diagonal():
+    from tinygpt.keras import initializers
+    for shape in [(16, 64), (64, 16), (8, 8)]:
+        q = initializers.orthogonal(shape, np.random.default_rng(0))
+        a = np.random.default_rng(0).standard_normal((max(shape), min(shape)))
+        reference, r = np.linalg.qr(a)
+        reference *= np.sign(np.diag(r))
+        np.testing.assert_allclose(q, reference.T if shape[0] < shape[1] else reference, atol=1e-12)
+
+
 def test_same_seed_same_model_and_set_random_seed_reproduces():
     a, b, c = small_seed_model(seed=7), small_seed_model(seed=7), small_seed_model(seed=8)
     for wa, wb in zip(a.get_weights(), b.get_weights()):
@@ -463,3 +473,16 @@ def test_lstm_dense_forward_and_fused_loss_gradients_match_torch():
     np.testing.assert_allclose(dense_layer.weight.grad, kernel.grad.numpy(), rtol=1e-3, atol=1e-6)
     np.testing.assert_allclose(lstm_layer.weight_ih_l0.grad, lstm1.weight_ih_l0.grad.numpy().T, rtol=1e-3, atol=1e-6)
     np.testing.assert_allclose(model.layers[0].embedding.weight.grad, embeddings.grad.numpy(), rtol=1e-3, atol=1e-6)
+
+
+def test_seed_example_runs_end_to_end_on_tiny_data(tmp_path, capsys, monkeypatch):
+    import runpy
+    from pathlib import Path
+    example = Path(__file__).resolve().parent.parent / "examples" / "seed_keras_lstm.py"
+    weights = tmp_path / "gpt_model_weights.h5"
+    monkeypatch.setattr("sys.argv", [str(example), "--train", "16", "--val", "8", "--test", "4",
+                                     "--epochs", "1", "--weights", str(weights)])
+    runpy.run_path(str(example), run_name="__main__")
+    out = capsys.readouterr().out
+    assert "lstm_1 (LSTM)" in out and "predicts identically" in out
+    assert (tmp_path / "gpt_model_weights.safetensors").is_file()
