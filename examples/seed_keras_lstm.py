@@ -25,7 +25,8 @@ Measured on 2 shared cores (tinygpt's C LSTM kernel; ~78 s of CPU time for the d
   default (learning_rate 0.02), seeds 0, 1, 2, 3: val_accuracy 0.29, 0.69, 0.29, 0.72
       (seed 0: val_loss 2.87, test accuracy 0.36)
   --learning-rate 0.001 (the seed's line), seed 0: val_loss 5.36, val_accuracy 0.006 after 200
-      steps: the frequency baseline; LEARNING_RATE_0001_LONG
+      steps: the frequency baseline; with --train 16000 --epochs 6 (1500 steps, ~9 min of CPU)
+      val_loss 3.11, val_accuracy 0.114
 against: chance 0.001 (loss 6.91), the most frequent token ~0.005 (loss ~5.3), best possible ~0.92.
 """
 
