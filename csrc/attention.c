@@ -106,7 +106,7 @@ void attention_forward(float *out, float *lse, const float *q, const float *k, c
     /* K^T rows padded so a 16-wide load never leaves the buffer, plus 16 so that rows are not a
      * power of two apart (which would map them onto the same few L1 cache sets) */
     long ld = (tk + 15) / 16 * 16 + 16;
-    #pragma omp parallel if (bh > 1)
+    #pragma omp parallel if (bh > 1 && (long)bh * tq * tk * hs >= 16 * TG_PARALLEL_MIN)
     {
         float *kt = tg_alloc(hs * ld);
         float *s = tg_alloc(BQ * BK);
@@ -177,7 +177,7 @@ void attention_backward(float *dq, float *dk, float *dv, const float *dout, cons
 {
     long offset = tk - tq;
     long ld = (tk + 15) / 16 * 16 + 16;  /* as in forward */
-    #pragma omp parallel if (bh > 1)
+    #pragma omp parallel if (bh > 1 && (long)bh * tq * tk * hs >= 16 * TG_PARALLEL_MIN)
     {
         float *kt = tg_alloc(hs * ld), *vt = tg_alloc(hs * ld);
         float *p = tg_alloc(BQ * BK), *ds = tg_alloc(BQ * BK);

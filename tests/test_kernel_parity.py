@@ -166,8 +166,10 @@ def matmul_case(p, rng, dtype):
     lead = (p["batch"],) if p["batch"] else ()
     a = lay_out(_normal(rng, lead + (m, k), dtype), p["layout"])
     b = lay_out(_normal(rng, (lead if p["same_batch"] else ()) + (k, n), dtype), p["layout"])
-    # 2-D and equal batches are the kernel's job; broadcasting a batch axis it may leave to NumPy
-    return Case((a, b), {}, may_decline=bool(p["batch"]) and not p["same_batch"])
+    # 2-D and equal batches are the kernel's job; broadcasting a batch axis it may leave to NumPy,
+    # and so a single row times a matrix (a matrix-vector product: BLAS's gemv beats packing)
+    single_row = b.ndim == 2 and a.size == k
+    return Case((a, b), {}, may_decline=bool(p["batch"]) and not p["same_batch"] or single_row)
 
 
 @dataclass

@@ -86,12 +86,14 @@ def inference(model):
     the model's mode. Entered around each forward, never across a `yield`: a paused generator
     must not leave gradients switched off for its caller."""
     was_training = model.training
-    model.eval()
+    if was_training:  # switching walks every module: per token, only when there is something to switch
+        model.eval()
     try:
         with no_grad():
             yield
     finally:
-        model.train(was_training)
+        if was_training:
+            model.train()
 
 
 class GPTContext:

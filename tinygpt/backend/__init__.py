@@ -16,13 +16,11 @@ import os
 BACKENDS = ("numpy", "numba", "c")
 MODES = ("auto",) + BACKENDS
 
-# Which implementation `auto` tries first, per kernel, as measured by bench/kernels.py on the
-# 2-core AVX-512 machine described in bench/RESULTS.md. Kernels not listed use _DEFAULT_ORDER.
-# matmul stays on NumPy's BLAS (OpenBLAS sgemm) unless our own sgemm measured faster.
-_AUTO_ORDER = {
-    "matmul_forward": ("numpy",),
-    "matmul_backward": ("numpy",),
-}
+# Which implementation `auto` tries first, per kernel, as measured by bench/ on the 2-core machine
+# described in bench/RESULTS.md. Kernels not listed use _DEFAULT_ORDER. matmul is on our C sgemm
+# too: single-threaded it is level with OpenBLAS (0.92-1.10x), and mixing OpenBLAS's spinning
+# thread pool with our OpenMP one made a small GPT's training step several times slower.
+_AUTO_ORDER = {}
 _DEFAULT_ORDER = ("c", "numba", "numpy")
 
 _KERNEL_MODULES = {"numba": "tinygpt.kernels.numba_kernels", "c": "tinygpt.kernels.c_kernels"}

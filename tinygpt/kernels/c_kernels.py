@@ -8,9 +8,16 @@ tinygpt but the compiled extension.
 """
 
 import math
+import os
 import warnings
 
 import numpy as np
+
+# NOTE: must be set before the extension loads libgomp, which reads it once. By default OpenMP
+# threads spin for a while after each parallel loop; on 2 cores they then steal the core from the
+# thread doing the next op (OpenBLAS, NumPy, Python), and a GPT training step measured 6-10x
+# slower on a busy machine. Passive threads sleep at once. An explicit setting is respected.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 try:
     from tinygpt._tinygpt_c import ffi, lib
@@ -63,11 +70,17 @@ def get_num_threads():
 
 # ---- matmul ---------------------------------------------------------------------------------
 
+GEMV_ROWS = 2  # below this many rows of a (one token of KV-cached generation), BLAS does the product
+
 def matmul_forward(a, b):
     """a: (..., M, K), b: (K, N) or (..., M, K) @ (..., K, N) with equal batch axes -> out, (a, b)"""
     if not _f32(a, b) or a.ndim < 2 or b.ndim < 2 or a.shape[-1] != b.shape[-2] or 0 in a.shape or 0 in b.shape:
         return NotImplemented
     m, k, n = a.shape[-2], a.shape[-1], b.shape[-1]
+    if b.ndim == 2 and a.size // k < GEMV_ROWS:
+        # a single row (one token per step in KV-cached generation): packing b's K x N panel
+        # would cost more than the product; BLAS's matrix-vector path reads b once, unpacked
+        return NotImplemented
     if a.ndim == 2 and b.ndim == 2:  # any layout: a transposed operand is just other strides
         out = np.empty((m, n), _F32)
         pa, rsa, csa = _operand(a)
