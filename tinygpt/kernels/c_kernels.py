@@ -165,14 +165,20 @@ def _last_axis(x, axis):
     return x.ndim >= 1 and axis in (-1, x.ndim - 1) and x.size > 0
 
 
+def _rowwise(c_function, first, *more):
+    """Run a row-wise C kernel on C-contiguous copies of arrays shaped like `first`: (..., V)."""
+    arrays = [_c(first)] + [_c(a) for a in more]
+    result = np.empty(first.shape, _F32)
+    v = first.shape[-1]
+    c_function(_p(result), *[_p(a) for a in arrays], first.size // v, v)
+    return result
+
+
 def softmax_forward(x, axis=-1):
     """x: (..., V) -> out: (..., V); only the last axis (NotImplemented otherwise)"""
     if not _f32(x) or not _last_axis(x, axis):
         return NotImplemented
-    x = _c(x)
-    out = np.empty(x.shape, _F32)
-    v = x.shape[-1]
-    lib.softmax_forward(_p(out), _p(x), x.size // v, v)
+    out = _rowwise(lib.softmax_forward, x)
     return out, (out, axis)
 
 
@@ -180,20 +186,13 @@ def softmax_backward(dout, cache):
     out, axis = cache
     if not _f32(dout, out) or not _last_axis(out, axis) or dout.shape != out.shape:
         return NotImplemented
-    dout, out = _c(dout), _c(out)
-    dx = np.empty(out.shape, _F32)
-    v = out.shape[-1]
-    lib.softmax_backward(_p(dx), _p(dout), _p(out), out.size // v, v)
-    return dx
+    return _rowwise(lib.softmax_backward, dout, out)
 
 
 def log_softmax_forward(x, axis=-1):
     if not _f32(x) or not _last_axis(x, axis):
         return NotImplemented
-    x = _c(x)
-    out = np.empty(x.shape, _F32)
-    v = x.shape[-1]
-    lib.log_softmax_forward(_p(out), _p(x), x.size // v, v)
+    out = _rowwise(lib.log_softmax_forward, x)
     return out, (out, axis)
 
 
@@ -201,11 +200,7 @@ def log_softmax_backward(dout, cache):
     out, axis = cache
     if not _f32(dout, out) or not _last_axis(out, axis) or dout.shape != out.shape:
         return NotImplemented
-    dout, out = _c(dout), _c(out)
-    dx = np.empty(out.shape, _F32)
-    v = out.shape[-1]
-    lib.log_softmax_backward(_p(dx), _p(dout), _p(out), out.size // v, v)
-    return dx
+    return _rowwise(lib.log_softmax_backward, dout, out)
 
 
 def cross_entropy_forward(logits, targets, ignore_index=-100, reduction="mean"):

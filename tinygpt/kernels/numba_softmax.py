@@ -34,15 +34,21 @@ def _softmax_rows(x, out):
             out[n, j] *= inv
 
 
+def _run_rows(rows_kernel, first, *more):
+    """rows_kernel(*more, first, result) on (N, V) views of arrays shaped like `first`: (..., V).
+    The njit kernels take their inputs in the references' order, the array the shape comes from last."""
+    rows = as_rows(first)
+    result = np.empty_like(rows)
+    with threads_for(rows.size):
+        rows_kernel(*[as_rows(a) for a in more], rows, result)
+    return result.reshape(first.shape)
+
+
 def softmax_forward(x, axis=-1):
     """x: (..., V) -> out: (..., V), cache (out, axis)"""
     if not _last_axis_float32(x, axis):
         return NotImplemented
-    rows = as_rows(x)
-    out = np.empty_like(rows)
-    with threads_for(rows.size):
-        _softmax_rows(rows, out)
-    out = out.reshape(x.shape)
+    out = _run_rows(_softmax_rows, x)
     return out, (out, axis)
 
 
@@ -63,11 +69,7 @@ def softmax_backward(dout, cache):
     out, axis = cache
     if not _last_axis_float32(out, axis) or dout.dtype != np.float32 or dout.shape != out.shape:
         return NotImplemented
-    rows = as_rows(out)
-    dx = np.empty_like(rows)
-    with threads_for(rows.size):
-        _softmax_backward_rows(as_rows(dout), rows, dx)
-    return dx.reshape(out.shape)
+    return _run_rows(_softmax_backward_rows, out, dout)
 
 
 @njit(parallel=True, fastmath=FAST, error_model="numpy", cache=True)
@@ -92,11 +94,7 @@ def log_softmax_forward(x, axis=-1):
     """x: (..., V) -> out: (..., V) = x - logsumexp(x), cache (out, axis)"""
     if not _last_axis_float32(x, axis):
         return NotImplemented
-    rows = as_rows(x)
-    out = np.empty_like(rows)
-    with threads_for(rows.size):
-        _log_softmax_rows(rows, out)
-    out = out.reshape(x.shape)
+    out = _run_rows(_log_softmax_rows, x)
     return out, (out, axis)
 
 
@@ -117,11 +115,7 @@ def log_softmax_backward(dout, cache):
     out, axis = cache
     if not _last_axis_float32(out, axis) or dout.dtype != np.float32 or dout.shape != out.shape:
         return NotImplemented
-    rows = as_rows(out)
-    dx = np.empty_like(rows)
-    with threads_for(rows.size):
-        _log_softmax_backward_rows(as_rows(dout), rows, dx)
-    return dx.reshape(out.shape)
+    return _run_rows(_log_softmax_backward_rows, out, dout)
 
 
 @njit(parallel=True, fastmath=FAST, error_model="numpy", cache=True)
