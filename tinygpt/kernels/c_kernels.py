@@ -3,7 +3,7 @@
 Each wrapper has its reference's name, arguments and cache: it checks dtype and layout, allocates
 outputs with NumPy, hands pointers to C and returns NotImplemented for what C does not take
 (float64, an axis other than the last, probability targets...), so the reference runs instead.
-Not here: the math (csrc/*.c) or choosing a backend (tinygpt/backend.py). Imports nothing from
+Not here: the math (csrc/*.c) or choosing a backend (tinygpt/backend/). Imports nothing from
 tinygpt but the compiled extension.
 """
 

@@ -1,4 +1,4 @@
-"""The Numba kernels, by the names of their NumPy references: what tinygpt/backend.py looks up.
+"""The Numba kernels, by the names of their NumPy references: what tinygpt/backend/ looks up.
 
 Each lives in the numba_<family>.py file that mirrors tinygpt/ops/<family>.py; this module only
 gathers them and offers `warmup()`, which compiles every one for float32 and times it. Compiled code
