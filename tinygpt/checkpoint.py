@@ -65,8 +65,10 @@ def _check_meta(value, where="meta"):
         raise TypeError(f"{where} has type {type(value).__name__}, which JSON cannot store")
 
 
-def _write_atomically(path, data):
-    """Temp file in the same directory (so os.replace is a rename, not a copy), fsync, replace."""
+def write_atomically(path, data):
+    """bytes -> path via a temp file in the same directory (so os.replace is a rename, not a copy),
+    fsync, replace: a reader sees the old file or the new one, never half of one."""
+    path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -128,8 +130,8 @@ def save_checkpoint(path, tensors, meta):
               "tensors_sha256": hashlib.sha256(blob).hexdigest(), "tensors_bytes": len(blob),
               "meta": meta}
     text = json.dumps(record, indent=2) + "\n"  # serialise before touching disk: fail early
-    _write_atomically(stem.with_name(stem.name + ".safetensors"), blob)
-    _write_atomically(stem.with_name(stem.name + ".json"), text.encode("utf-8"))
+    write_atomically(stem.with_name(stem.name + ".safetensors"), blob)
+    write_atomically(stem.with_name(stem.name + ".json"), text.encode("utf-8"))
     _fsync_directory(stem.parent)
     return stem.with_name(stem.name + ".json")
 

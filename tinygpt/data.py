@@ -2,7 +2,8 @@
 nanoGPT-style language-model batches, token files as read-only memmaps, labelled CSV/JSONL
 and strict UTF-8 text reading.
 Not here: tokenizers (tinygpt/tokenizers), built-in corpora (corpora.py), Tensors or
-autograd -- this module imports nothing from tinygpt, so a batch is just a pair of int64 arrays.
+autograd -- it imports only checkpoint.write_atomically from tinygpt, so a batch is just a pair
+of int64 arrays.
 """
 
 import codecs
@@ -10,12 +11,12 @@ import csv
 import io
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Iterator, NamedTuple
 
 import numpy as np
+
+from tinygpt.checkpoint import write_atomically
 
 # ---------------------------------------------------------------------------------------------
 # Keras-style sequence utilities
@@ -211,22 +212,6 @@ def _sidecar_path(path):
     return Path(str(path) + ".json")
 
 
-def _atomic_write_bytes(path, data):
-    """Write to a temp file in the same directory, fsync, then os.replace: never a torn file."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def write_tokens(path, ids, vocab_size):
     """ids (N,) -> a raw token file at `path` plus `path.json` naming its dtype; returns path.
 
@@ -244,11 +229,11 @@ def write_tokens(path, ids, vocab_size):
         bad = ids[(ids < 0) | (ids >= vocab_size)][0]
         raise ValueError(f"token id {bad} is out of range for vocab_size={vocab_size} (expected 0..{vocab_size - 1})")
     dtype = np.dtype("<u2") if vocab_size <= 2**16 else np.dtype("<u4")
-    _atomic_write_bytes(path, ids.astype(dtype).tobytes())
+    write_atomically(path, ids.astype(dtype).tobytes())
     # The sidecar goes last: its num_tokens lets read_tokens spot a token file from another write.
     sidecar = {"format": "tinygpt-tokens", "version": 1, "dtype": dtype.name,
                "vocab_size": int(vocab_size), "num_tokens": int(ids.size)}
-    _atomic_write_bytes(_sidecar_path(path), (json.dumps(sidecar, indent=2) + "\n").encode())
+    write_atomically(_sidecar_path(path), (json.dumps(sidecar, indent=2) + "\n").encode())
     return Path(path)
 
 

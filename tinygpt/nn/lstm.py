@@ -15,7 +15,6 @@ import numpy as np
 from tinygpt import functional as F
 from tinygpt.nn.layers import Dropout
 from tinygpt.nn.module import Module, Parameter, as_rng
-from tinygpt.tensor import Tensor
 
 
 class LSTM(Module):

@@ -7,15 +7,13 @@ Not here: the training loop (trainer.py) or the file formats themselves (tinygpt
 
 import csv
 import json
-import os
-import tempfile
 from collections import namedtuple
 from pathlib import Path
 
 import numpy as np
 
 from tinygpt.checkpoint import CheckpointError, checkpoint_path, latest_checkpoint, load_checkpoint
-from tinygpt.checkpoint import save_checkpoint
+from tinygpt.checkpoint import save_checkpoint, write_atomically
 from tinygpt.models import SequenceClassifier
 from tinygpt.nn import Dropout
 from tinygpt.tokenizers import load_tokenizer
@@ -29,17 +27,8 @@ Run = namedtuple("Run", ["dir", "config", "model", "tokenizer", "step", "meta"])
 
 
 def write_text_atomically(path, text):
-    """Temp file beside `path`, then os.replace: a reader sees the old file or the new, never half."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """UTF-8 text -> path, atomically (see tinygpt.checkpoint.write_atomically)."""
+    write_atomically(path, text.encode("utf-8"))
 
 
 def write_json(path, data):
