@@ -49,6 +49,8 @@ def main(argv=None):
                         help=f"threads for every library (default {common.THREADS})")
     parser.add_argument("--clock", choices=list(common.CLOCKS), default="wall",
                         help="cpu: rates per CPU-second; with --threads 1 robust to a busy machine")
+    parser.add_argument("--same-process", action="store_true",
+                        help="both libraries in one process instead of one worker process each")
     args = parser.parse_args(argv)
     parts = [p for p in args.only.split(",") if p]
     unknown = set(parts) - set(PARTS)
@@ -60,8 +62,9 @@ def main(argv=None):
 
     busy = common.cpu_busy()  # before anything of ours runs: the other users' load
     load_before = common.conditions(busy)
-    common.import_torch()
-    common.set_threads(args.threads)
+    if args.same_process:
+        common.import_torch()  # torch first: it loads its own OpenMP runtime (see common.run_sides)
+        common.set_threads(args.threads)
     desc = common.machine()
     print(common.describe(desc))
     print(f"- Conditions at start: {load_before}")
@@ -74,16 +77,20 @@ def main(argv=None):
         from bench import train
         print("training:")
         results = train.run(list(train.WORKLOADS), rounds=rounds, quick=args.quick, sgemm=sgemm,
-                            clock=args.clock)
+                            clock=args.clock, same_process=args.same_process, threads=args.threads)
         speed_rows += train.rows(results)
         for r in results:
             for side, why in r["missing"].items():
                 notes.append(f"train {r['workload']}: {side} not run ({why})")
+        if results:
+            notes.append("OpenMP runtime in each worker: " + "; ".join(
+                f"{lib}: {', '.join(Path(p).name + ' (' + str(Path(p).parent) + ')' for p in paths) or 'none'}"
+                for lib, paths in results[0]["openmp"].items()))
     if "generate" in parts:
         from bench import generate
         print("generation:")
         results = generate.run(list(generate.WORKLOADS), rounds=rounds, quick=args.quick,
-                               clock=args.clock)
+                               clock=args.clock, same_process=args.same_process, threads=args.threads)
         speed_rows += generate.rows(results)
         for r in results:
             if "agreement" in r:
@@ -102,7 +109,8 @@ def main(argv=None):
 
     report = [f"Run {started}: `{command.strip()}`, {rounds} interleaved rounds per workload, "
               f"{common.PAUSE} s pause between blocks, {args.threads} thread(s) each, "
-              f"{args.clock} clock" + (" (rates per CPU-second)" if args.clock == "cpu" else "") + ".", "",
+              + ("both libraries in one process, " if args.same_process else "one worker process per library, ")
+              + f"{args.clock} clock" + (" (rates per CPU-second)" if args.clock == "cpu" else "") + ".", "",
               common.describe(desc),
               f"- NumPy sgemm (n=2048, float32, {args.threads} threads): {sgemm.fmt()} GFLOP/s before"
               + (f", {sgemm_after.fmt()} after" if sgemm_after else "") + " (MFU uses the 'before' median)",

@@ -28,28 +28,37 @@ ROOT = Path(__file__).resolve().parents[1]
 PAUSE = 0.3  # seconds between a NumPy block and a PyTorch block: idle BLAS/OpenMP threads spin
 
 
-def set_threads(n=THREADS):
+def set_threads(n=THREADS, tinygpt=True):
     """Every library in this process to n threads: OpenBLAS (threadpoolctl when installed),
-    tinygpt's OpenMP C kernels, and torch if it is already imported."""
+    tinygpt's OpenMP C kernels (unless tinygpt=False), and torch if it is already imported.
+
+    NOTE: loading tinygpt's C kernels loads an OpenMP runtime; whichever of tinygpt and torch
+    loads one first, the other uses it too (see run_sides). A torch-only process passes
+    tinygpt=False so that torch keeps its own."""
     try:
         from threadpoolctl import threadpool_limits
         threadpool_limits(n)
     except ImportError:
         pass
-    try:
-        from tinygpt.kernels import c_kernels
-        c_kernels.set_num_threads(n)
-    except Exception:  # no C build: nothing to set
-        pass
+    if tinygpt:
+        try:
+            from tinygpt.kernels import c_kernels
+            c_kernels.set_num_threads(n)
+        except Exception:  # no C build: nothing to set
+            pass
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(n)
 
 
-def import_torch():
+def import_torch(load=True):
     """torch (set to THREADS threads on first import), or None when it is not installed or
-    BENCH_NO_TORCH is set: the benchmarks then report tinygpt alone."""
+    BENCH_NO_TORCH is set: the benchmarks then report tinygpt alone. load=False only says whether
+    it is installed (True), without importing it."""
     if os.environ.get("BENCH_NO_TORCH"):
         return None
+    if not load:
+        import importlib.util
+        return True if importlib.util.find_spec("torch") else None
     first = "torch" not in sys.modules
     try:
         import torch
@@ -116,6 +125,96 @@ def interleave(sides, rounds=5, steps=3, warmup=2, pause=PAUSE, work=1.0, clock=
                 fn()
             rates[name].append(work * steps / (now() - t0))
     return {name: Stat.of(values) for name, values in rates.items()}
+
+
+# ----- one worker process per library ----------------------------------------------------------
+
+def _worker(conn, lib, module, func, args, threads):
+    """A worker's loop: build this library's sides with module.func(*args) -> (sides, missing,
+    report), then run blocks on request: ("run", side, steps, clock) -> seconds; ("report",) ->
+    report(); ("stop",)."""
+    import importlib
+    if lib == "torch":  # torch first, so that it loads its own OpenMP runtime
+        import_torch()
+    set_threads(threads, tinygpt=lib != "torch")
+    try:
+        sides, missing, report = getattr(importlib.import_module(module), func)(*args)
+    except Exception as error:  # report it to the parent instead of dying silently
+        conn.send(("error", f"{type(error).__name__}: {error}"))
+        return
+    conn.send(("ready", list(sides), missing))
+    while True:
+        msg = conn.recv()
+        if msg[0] == "stop":
+            return
+        if msg[0] == "report":
+            conn.send(report() if report else None)
+            continue
+        _, side, steps, clock = msg
+        now = CLOCKS[clock]
+        t0 = now()
+        for _ in range(steps):
+            sides[side]()
+        conn.send(now() - t0)
+
+
+def run_sides(builders, rounds=5, steps=3, warmup=2, pause=PAUSE, work=1.0, clock="wall",
+              threads=THREADS):
+    """Like interleave(), but each library's sides live in a worker process of their own:
+    builders = {lib: (module, func, args)}, func(*args) -> ({side: fn}, {side: why missing},
+    report callable or None). Blocks alternate between workers exactly as interleave() does.
+
+    Why processes: in one process tinygpt and torch share whichever OpenMP runtime was loaded
+    first (measured: torch's makes tinygpt's OpenMP threads spin, 10x slower KV decoding; the
+    system one slows torch's training 25-45%) and share glibc malloc's adaptive thresholds, which
+    decide how often freed arrays are returned to the OS and faulted in again.
+    -> ({side: Stat of work/second}, {side: why missing}, {lib: report})"""
+    import multiprocessing as mp
+    ctx = mp.get_context("spawn")  # a fresh interpreter: nothing inherited from this one
+    workers, owner, missing = {}, {}, {}
+    try:
+        for lib, (module, func, args) in builders.items():
+            parent, child = ctx.Pipe()
+            proc = ctx.Process(target=_worker, args=(child, lib, module, func, args, threads), daemon=True)
+            proc.start()
+            msg = parent.recv()
+            if msg[0] == "error":
+                missing[lib] = msg[1]
+                proc.join()
+                continue
+            workers[lib] = (proc, parent)
+            missing.update(msg[2])
+            owner.update({side: lib for side in msg[1]})
+
+        def block(side, n):
+            conn = workers[owner[side]][1]
+            conn.send(("run", side, n, clock))
+            return conn.recv()
+
+        for side in owner:
+            if warmup:
+                block(side, warmup)
+            time.sleep(pause)
+        rates = {side: [] for side in owner}
+        names = list(owner)
+        for r in range(rounds):
+            for side in (names if r % 2 == 0 else names[::-1]):
+                time.sleep(pause)
+                rates[side].append(work * steps / block(side, steps))
+        reports = {}
+        for lib, (_, conn) in workers.items():
+            conn.send(("report",))
+            reports[lib] = conn.recv()
+        return {side: Stat.of(v) for side, v in rates.items()}, missing, reports
+    finally:
+        for proc, conn in workers.values():
+            try:
+                conn.send(("stop",))
+            except OSError:
+                pass
+            proc.join(timeout=10)
+            if proc.is_alive():
+                proc.terminate()
 
 
 def sgemm_gflops(n=2048, repeats=5, clock="wall"):
@@ -216,9 +315,12 @@ def machine():
                                                "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
                                                "TINYGPT_BACKEND")},
     }
-    torch = sys.modules.get("torch")
-    if torch is not None:
-        desc["torch"] = f"{torch.__version__} ({torch.get_num_threads()} threads)"
+    if import_torch(load=False):
+        from importlib.metadata import PackageNotFoundError, version
+        try:
+            desc["torch"] = version("torch")
+        except PackageNotFoundError:
+            desc["torch"] = "installed (version unknown)"
     try:
         from tinygpt import backend
         desc["tinygpt backends"] = {k: ok for k, (ok, _) in backend.availability().items()}
@@ -254,6 +356,15 @@ def describe(desc):
         f"- tinygpt backends available: {desc.get('tinygpt backends')}",
         f"- Thread/BLAS environment: {env}",
     ])
+
+
+def openmp_runtimes():
+    """The OpenMP runtime libraries mapped into this process (e.g. torch's bundled libgomp)."""
+    try:
+        with open("/proc/self/maps") as f:
+            return sorted({line.split()[-1] for line in f if "gomp" in line or "libiomp" in line})
+    except OSError:
+        return []
 
 
 # ----- memory ----------------------------------------------------------------------------------

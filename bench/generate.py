@@ -83,14 +83,23 @@ def build(name, libs=("tinygpt", "torch"), same_weights=True, new_tokens=NEW_TOK
         else:
             from bench.torch_models import TorchGPT, load_tinygpt_gpt
             tm = TorchGPT(**spec["gpt"]).eval()
-            if tg is not None and same_weights:
-                load_tinygpt_gpt(tm, {n: p.data for n, p in tg.named_parameters()})
+            if same_weights:  # the tinygpt side's weights: same seed, even in another process
+                from tinygpt.models import GPT, GPTConfig
+                src = tg or GPT(GPTConfig(**spec["gpt"]), seed=0)
+                load_tinygpt_gpt(tm, {n: p.data for n, p in src.named_parameters()})
+                del src
             t_idx = torch.from_numpy(idx)
             for mode in MODES:
                 def gen(mode=mode):
                     outputs[f"torch {mode}"] = tm.generate(t_idx, new_tokens, use_cache=mode == "kv").numpy()
                 sides[f"torch {mode}"] = gen
     return sides, missing, outputs
+
+
+def worker_build(name, lib):
+    """In a worker process (common.run_sides): this library's sides; the report is its tokens."""
+    sides, missing, outputs = build(name, libs=(lib,))
+    return sides, missing, lambda: dict(outputs)
 
 
 def agreement(outputs):
@@ -105,20 +114,31 @@ def agreement(outputs):
     return out
 
 
-def run(names, rounds=5, quick=False, log=print, clock="wall"):
+def run(names, rounds=5, quick=False, log=print, clock="wall", same_process=False,
+        threads=common.THREADS):
+    """Time each workload and mode, tinygpt and torch alternating; each library in a worker
+    process of its own (common.run_sides) unless same_process=True."""
     results = []
     for name in names:
         spec = WORKLOADS[name]
-        sides, missing, outputs = build(name)
+        kw = dict(rounds=rounds, steps=1, warmup=1, work=NEW_TOKENS, clock=clock)
+        if same_process:
+            sides, missing, outputs = build(name)
+            stats = common.interleave(sides, **kw)
+        else:
+            libs = ("tinygpt",) + (() if common.import_torch(load=False) is None else ("torch",))
+            builders = {lib: ("bench.generate", "worker_build", (name, lib)) for lib in libs}
+            stats, missing, reports = common.run_sides(builders, threads=threads, **kw)
+            outputs = {k: v for r in reports.values() if r for k, v in r.items()}
+            if "torch" not in libs:
+                missing["torch"] = "torch not installed"
         for side, why in missing.items():
             log(f"  generate {name}: {side} skipped ({why})")
-        for mode in MODES:  # interleave tinygpt and torch for one mode at a time
-            pair = {s: fn for s, fn in sides.items() if s.endswith(mode)}
-            stats = common.interleave(pair, rounds=rounds, steps=1, warmup=1, work=NEW_TOKENS, clock=clock)
-            stats = {s.split()[0]: v for s, v in stats.items()}
-            results.append(dict(workload=name, mode=mode, stats=stats, missing=missing,
+        for mode in MODES:
+            by_lib = {s.split()[0]: v for s, v in stats.items() if s.endswith(mode)}
+            results.append(dict(workload=name, mode=mode, stats=by_lib, missing=missing,
                                 target=spec["target"].get(mode), torch_ref=spec["torch_ref"][mode]))
-            log(f"  generate {name} {mode}: " + ", ".join(f"{s} {v.fmt()} tok/s" for s, v in stats.items()))
+            log(f"  generate {name} {mode}: " + ", ".join(f"{s} {v.fmt()} tok/s" for s, v in by_lib.items()))
         agree = agreement(outputs)
         results[-1]["agreement"] = agree
         log(f"  generate {name}: greedy tokens equal before the first difference: {agree}")
@@ -145,12 +165,15 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=common.THREADS)
     parser.add_argument("--clock", choices=list(common.CLOCKS), default="wall",
                         help="cpu: rates per CPU-second; with --threads 1 robust to a busy machine")
+    parser.add_argument("--same-process", action="store_true",
+                        help="both libraries in this process instead of one worker process each")
     args = parser.parse_args(argv)
-    common.import_torch()
-    common.set_threads(args.threads)
+    if args.same_process:
+        common.import_torch()  # torch first: it loads its own OpenMP runtime (see common.run_sides)
+        common.set_threads(args.threads)
     from bench.train import HEADERS
     results = run(args.workload, rounds=args.rounds or (3 if args.quick else 5), quick=args.quick,
-                  clock=args.clock)
+                  clock=args.clock, same_process=args.same_process, threads=args.threads)
     print()
     print(common.table(HEADERS, rows(results)))
 

@@ -27,16 +27,15 @@ TARGET = 1.0  # peak tinygpt / peak torch, at most
 
 def child(workload, lib):
     """Runs in the subprocess: -> {'baseline_kb', 'peak_kb'} or {'error'}."""
-    common.set_threads()
     kind, name = workload.split("-", 1)
-    if lib == "torch":
+    if lib == "torch":  # torch only: no tinygpt C extension, so torch keeps its own OpenMP runtime
         if common.import_torch() is None:
             return {"error": "torch not installed"}
     else:
         # the import cost is the baseline's, not the workload's (the C extension's included)
         import tinygpt.kernels.c_kernels  # noqa: F401
         import tinygpt.models  # noqa: F401
-    common.set_threads()
+    common.set_threads(tinygpt=lib != "torch")
     baseline = common.rss_kb("VmRSS")
     if kind == "train":
         from bench import train

@@ -203,6 +203,15 @@ def torch_lstm(spec, tg_model=None):
 
 # ----- building and running ----------------------------------------------------------------------
 
+def tinygpt_weights(spec, seed=0):
+    """The tinygpt model of `spec` with its initial weights and no optimizer: what the torch side
+    copies (same seed, same weights as the tinygpt side, even in another process)."""
+    if spec["kind"] == "gpt":
+        from tinygpt.models import GPT, GPTConfig
+        return GPT(GPTConfig(**spec["gpt"], dropout=0.0), seed=seed)
+    return SeedLSTM(spec, seed)
+
+
 def build(name, libs=None, same_weights=True):
     """-> ({side: step}, {side: why it is missing}, tinygpt model or None) for workload `name`.
     Sides: 'tinygpt', 'torch', and for the LSTM 'tinygpt.keras'; libs=None means all of them."""
@@ -222,29 +231,49 @@ def build(name, libs=None, same_weights=True):
             missing["torch"] = "torch not installed"
         else:
             make = torch_gpt if spec["kind"] == "gpt" else torch_lstm
-            sides["torch"] = make(spec, tg_model if same_weights else None)
+            weights = (tg_model or tinygpt_weights(spec)) if same_weights else None
+            sides["torch"] = make(spec, weights)
     return sides, missing, tg_model
 
 
-def run(names, rounds=5, quick=False, sgemm=None, log=print, clock="wall"):
-    """Time each workload; -> list of result dicts (one per workload)."""
+def worker_build(name, lib):
+    """In a worker process (common.run_sides): this library's sides of workload `name`."""
+    libs = {"torch": ("torch",)}.get(lib, ("tinygpt", "tinygpt.keras") if WORKLOADS[name]["kind"] == "lstm"
+                                      else ("tinygpt",))
+    sides, missing, _ = build(name, libs)
+    return sides, missing, lambda: {"openmp": common.openmp_runtimes()}
+
+
+def run(names, rounds=5, quick=False, sgemm=None, log=print, clock="wall", same_process=False,
+        threads=common.THREADS):
+    """Time each workload; -> list of result dicts (one per workload). Each library runs in a
+    worker process of its own (common.run_sides) unless same_process=True."""
     results = []
     for name in names:
         spec = WORKLOADS[name]
         steps = max(1, spec["steps"] // 2) if quick else spec["steps"]
-        sides, missing, tg_model = build(name)
-        flops = flops_per_unit(spec, tg_model)
+        kw = dict(rounds=rounds, steps=steps, warmup=1 if quick else 2, work=work_per_step(spec), clock=clock)
+        flops = flops_per_unit(spec, tinygpt_weights(spec) if spec["kind"] == "gpt" else None)
+        if same_process:
+            sides, missing, _ = build(name)
+            stats = common.interleave(sides, **kw)
+            runtimes = {"both": common.openmp_runtimes()}
+            del sides
+        else:
+            libs = ("tinygpt",) + (() if common.import_torch(load=False) is None else ("torch",))
+            builders = {lib: ("bench.train", "worker_build", (name, lib)) for lib in libs}
+            stats, missing, reports = common.run_sides(builders, threads=threads, **kw)
+            runtimes = {lib: r["openmp"] for lib, r in reports.items() if r}
+            if "torch" not in libs:
+                missing["torch"] = "torch not installed"
         for side, why in missing.items():
             log(f"  {name}: {side} skipped ({why})")
-        stats = common.interleave(sides, rounds=rounds, steps=steps, warmup=1 if quick else 2,
-                                  work=work_per_step(spec), clock=clock)
-        res = dict(workload=name, unit=spec["unit"], stats=stats, missing=missing, flops=flops,
+        res = dict(workload=name, unit=spec["unit"], stats=stats, missing=missing, flops=flops, openmp=runtimes,
                    target=spec["target"], torch_ref=spec["torch_ref"], rounds=rounds, steps=steps)
         if sgemm is not None:
             res["mfu"] = {side: flops * s.median / (sgemm.median * 1e9) for side, s in stats.items()}
         results.append(res)
         log(f"  {name}: " + ", ".join(f"{side} {s.fmt()} {spec['unit']}" for side, s in stats.items()))
-        del sides
     return results
 
 
@@ -351,17 +380,21 @@ def main(argv=None):
                         help=f"threads for every library (default {common.THREADS})")
     parser.add_argument("--clock", choices=list(common.CLOCKS), default="wall",
                         help="cpu: rates per CPU-second; with --threads 1 robust to a busy machine")
+    parser.add_argument("--same-process", action="store_true",
+                        help="both libraries in this process (shared OpenMP runtime and malloc: "
+                             "see common.run_sides) instead of one worker process each")
     args = parser.parse_args(argv)
     if args.profile:
         for name in args.workload:
             profile(name, threads=args.threads)
         return
-    common.import_torch()
-    common.set_threads(args.threads)
+    if args.same_process:
+        common.import_torch()  # torch first: it loads its own OpenMP runtime (see common.run_sides)
+        common.set_threads(args.threads)
     sgemm = common.sgemm_fresh(args.threads, args.clock)
     print(f"NumPy sgemm n=2048, {args.threads} threads ({args.clock} clock): {sgemm.fmt()} GFLOP/s")
     results = run(args.workload, rounds=args.rounds or (3 if args.quick else 5), quick=args.quick,
-                  sgemm=sgemm, clock=args.clock)
+                  sgemm=sgemm, clock=args.clock, same_process=args.same_process, threads=args.threads)
     print()
     print(common.table(HEADERS, rows(results)))
 
