@@ -1,9 +1,10 @@
 """What every benchmark shares: thread setup, interleaved A/B timing, medians and ranges, the
 NumPy sgemm yardstick for MFU, a description of the machine, and markdown tables.
 
-Timing rule: tinygpt and PyTorch run alternately in the same process (round r runs A then B,
-round r+1 runs B then A), with a pause between blocks so that one library's idle, spinning threads
-are asleep before the other starts. Not here: the workloads themselves (train.py, generate.py).
+Timing rule: tinygpt and PyTorch run alternately in the same run (round r runs A then B, round
+r+1 runs B then A), each in a worker process of its own (run_sides; interleave() is the one-process
+version), with a pause between blocks so that one library's idle, spinning threads are asleep
+before the other starts. Not here: the workloads themselves (train.py, generate.py).
 """
 
 import gc
