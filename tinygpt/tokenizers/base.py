@@ -189,6 +189,15 @@ class StreamingDecoder:
 
 # ----- helpers shared by the tokenizers -----
 
+def special_tokens_with_unk(special_tokens, unk):
+    """The checked special tokens, with `unk` first when it is not among them: the unknown token
+    is a special token too, so it keeps one id and is never split."""
+    if unk is not None and not (isinstance(unk, str) and unk):
+        raise ValueError(f"unk must be a non-empty str or None, got {unk!r}")
+    special_tokens = check_special_tokens(special_tokens)
+    return special_tokens if unk is None or unk in special_tokens else [unk] + special_tokens
+
+
 def check_special_tokens(special_tokens):
     """Iterable[str] -> list[str], rejecting what could never be matched or saved."""
     if isinstance(special_tokens, str):

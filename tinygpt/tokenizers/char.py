@@ -4,7 +4,8 @@ The simplest tokenizer that round-trips: good for tiny models (Shakespeare, poem
 NOT handle characters absent from its training text unless given an `unk` token.
 """
 
-from .base import Tokenizer, check_encodable, check_special_tokens, special_tokens_in_id_order
+from .base import (Tokenizer, check_encodable, special_tokens_in_id_order,
+                   special_tokens_with_unk)
 
 
 class CharTokenizer(Tokenizer):
@@ -22,11 +23,7 @@ class CharTokenizer(Tokenizer):
         if chars != sorted(set(chars)):
             raise ValueError("chars must be sorted and without duplicates; "
                              "use CharTokenizer.train(text) to build them from a text")
-        if unk is not None and not (isinstance(unk, str) and unk):
-            raise ValueError(f"unk must be a non-empty str or None, got {unk!r}")
-        special_tokens = check_special_tokens(special_tokens)
-        if unk is not None and unk not in special_tokens:
-            special_tokens = [unk] + special_tokens  # the unknown token is a special token too
+        special_tokens = special_tokens_with_unk(special_tokens, unk)
         super().__init__([c.encode("utf-8") for c in chars], special_tokens)
         self.chars = chars
         self.unk = unk

@@ -9,7 +9,8 @@ It does NOT split punctuation off words ("hello," is one word) and does not segm
 import re
 from collections import Counter
 
-from .base import Tokenizer, check_encodable, check_special_tokens, special_tokens_in_id_order
+from .base import (Tokenizer, check_encodable, check_special_tokens, special_tokens_in_id_order,
+                   special_tokens_with_unk)
 
 # Unicode blocks whose characters are written without spaces between words: Hangul Jamo,
 # CJK radicals, CJK symbols and punctuation (after U+3000, which is a space), kana, Bopomofo,
@@ -46,11 +47,7 @@ class WordTokenizer(Tokenizer):
             raise ValueError("words has duplicates; use WordTokenizer.train(text) to build them")
         if not isinstance(cjk_chars, bool):
             raise TypeError(f"cjk_chars must be True or False, got {cjk_chars!r}")
-        if unk is not None and not (isinstance(unk, str) and unk):
-            raise ValueError(f"unk must be a non-empty str or None, got {unk!r}")
-        special_tokens = check_special_tokens(special_tokens)
-        if unk is not None and unk not in special_tokens:
-            special_tokens = [unk] + special_tokens  # the unknown token is a special token too
+        special_tokens = special_tokens_with_unk(special_tokens, unk)
         super().__init__([w.encode("utf-8") for w in words], special_tokens)
         self.words = words
         self.cjk_chars = cjk_chars
