@@ -7,7 +7,6 @@ what it returns. Every error is one line `tinygpt: error: ...` on stderr and a n
 """
 
 import argparse
-import ctypes
 import dataclasses
 import platform
 import subprocess
@@ -17,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 import tinygpt
+from tinygpt.allocator import keep_freed_memory
 
 EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 
@@ -356,22 +356,6 @@ def one_line(error):
     if not isinstance(error, (ValueError, TypeError, OSError, FloatingPointError, UsageError)):
         text = f"{type(error).__name__}: {text} (rerun with --debug for the traceback)"
     return text
-
-
-def keep_freed_memory():
-    """Ask glibc to keep freed arrays in the process instead of returning them to the OS.
-
-    By default a large array is mmap'd and unmapped when freed, so every training step page-faults
-    its activations back in: 47 / 157 / 291 ms a step at the bench's tiny / small / baby GPTs.
-    Peak memory does not change. The command line owns its process, so it may set this; the
-    library never does. Returns False where the C library is not glibc."""
-    try:
-        mallopt = ctypes.CDLL("libc.so.6").mallopt
-    except (OSError, AttributeError):
-        return False
-    m_trim_threshold, m_mmap_threshold = -1, -3  # glibc's <malloc.h> parameter numbers
-    return bool(mallopt(m_mmap_threshold, 32 * 1024 * 1024)  # glibc's largest allowed value
-                and mallopt(m_trim_threshold, 1024 * 1024 * 1024))
 
 
 def main(argv=None):
