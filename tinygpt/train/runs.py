@@ -191,6 +191,7 @@ def plot_metrics(metrics_path, png_path):
         import matplotlib
         matplotlib.use("Agg")  # no display needed
         import matplotlib.pyplot as plt
+        from matplotlib.ticker import MaxNLocator
     except ImportError:
         return False
     rows = [r for r in MetricsLog(metrics_path).rows() if r["val_loss"]]
@@ -198,6 +199,8 @@ def plot_metrics(metrics_path, png_path):
     steps = [int(r["step"]) for r in rows]
     for column in ("train_loss", "val_loss"):
         ax.plot(steps, [float(r[column]) for r in rows], marker="o", label=column.replace("_", " "))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # a short run would get ticks at step 2.5
+    ax.set_title(Path(metrics_path).parent.name)
     ax.set_xlabel("step")
     ax.set_ylabel("cross-entropy loss (nats/token)")
     ax.legend()
