@@ -9,8 +9,8 @@ import pytest
 
 from tinygpt.checkpoint import load_checkpoint
 from tinygpt.corpora import list_corpora
-from tinygpt.finetune import (FinetuneConfig, classification_report, encode_texts, evaluate_classifier,
-                              finetune)
+from tinygpt.finetune import (FinetuneConfig, classification_report, disjoint_parts, encode_texts,
+                              evaluate_classifier, finetune, split_examples)
 from tinygpt.tokenizers import CharTokenizer
 from tinygpt.train import TrainConfig, load_run, train
 
@@ -97,6 +97,46 @@ def test_jsonl_data_works_like_csv(pretrained, tmp_path):
                             for i, t in enumerate(NEGATIVE * 5 + POSITIVE * 5)), encoding="utf-8")
     result = finetune(config(pretrained, path, tmp_path, epochs=1))
     assert result.label_names == ["0", "1"] and result.n_train + result.n_test == 40
+
+
+def write_csv(path, rows):
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows([["text", "label"], *rows])
+    return path
+
+
+def test_test_data_is_the_held_out_set_for_every_seed(pretrained, labelled_csv, tmp_path):
+    test_csv = write_csv(tmp_path / "test.csv", [[t, "pos"] for t in POSITIVE] + [[t, "neg"] for t in NEGATIVE])
+    result = finetune(config(pretrained, labelled_csv, tmp_path, test_data=str(test_csv)))
+    assert result.n_train == 60 and result.n_test == 8  # all of data trains
+    again = evaluate_classifier(tmp_path / "cls")  # rebuilt from test_data, not from a split
+    assert again["n"] == 8 and again["accuracy"] == result.accuracy
+    texts, labels, names = [f"t{i}" for i in range(50)], np.arange(50) % 2, ["neg", "pos"]
+    draws = [split_examples(FinetuneConfig(from_run="r", data="d", test_data=str(test_csv), train_size=10, seed=s),
+                            texts, labels, names) for s in (0, 1)]
+    assert draws[0][1][0] == draws[1][1][0]  # the same held-out texts ...
+    assert draws[0][0][0] != draws[1][0][0]  # ... but each seed draws its own training examples
+
+
+def test_test_data_with_an_unknown_label_is_refused(pretrained, labelled_csv, tmp_path):
+    test_csv = write_csv(tmp_path / "test.csv", [["great film", "pos"], ["so so", "meh"]])
+    with pytest.raises(ValueError, match=r"has labels \['meh'\] that the training data does not have"):
+        finetune(config(pretrained, labelled_csv, tmp_path, test_data=str(test_csv)))
+
+
+def test_disjoint_parts_share_no_text_even_when_the_corpus_repeats_texts():
+    texts = [f"review {i % 40}" for i in range(100)] + ["both", "both"]  # 40 texts, each 2-3 times
+    labels = np.array([i % 40 % 2 for i in range(100)] + [0, 1])  # "both" has two labels: dropped
+    parts = disjoint_parts(texts, labels, [10, 5, 5], seed=3)
+    assert [len(t) for t, _ in parts] == [10, 5, 5, 20]
+    seen = [set(t) for t, _ in parts]
+    assert set().union(*seen) == {f"review {i}" for i in range(40)}
+    assert sum(map(len, seen)) == 40  # each distinct text in exactly one part
+    for part_texts, part_labels in parts:
+        assert [int(t.split()[1]) % 2 for t in part_texts] == part_labels.tolist()
+    assert disjoint_parts(texts, labels, [10, 5, 5], seed=3)[0][0] == parts[0][0]  # seeded
+    with pytest.raises(ValueError, match="need 41 distinct texts, but there are 40 .*dropping 1 with two labels"):
+        disjoint_parts(texts, labels, [40, 1])
 
 
 def test_unknown_characters_are_dropped_and_counted():

@@ -304,11 +304,13 @@ def build_parser():
     source = ft.add_mutually_exclusive_group(required=True)
     source.add_argument("--data", help="labelled .csv (text,label) or .jsonl file")
     source.add_argument("--corpus", help="labelled built-in corpus, e.g. sentiment-zh")
+    ft.add_argument("--test-data", help="score on this labelled file (then all of --data/--corpus trains)")
     ft.add_argument("--freeze-body", action="store_true", default=None, help="train the classifier head only")
     ft.add_argument("--from-scratch", action="store_true", default=None,
                     help="baseline: same model and tokenizer, random initial weights")
     for flag, kind, text in (("--epochs", int, "passes over the training examples (3)"),
                              ("--steps", int, "optimizer steps (overrides --epochs)"),
+                             ("--eval-interval", int, "score the held-out examples every N steps (every epoch)"),
                              ("--lr", float, "peak learning rate (3e-4)"),
                              ("--batch-size", int, "examples per step (32)"),
                              ("--max-len", int, "tokens kept per text (64)"),

@@ -37,13 +37,15 @@ class FinetuneConfig:
     from_run: str  # a language-model run directory (tinygpt train)
     data: Optional[str] = None  # a labelled CSV (text,label) or JSONL file ...
     corpus: Optional[str] = None  # ... or a labelled built-in corpus, e.g. "sentiment-zh"
-    val_fraction: float = 0.2  # held out for the reported accuracy
+    test_data: Optional[str] = None  # score on this labelled file; then all of data/corpus is for training
+    val_fraction: float = 0.2  # held out for the reported accuracy (without test_data)
     train_size: Optional[int] = None  # use only this many training examples (None: all)
     test_size: Optional[int] = None  # and this many held-out ones
     freeze_body: bool = False  # train the head only
     from_scratch: bool = False  # the baseline: the same model and tokenizer, random weights
     epochs: int = 3
     steps: Optional[int] = None  # overrides epochs
+    eval_interval: Optional[int] = None  # score the held-out examples every N steps (None: every epoch)
     lr: float = 3e-4
     batch_size: int = 32
     max_len: int = 64
@@ -59,7 +61,7 @@ class FinetuneConfig:
                              f"(e.g. 'sentiment-zh'), got data={self.data!r}, corpus={self.corpus!r}")
         for name, minimum in (("epochs", 1), ("batch_size", 1), ("max_len", 1), ("seed", 0)):
             _check_int(name, getattr(self, name), minimum)
-        for name in ("steps", "train_size", "test_size"):
+        for name in ("steps", "eval_interval", "train_size", "test_size"):
             if getattr(self, name) is not None:
                 _check_int(name, getattr(self, name), 1)
         for name in ("lr", "weight_decay", "grad_clip"):
@@ -109,15 +111,57 @@ def load_examples(config):
     return load_labelled_corpus(config.corpus)
 
 
-def split_examples(config, texts, labels):
-    """The seeded train / held-out split, cut to train_size / test_size -> (texts, labels) x 2."""
-    tr_texts, te_texts, tr_labels, te_labels = train_val_split(
-        texts, labels, val_fraction=config.val_fraction, seed=config.seed)
+def load_test_examples(config, label_names):
+    """config.test_data -> texts, labels (N,) numbered like label_names (those of the training data)."""
+    texts, labels, file_names = load_labelled(config.test_data)
+    unknown = sorted(set(file_names) - set(label_names))
+    if unknown:
+        raise ValueError(f"{config.test_data} has labels {unknown} that the training data does not have "
+                         f"({label_names})")
+    return texts, np.array([label_names.index(file_names[k]) for k in labels], dtype=np.int64)
+
+
+def split_examples(config, texts, labels, label_names=None):
+    """The training examples and the held-out ones, cut to train_size / test_size -> (texts, labels) x 2.
+
+    Without test_data: a split of the examples seeded by config.seed. With it: the held-out examples
+    are test_data's, the same for every seed, and the seed draws which training examples are used."""
+    if config.test_data is not None:
+        te_texts, te_labels = load_test_examples(config, label_names)
+        order = np.random.default_rng(config.seed).permutation(len(texts))
+        tr_texts, tr_labels = [texts[i] for i in order], np.asarray(labels)[order]
+    else:
+        tr_texts, te_texts, tr_labels, te_labels = train_val_split(
+            texts, labels, val_fraction=config.val_fraction, seed=config.seed)
     n_tr, n_te = config.train_size or len(tr_texts), config.test_size or len(te_texts)
     if len(tr_texts) < n_tr or len(te_texts) < n_te:
-        raise ValueError(f"asked for {n_tr} training and {n_te} held-out examples, but the split of "
-                         f"{len(texts)} gives {len(tr_texts)} and {len(te_texts)}")
+        raise ValueError(f"asked for {n_tr} training and {n_te} held-out examples, but there are "
+                         f"{len(tr_texts)} and {len(te_texts)}")
     return (tr_texts[:n_tr], tr_labels[:n_tr]), (te_texts[:n_te], te_labels[:n_te])
+
+
+def disjoint_parts(texts, labels, sizes, seed=0):
+    """texts (N), labels (N,) -> [(texts, labels) of each size in sizes] + [(texts, labels) of the rest].
+
+    Each distinct text lands in exactly one part, so a part kept for testing shares no text with the
+    others (sentiment-zh has 35,123 reviews but only 17,410 distinct texts: a plain random split puts
+    copies of a test review in the training set). Copies are merged first; a text that carries two
+    different labels is dropped. The rest, its labels set aside, can be unlabelled pretraining text."""
+    first_label, conflicting = {}, set()
+    for text, label in zip(texts, labels):
+        if first_label.setdefault(text, label) != label:
+            conflicting.add(text)
+    distinct = [text for text in first_label if text not in conflicting]  # first-seen order
+    if sum(sizes) > len(distinct):
+        raise ValueError(f"parts of sizes {list(sizes)} need {sum(sizes)} distinct texts, but there are "
+                         f"{len(distinct)} (after merging copies and dropping {len(conflicting)} with two labels)")
+    order = np.random.default_rng(seed).permutation(len(distinct))
+    bounds = np.cumsum([0, *sizes, len(distinct) - sum(sizes)])
+    parts = []
+    for start, stop in zip(bounds[:-1], bounds[1:]):
+        chosen = [distinct[i] for i in order[start:stop]]
+        parts.append((chosen, np.array([first_label[t] for t in chosen], dtype=np.int64)))
+    return parts
 
 
 def encode_texts(tokenizer, texts):
@@ -202,7 +246,7 @@ def finetune(config, progress=None, log=None):
                          f"pass --max-len {block_size} or less")
 
     texts, labels, label_names = load_examples(config)
-    (train_texts, train_labels), (test_texts, test_labels) = split_examples(config, texts, labels)
+    (train_texts, train_labels), (test_texts, test_labels) = split_examples(config, texts, labels, label_names)
     train_ids, dropped_train = encode_texts(source.tokenizer, train_texts)
     test_ids, dropped_test = encode_texts(source.tokenizer, test_texts)
     x_train, len_train, y_train = to_batch_arrays(train_ids, train_labels, config.max_len)
@@ -218,6 +262,7 @@ def finetune(config, progress=None, log=None):
     model = SequenceClassifier(body, len(label_names), pooling=config.pooling, seed=config.seed)
     steps_per_epoch = math.ceil(len(x_train) / config.batch_size)
     steps = config.steps or config.epochs * steps_per_epoch
+    eval_interval = config.eval_interval or steps_per_epoch
     params = model.head.named_parameters() if config.freeze_body else model.named_parameters()
     optimizer = AdamW(weight_decay_groups(params, config.weight_decay), lr=config.lr, weight_decay=config.weight_decay)
     schedule = WarmupCosine(config.lr, config.lr / 10, max(1, steps // 10), steps)
@@ -247,13 +292,13 @@ def finetune(config, progress=None, log=None):
             step += 1
             losses.append(loss.item())
             progress(TrainEvent("step", step, steps, loss=losses[-1]))
-            if step % steps_per_epoch == 0 or step == steps:
+            if step % eval_interval == 0 or step == steps:  # the last step is always scored
                 predicted = (predict(model, x_test, len_test) if test_features is None
                              else predict_from_features(model, test_features))
                 report = classification_report(y_test, predicted, len(label_names))
-                metrics.append({"step": step, "train_loss": float(np.mean(losses[-steps_per_epoch:])),
+                metrics.append({"step": step, "train_loss": float(np.mean(losses[-eval_interval:])),
                                 "val_accuracy": report["accuracy"], "val_macro_f1": report["macro_f1"]})
-                progress(TrainEvent("eval", step, steps, train_loss=float(np.mean(losses[-steps_per_epoch:])),
+                progress(TrainEvent("eval", step, steps, train_loss=float(np.mean(losses[-eval_interval:])),
                                     accuracy=report["accuracy"]))
                 model.train()
             if step == steps:
@@ -287,7 +332,7 @@ def evaluate_classifier(run_dir, data=None):
     if data is None:
         config = FinetuneConfig(**run.config["finetune"])
         texts, labels, _ = load_examples(config)
-        _, (texts, labels) = split_examples(config, texts, labels)
+        _, (texts, labels) = split_examples(config, texts, labels, names)
     else:
         texts, labels, file_names = load_labelled(data)
         unknown = sorted(set(file_names) - set(names))
