@@ -95,10 +95,30 @@ def _loss_and_weakrefs(x):
 def test_backward_frees_intermediate_tensors_and_caches():
     x = Tensor(np.ones((100, 100)), requires_grad=True)
     loss, scaled, cached = _loss_and_weakrefs(x)
-    assert scaled() is not None and cached() is not None  # alive: the graph holds them for backward
+    assert scaled() is None  # the graph never holds an op's output Tensor, only where its gradient goes
+    assert cached() is not None  # alive: tanh's backward needs its output
     loss.backward()
-    assert scaled() is None and cached() is None  # freed by backward, without waiting for gc
-    assert loss._node.cache is _FREED and loss._node.inputs == ()
+    assert cached() is None  # freed by backward, without waiting for gc
+    assert loss._node.cache is _FREED and loss._node.edges == ()
+
+
+def test_graph_keeps_no_array_that_no_backward_reads():
+    rng = np.random.default_rng(0)
+    x = Tensor(rng.normal(size=(8, 4)), requires_grad=True)
+    w = Tensor(rng.normal(size=(4, 5)), requires_grad=True)
+    b = Tensor(rng.normal(size=5), requires_grad=True)
+
+    def forward():
+        product = x @ w  # add's backward needs only shapes: nothing should keep this array
+        hidden = product + b
+        return (hidden * hidden).sum(), weakref.ref(product.data), weakref.ref(hidden.data)
+    loss, product, hidden = forward()
+    assert product() is None, "the matmul output before the bias add outlived its use"
+    assert hidden() is not None  # mul's backward reads it
+    loss.backward()
+    h = x.data @ w.data + b.data
+    np.testing.assert_allclose(b.grad, (2 * h).sum(axis=0), rtol=1e-5)
+    np.testing.assert_allclose(w.grad, x.data.T @ (2 * h), rtol=1e-5)
 
 
 def test_memory_does_not_grow_over_50_training_steps():

@@ -2,8 +2,9 @@
 
 Every differentiable operation goes through `apply(forward, backward, *inputs)`: the forward runs on
 plain arrays and returns (out, cache); if any input requires a gradient, the output keeps a Node
-holding the backward function, the cache and the inputs. `Tensor.backward()` orders the Nodes
-topologically without recursion and calls each backward once, summing gradients of reused tensors.
+holding the backward function, the cache and where each input's gradient goes. `Tensor.backward()`
+orders the Nodes topologically without recursion and calls each backward once, summing gradients
+of reused tensors.
 Not here: the ops themselves (tinygpt/ops, on plain arrays) or their public names (functional.py).
 """
 
@@ -31,13 +32,29 @@ def is_grad_enabled():
 
 
 class Node:
-    """How one op's output(s) were made: the backward to call, what forward saved, and the inputs."""
+    """How one op's output(s) were made: the backward to call, what forward saved, and one edge
+    per input saying where that input's gradient goes (see `_edge`)."""
 
-    __slots__ = ("backward", "cache", "inputs", "n_outputs", "tuple_out")
+    __slots__ = ("backward", "cache", "edges", "n_outputs", "tuple_out")
 
-    def __init__(self, backward, cache, inputs, n_outputs, tuple_out=False):
-        self.backward, self.cache, self.inputs, self.n_outputs = backward, cache, inputs, n_outputs
+    def __init__(self, backward, cache, edges, n_outputs, tuple_out=False):
+        self.backward, self.cache, self.edges, self.n_outputs = backward, cache, edges, n_outputs
         self.tuple_out = tuple_out  # forward returned a tuple (even of one array): backward gets one
+
+
+def _edge(x):
+    """Where the gradient of input `x` goes: None (a constant, or a tensor that needs none), the
+    leaf Tensor itself (it accumulates .grad), or (the Node that made x, which output, x's shape).
+
+    NOTE: a Node never holds an op's output Tensor, only this. Holding it would keep its array alive
+    until backward even when no backward reads it: a matmul's output before the bias add, every
+    residual sum. Arrays a backward does need stay alive through that op's cache. At the baby GPT
+    this alone cut a training step's peak memory by about a third."""
+    if not isinstance(x, Tensor) or not x.requires_grad:
+        return None
+    if x._node is None:
+        return x
+    return (x._node, x._index, x.data.shape)
 
 
 def _as_array(data, dtype):
@@ -105,20 +122,23 @@ class Tensor:
             in_grads = node.backward(dout, node.cache)
             if not isinstance(in_grads, tuple):
                 in_grads = (in_grads,)
-            for x, dx in zip(node.inputs, in_grads):
-                if dx is None or not isinstance(x, Tensor) or not x.requires_grad:
+            for edge, dx in zip(node.edges, in_grads):
+                if dx is None or edge is None:
                     continue
-                if dx.shape != x.data.shape:
+                leaf = edge if isinstance(edge, Tensor) else None
+                shape = edge[2] if leaf is None else leaf.data.shape
+                if dx.shape != shape:
                     raise RuntimeError(f"{node.backward.__name__} returned a gradient of shape "
-                                       f"{dx.shape} for an input of shape {x.data.shape}")
-                if x._node is None:
-                    x._accumulate(dx)
+                                       f"{dx.shape} for an input of shape {shape}")
+                if leaf is not None:
+                    leaf._accumulate(dx)
                 else:
-                    slots = pending.setdefault(x._node, [None] * x._node.n_outputs)
-                    previous = slots[x._index]
-                    slots[x._index] = dx if previous is None else previous + dx
+                    producer, index, _ = edge
+                    slots = pending.setdefault(producer, [None] * producer.n_outputs)
+                    previous = slots[index]
+                    slots[index] = dx if previous is None else previous + dx
             if not retain_graph:  # free saved activations now, not when the loss goes away
-                node.cache, node.inputs = _FREED, ()
+                node.cache, node.edges = _FREED, ()
 
     def _accumulate(self, dx):
         """A leaf's gradient sums over every use; the first one is copied so no op's array is aliased."""
@@ -240,9 +260,9 @@ def _topological_order(root):
             continue
         visited.add(node)
         stack.append((node, True))
-        for x in node.inputs:
-            if isinstance(x, Tensor) and x._node is not None and x._node not in visited:
-                stack.append((x._node, False))
+        for edge in node.edges:
+            if type(edge) is tuple and edge[0] not in visited:  # an op's output, not a leaf
+                stack.append((edge[0], False))
     order.reverse()  # consumers first: a node's gradient is complete before it is used
     return order
 
@@ -256,14 +276,15 @@ def apply(forward, backward, *inputs, **params):
     """
     arrays = [x.data if isinstance(x, Tensor) else x for x in inputs]
     out, cache = forward(*arrays, **params)
-    track = _grad_enabled and any(isinstance(x, Tensor) and x.requires_grad for x in inputs)
+    edges = tuple(_edge(x) for x in inputs) if _grad_enabled else ()
+    track = any(edge is not None for edge in edges)
     if not isinstance(out, tuple):
         result = Tensor.__new__(Tensor)
         _init_output(result, out, track)
         if track:
-            result._node = Node(backward, cache, inputs, 1)
+            result._node = Node(backward, cache, edges, 1)
         return result
-    node = Node(backward, cache, inputs, len(out), tuple_out=True) if track else None
+    node = Node(backward, cache, edges, len(out), tuple_out=True) if track else None
     results = []
     for i, array in enumerate(out):
         result = Tensor.__new__(Tensor)
