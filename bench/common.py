@@ -8,6 +8,7 @@ before the other starts. Not here: the workloads themselves (train.py, generate.
 """
 
 import gc
+import importlib.util
 import json
 import os
 import platform
@@ -70,6 +71,21 @@ def import_torch(load=True):
     return torch
 
 
+def keep_freed_memory():
+    """tinygpt.allocator.keep_freed_memory() (glibc mallopt: freed arrays stay in the process), the
+    setting `tinygpt train` and Trainer.run() use, applied to a bench process of either library so
+    that both run on the same malloc settings -> True if it took effect.
+
+    NOTE: allocator.py is loaded from its file, not through `import tinygpt`: a torch worker must
+    not import tinygpt (see set_threads), and a memory child's baseline must not include it."""
+    spec = importlib.util.find_spec("tinygpt")  # a top-level find_spec imports nothing
+    path = Path(spec.submodule_search_locations[0]) / "allocator.py"
+    module_spec = importlib.util.spec_from_file_location("_bench_tinygpt_allocator", path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return module.keep_freed_memory()
+
+
 # ----- timing ----------------------------------------------------------------------------------
 
 @dataclass
@@ -130,13 +146,15 @@ def interleave(sides, rounds=5, steps=3, warmup=2, pause=PAUSE, work=1.0, clock=
 
 # ----- one worker process per library ----------------------------------------------------------
 
-def _worker(conn, lib, module, func, args, threads):
+def _worker(conn, lib, module, func, args, threads, keep_memory=True):
     """A worker's loop: build this library's sides with module.func(*args) -> (sides, missing,
     report), then run blocks on request: ("run", side, steps, clock) -> seconds; ("report",) ->
-    report(); ("stop",)."""
+    report(); ("stop",). keep_memory: the malloc setting of `tinygpt train` (keep_freed_memory)."""
     import importlib
     if lib == "torch":  # torch first, so that it loads its own OpenMP runtime
         import_torch()
+    if keep_memory:
+        keep_freed_memory()
     set_threads(threads, tinygpt=lib != "torch")
     try:
         sides, missing, report = getattr(importlib.import_module(module), func)(*args)
@@ -160,10 +178,12 @@ def _worker(conn, lib, module, func, args, threads):
 
 
 def run_sides(builders, rounds=5, steps=3, warmup=2, pause=PAUSE, work=1.0, clock="wall",
-              threads=THREADS):
+              threads=THREADS, keep_memory=True):
     """Like interleave(), but each library's sides live in a worker process of their own:
     builders = {lib: (module, func, args)}, func(*args) -> ({side: fn}, {side: why missing},
     report callable or None). Blocks alternate between workers exactly as interleave() does.
+    Every worker, torch's too, calls keep_freed_memory() first unless keep_memory=False: the
+    malloc settings a `tinygpt train` user gets, the same for both libraries.
 
     Why processes: in one process tinygpt and torch share whichever OpenMP runtime was loaded
     first (measured: torch's makes tinygpt's OpenMP threads spin, 10x slower KV decoding; the
@@ -176,7 +196,8 @@ def run_sides(builders, rounds=5, steps=3, warmup=2, pause=PAUSE, work=1.0, cloc
     try:
         for lib, (module, func, args) in builders.items():
             parent, child = ctx.Pipe()
-            proc = ctx.Process(target=_worker, args=(child, lib, module, func, args, threads), daemon=True)
+            proc = ctx.Process(target=_worker, args=(child, lib, module, func, args, threads, keep_memory),
+                               daemon=True)
             proc.start()
             msg = parent.recv()
             if msg[0] == "error":

@@ -115,7 +115,7 @@ def agreement(outputs):
 
 
 def run(names, rounds=5, quick=False, log=print, clock="wall", same_process=False,
-        threads=common.THREADS):
+        threads=common.THREADS, keep_memory=True):
     """Time each workload and mode, tinygpt and torch alternating; each library in a worker
     process of its own (common.run_sides) unless same_process=True."""
     results = []
@@ -128,7 +128,7 @@ def run(names, rounds=5, quick=False, log=print, clock="wall", same_process=Fals
         else:
             libs = ("tinygpt",) + (() if common.import_torch(load=False) is None else ("torch",))
             builders = {lib: ("bench.generate", "worker_build", (name, lib)) for lib in libs}
-            stats, missing, reports = common.run_sides(builders, threads=threads, **kw)
+            stats, missing, reports = common.run_sides(builders, threads=threads, keep_memory=keep_memory, **kw)
             outputs = {k: v for r in reports.values() if r for k, v in r.items()}
             if "torch" not in libs:
                 missing["torch"] = "torch not installed"
@@ -167,13 +167,18 @@ def main(argv=None):
                         help="cpu: rates per CPU-second; with --threads 1 robust to a busy machine")
     parser.add_argument("--same-process", action="store_true",
                         help="both libraries in this process instead of one worker process each")
+    parser.add_argument("--default-malloc", action="store_true",
+                        help="glibc's default malloc settings instead of the `tinygpt` command's")
     args = parser.parse_args(argv)
     if args.same_process:
         common.import_torch()  # torch first: it loads its own OpenMP runtime (see common.run_sides)
         common.set_threads(args.threads)
+        if not args.default_malloc:
+            common.keep_freed_memory()
     from bench.train import HEADERS
     results = run(args.workload, rounds=args.rounds or (3 if args.quick else 5), quick=args.quick,
-                  clock=args.clock, same_process=args.same_process, threads=args.threads)
+                  clock=args.clock, same_process=args.same_process, threads=args.threads,
+                  keep_memory=not args.default_malloc)
     print()
     print(common.table(HEADERS, rows(results)))
 

@@ -3,7 +3,8 @@ subprocess per library per workload so that neither library's allocations count 
 
 Each child imports only its own library, notes its resident size after the imports (the baseline),
 runs the workload (2 warm-up + 2 measured training steps or KV-cache generations) and reports its
-peak, and the page faults and kernel (sys) share of CPU time of the measured steps.
+peak, and the page faults and kernel (sys) share of CPU time of the measured steps. Both libraries'
+children use the malloc settings of `tinygpt train` (common.keep_freed_memory) unless --default-malloc.
 Usage (from the repo root): python bench/memory.py [--workload train-small gen-baby ...]
 Not here: speed (train.py, generate.py).
 """
@@ -25,7 +26,7 @@ LIBS = {"train-lstm": ("tinygpt", "tinygpt.keras", "torch")}  # others: tinygpt 
 TARGET = 1.0  # peak tinygpt / peak torch, at most
 
 
-def child(workload, lib):
+def child(workload, lib, keep_memory=True):
     """Runs in the subprocess: -> {'baseline_kb', 'peak_kb'} or {'error'}."""
     kind, name = workload.split("-", 1)
     if lib == "torch":  # torch only: no tinygpt C extension, so torch keeps its own OpenMP runtime
@@ -36,6 +37,8 @@ def child(workload, lib):
         import tinygpt.kernels.c_kernels  # noqa: F401
         import tinygpt.models  # noqa: F401
     common.set_threads(tinygpt=lib != "torch")
+    if keep_memory:
+        common.keep_freed_memory()
     baseline = common.rss_kb("VmRSS")
     if kind == "train":
         from bench import train
@@ -62,9 +65,9 @@ def child(workload, lib):
             "sys_ms_per_step": (r1.ru_stime - r0.ru_stime) / 2 * 1e3}
 
 
-def measure(workload, lib):
+def measure(workload, lib, keep_memory=True):
     """Run child() in a fresh interpreter and return its result dict."""
-    cmd = [sys.executable, "-m", "bench.memory", "--child", workload, lib]
+    cmd = [sys.executable, "-m", "bench.memory", "--child", workload, lib] + ([] if keep_memory else ["--default-malloc"])
     proc = subprocess.run(cmd, cwd=common.ROOT, capture_output=True, text=True)
     lines = proc.stdout.strip().splitlines()
     try:
@@ -73,12 +76,12 @@ def measure(workload, lib):
         return {"error": (proc.stderr.strip().splitlines() or ["no output"])[-1][:120]}
 
 
-def run(workloads, log=print):
+def run(workloads, log=print, keep_memory=True):
     results = []
     for w in workloads:
         res = {"workload": w}
         for lib in LIBS.get(w, ("tinygpt", "torch")):
-            res[lib] = measure(w, lib)
+            res[lib] = measure(w, lib, keep_memory)
         results.append(res)
         log(f"  memory {w}: " + ", ".join(
             f"{lib} {v['peak_kb'] / 1024:.0f} MiB (+{(v['peak_kb'] - v['baseline_kb']) / 1024:.0f})"
@@ -127,11 +130,13 @@ def main(argv=None):
     parser.add_argument("--workload", nargs="+", choices=WORKLOADS, default=WORKLOADS)
     parser.add_argument("--child", nargs=2, metavar=("WORKLOAD", "LIB"), help=argparse.SUPPRESS)
     parser.add_argument("--quick", action="store_true", help="accepted for symmetry; same work")
+    parser.add_argument("--default-malloc", action="store_true",
+                        help="glibc's default malloc settings instead of `tinygpt train`'s, for both")
     args = parser.parse_args(argv)
     if args.child:
-        print(json.dumps(child(*args.child)))
+        print(json.dumps(child(*args.child, keep_memory=not args.default_malloc)))
         return
-    results = run(args.workload)
+    results = run(args.workload, keep_memory=not args.default_malloc)
     print()
     print(common.table(HEADERS, rows(results)))
 

@@ -2,8 +2,9 @@
 Keras LSTM (sequences/s), with FLOP/s as a fraction of the NumPy sgemm measured in the same run (MFU).
 
 One step = forward, loss, backward, clip_grad_norm_(1.0), optimizer step, zero_grad, on both sides;
-same batch, same initial weights, float32, 2 threads. Usage (from the repo root):
-  python bench/train.py [--workload tiny|small|baby|lstm ...] [--quick]
+same batch, same initial weights, float32, 2 threads, and in both workers the malloc settings of
+`tinygpt train` (common.keep_freed_memory; --default-malloc for glibc's). Usage (from the repo root):
+  python bench/train.py [--workload tiny|small|baby|lstm ...] [--quick] [--default-malloc]
 Not here: generation (generate.py) or memory (memory.py).
 """
 
@@ -245,9 +246,10 @@ def worker_build(name, lib):
 
 
 def run(names, rounds=5, quick=False, sgemm=None, log=print, clock="wall", same_process=False,
-        threads=common.THREADS):
+        threads=common.THREADS, keep_memory=True):
     """Time each workload; -> list of result dicts (one per workload). Each library runs in a
-    worker process of its own (common.run_sides) unless same_process=True."""
+    worker process of its own (common.run_sides) unless same_process=True; keep_memory=False runs
+    the workers on glibc's default malloc settings instead of `tinygpt train`'s."""
     results = []
     for name in names:
         spec = WORKLOADS[name]
@@ -262,7 +264,7 @@ def run(names, rounds=5, quick=False, sgemm=None, log=print, clock="wall", same_
         else:
             libs = ("tinygpt",) + (() if common.import_torch(load=False) is None else ("torch",))
             builders = {lib: ("bench.train", "worker_build", (name, lib)) for lib in libs}
-            stats, missing, reports = common.run_sides(builders, threads=threads, **kw)
+            stats, missing, reports = common.run_sides(builders, threads=threads, keep_memory=keep_memory, **kw)
             runtimes = {lib: r["openmp"] for lib, r in reports.items() if r}
             if "torch" not in libs:
                 missing["torch"] = "torch not installed"
@@ -383,18 +385,27 @@ def main(argv=None):
     parser.add_argument("--same-process", action="store_true",
                         help="both libraries in this process (shared OpenMP runtime and malloc: "
                              "see common.run_sides) instead of one worker process each")
+    parser.add_argument("--default-malloc", action="store_true",
+                        help="glibc's default malloc settings instead of `tinygpt train`'s "
+                             "(keep_freed_memory), for both libraries: the bench before 2026-11-29")
     args = parser.parse_args(argv)
+    keep = not args.default_malloc
     if args.profile:
+        if keep:
+            common.keep_freed_memory()
         for name in args.workload:
             profile(name, threads=args.threads)
         return
     if args.same_process:
         common.import_torch()  # torch first: it loads its own OpenMP runtime (see common.run_sides)
         common.set_threads(args.threads)
+        if keep:
+            common.keep_freed_memory()
     sgemm = common.sgemm_fresh(args.threads, args.clock)
     print(f"NumPy sgemm n=2048, {args.threads} threads ({args.clock} clock): {sgemm.fmt()} GFLOP/s")
     results = run(args.workload, rounds=args.rounds or (3 if args.quick else 5), quick=args.quick,
-                  sgemm=sgemm, clock=args.clock, same_process=args.same_process, threads=args.threads)
+                  sgemm=sgemm, clock=args.clock, same_process=args.same_process, threads=args.threads,
+                  keep_memory=keep)
     print()
     print(common.table(HEADERS, rows(results)))
 
