@@ -3,10 +3,11 @@
   python -m bench            # full: 5 rounds; writes its section of bench/RESULTS.md (and
                              # bench/kernels.py writes the kernels section)
   python -m bench --quick    # 3 rounds, half the steps, nothing written
-  python -m bench --only train,generate,memory,kernels
+  python -m bench --only train,generate,memory,default-train,kernels
 
 Runs: NumPy sgemm (the MFU yardstick, before and after), training (train.py), generation
-(generate.py), peak memory (memory.py, subprocesses), then bench/kernels.py as a subprocess.
+(generate.py), peak memory (memory.py, subprocesses), the default `tinygpt train` raced against
+PyTorch (default_train.py: 2000 steps, 200 with --quick), then bench/kernels.py as a subprocess.
 Not here: the workloads (in those scripts).
 """
 
@@ -22,7 +23,7 @@ if __package__ in (None, ""):
 
 from bench import common  # noqa: E402
 
-PARTS = ("train", "generate", "memory", "kernels")
+PARTS = ("train", "generate", "memory", "default-train", "kernels")
 BEGIN, END = "<!-- train-generate:begin -->", "<!-- train-generate:end -->"
 SECTION = "## Training and generation (python -m bench)"
 
@@ -51,7 +52,11 @@ def main(argv=None):
                         help="cpu: rates per CPU-second; with --threads 1 robust to a busy machine")
     parser.add_argument("--same-process", action="store_true",
                         help="both libraries in one process instead of one worker process each")
+    parser.add_argument("--default-malloc", action="store_true",
+                        help="glibc's default malloc settings in every worker instead of `tinygpt "
+                             "train`'s (keep_freed_memory), for both libraries")
     args = parser.parse_args(argv)
+    keep = not args.default_malloc
     parts = [p for p in args.only.split(",") if p]
     unknown = set(parts) - set(PARTS)
     if unknown:
@@ -65,6 +70,8 @@ def main(argv=None):
     if args.same_process:
         common.import_torch()  # torch first: it loads its own OpenMP runtime (see common.run_sides)
         common.set_threads(args.threads)
+        if keep:
+            common.keep_freed_memory()
     desc = common.machine()
     print(common.describe(desc))
     print(f"- Conditions at start: {load_before}")
@@ -77,7 +84,8 @@ def main(argv=None):
         from bench import train
         print("training:")
         results = train.run(list(train.WORKLOADS), rounds=rounds, quick=args.quick, sgemm=sgemm,
-                            clock=args.clock, same_process=args.same_process, threads=args.threads)
+                            clock=args.clock, same_process=args.same_process, threads=args.threads,
+                            keep_memory=keep)
         speed_rows += train.rows(results)
         for r in results:
             for side, why in r["missing"].items():
@@ -90,7 +98,8 @@ def main(argv=None):
         from bench import generate
         print("generation:")
         results = generate.run(list(generate.WORKLOADS), rounds=rounds, quick=args.quick,
-                               clock=args.clock, same_process=args.same_process, threads=args.threads)
+                               clock=args.clock, same_process=args.same_process, threads=args.threads,
+                               keep_memory=keep)
         speed_rows += generate.rows(results)
         for r in results:
             if "agreement" in r:
@@ -105,7 +114,14 @@ def main(argv=None):
     if "memory" in parts:
         from bench import memory
         print("memory:")
-        mem_rows = memory.rows(memory.run(memory.WORKLOADS))
+        mem_rows = memory.rows(memory.run(memory.WORKLOADS, keep_memory=keep))
+
+    race = None
+    if "default-train" in parts:
+        from bench import default_train
+        steps = default_train.QUICK_STEPS if args.quick else default_train.STEPS
+        print(f"default train ({steps} steps, tinygpt and PyTorch in turns):")
+        race = default_train.summary(default_train.run(steps, threads=args.threads))
 
     report = [f"Run {started}: `{command.strip()}`, {rounds} interleaved rounds per workload, "
               f"{common.PAUSE} s pause between blocks, {args.threads} thread(s) each, "
@@ -123,6 +139,10 @@ def main(argv=None):
         from bench.memory import HEADERS as MEM_HEADERS
         report += ["", "### Peak resident memory (VmHWM, a fresh process per library per workload)", "",
                    common.table(MEM_HEADERS, mem_rows)]
+    if race:
+        report += ["", f"### The default `tinygpt train` against the same GPT in PyTorch (default_train.py, "
+                       f"{default_train.QUICK_STEPS if args.quick else default_train.STEPS} steps, wall clock)", "",
+                   race[0], ""] + [f"- {n}" for n in race[1]]
     if notes:
         report += [""] + [f"- {n}" for n in notes]
     text = "\n".join(report)

@@ -66,7 +66,7 @@ class TorchGPT(nn.Module):
         if targets is None:  # inference, as in nanoGPT: score only the last position
             return self.lm_head(x[:, [-1], :]), None
         logits = self.lm_head(x)
-        return logits, TF.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1))
+        return logits, TF.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1))
 
     @torch.no_grad()
     def generate(self, idx, max_new_tokens, use_cache=True):
