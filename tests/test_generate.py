@@ -8,6 +8,7 @@ import tinygpt
 from tinygpt.generate import (default_prompt, encode_prompt, generate, generate_text, iter_tokens,
                               next_token_probs, sample, stream_text)
 from tinygpt.models import GPT, GPTConfig, LSTMConfig, LSTMLanguageModel, SequenceClassifier
+from tinygpt.models.gpt_inference import GPTDecoder
 from tinygpt.tokenizers import ByteLevelBPETokenizer, CharTokenizer, WordTokenizer
 
 TEXT = "the quick brown fox jumps over the lazy dog.\n" * 3
@@ -131,11 +132,22 @@ def test_generate_crops_a_prompt_longer_than_block_size():
     np.testing.assert_array_equal(new_from_long, new_from_tail)
 
 
-def test_generate_with_cache_feeds_one_position_per_new_token():
-    model = tiny_gpt(block_size=16)
+class ModuleOnlyGPT(GPT):
+    """A subclass may change the forward, so generation runs it through its Modules, not GPTDecoder."""
+
+
+@pytest.mark.parametrize("lean", [True, False])
+def test_generate_with_cache_feeds_one_position_per_new_token(lean, monkeypatch):
+    config = GPTConfig(vocab_size=30, block_size=16, n_layer=2, n_head=2, n_embd=16)
+    model = GPT(config) if lean else ModuleOnlyGPT(config)
     fed = []
-    features = model.features
-    model.features = lambda idx, kv_cache=None: fed.append(idx.shape[1]) or features(idx, kv_cache)
+    if lean:  # GPTDecoder.logits(idx, kv_cache) is what a GPT runs on
+        logits = GPTDecoder.logits
+        monkeypatch.setattr(GPTDecoder, "logits", lambda self, idx, kv_cache=None:
+                            fed.append(idx.shape[1]) or logits(self, idx, kv_cache))
+    else:
+        features = model.features
+        model.features = lambda idx, kv_cache=None: fed.append(idx.shape[1]) or features(idx, kv_cache)
     generate(model, np.array([[1, 2, 3, 4, 5, 6]]), 12, seed=0)
     # the 6-token prompt once, then one token per step; at 16 cached the last block is re-read
     assert fed == [6] + [1] * 10 + [16]

@@ -10,9 +10,10 @@ import contextlib
 
 import numpy as np
 
-from tinygpt.models.gpt import check_idx
+from tinygpt.models.gpt import GPT, check_idx
+from tinygpt.models.gpt_inference import GPTDecoder
 from tinygpt.nn import as_rng
-from tinygpt.tensor import no_grad
+from tinygpt.tensor import is_grad_enabled, no_grad
 
 # ---------------------------------------------------------------------------------------------
 # From logits to the next token
@@ -102,22 +103,28 @@ class GPTContext:
     With the cache each call feeds only the tokens the cache has not seen. The model knows
     block_size positions (learned position embeddings are absolute, so the cache cannot slide):
     once the cache is full, each step re-encodes the last block_size tokens from scratch — what
-    the uncached path does on every step — so both paths always see the same context."""
+    the uncached path does on every step — so both paths always see the same context.
+    A GPT itself (not a subclass, which may change the forward) in eval mode under no_grad runs
+    on GPTDecoder (models/gpt_inference.py), the same kernels on plain arrays, unless lean=False."""
 
-    def __init__(self, model, batch_size, use_cache=True):
+    def __init__(self, model, batch_size, use_cache=True, lean=True):
         self.model, self.block_size = model, model.config.block_size
         self.cache = model.make_kv_cache(batch_size) if use_cache else None
+        self.decoder = GPTDecoder(model) if lean and type(model) is GPT else None
 
     def next_logits(self, tokens, n_new):
         """tokens: (B, t) all tokens so far, the last n_new of them not yet fed -> logits (B, V)"""
         context = tokens[:, -self.block_size:]  # a prompt longer than the model can see is cropped
         if self.cache is None:
-            x = self.model.features(context)  # (B, t', C): every position, every step
+            new = context  # every position, every step
         elif self.cache.length + n_new <= self.block_size:
-            x = self.model.features(tokens[:, -n_new:], kv_cache=self.cache)  # only the new ones
+            new = tokens[:, -n_new:]  # only the tokens the cache has not seen
         else:
             self.cache.reset()  # full: start again from the last block_size tokens
-            x = self.model.features(context, kv_cache=self.cache)
+            new = context
+        if self.decoder is not None and not self.model.training and not is_grad_enabled():
+            return self.decoder.logits(new, self.cache)
+        x = self.model.features(new, kv_cache=self.cache)  # (B, t', C)
         # only the last position is scored: (B, 1, C) -> (B, 1, V), never (B, t', V) for a prompt
         return self.model.lm_head(x[:, -1:]).data[:, -1]
 

@@ -1,0 +1,97 @@
+"""GPT's forward for generation, on plain arrays, with no graph.
+
+Decoding one token at a time is ~100 small ops per token; in the Module path each one makes a
+Tensor, dispatches through apply and calls a Module, which costs more than the arithmetic of a
+(1, C) row. GPTDecoder runs the same registered kernels (layernorm_forward, matmul_forward,
+attention_forward, gelu_forward: TINYGPT_BACKEND still picks their implementation) directly on
+the weights' arrays, adds biases in place and scores only the last position. It is tested equal
+to GPT.forward (tests/test_gpt_inference.py). Not here: training (no backward, no dropout: eval
+only), sampling (generate.py), or any model other than GPT itself.
+"""
+
+from collections import namedtuple
+
+import numpy as np
+
+from tinygpt.ops.attention import attention_forward
+from tinygpt.ops.elementwise import gelu_forward
+from tinygpt.ops.layernorm import layernorm_forward
+from tinygpt.ops.matmul import matmul_forward
+from tinygpt.ops.shape import embedding_forward
+
+# one Block's arrays, in the order the forward uses them; biases are None when config.bias is False
+BlockArrays = namedtuple("BlockArrays", "ln_1_w ln_1_b attn_w attn_b attn_proj_w attn_proj_b "
+                                        "ln_2_w ln_2_b fc_w fc_b mlp_proj_w mlp_proj_b")
+
+
+def _data(param):
+    return None if param is None else param.data
+
+
+def linear(x, w, b):
+    """x: (N, in), w: (in, out), b: (out,) or None -> (N, out) = x @ w + b, the bias added in place.
+
+    NOTE: one row (a token of batch-1 decoding) is a matrix-vector product: every backend hands
+    it to BLAS's gemv (the C sgemm declines rows < GEMV_ROWS; the reference is np.matmul)."""
+    out, _ = matmul_forward(x, w)
+    if b is not None:
+        out += b  # the product is a fresh array: no second (N, out) allocation for the sum
+    return out
+
+
+class GPTDecoder:
+    """idx: (B, T) new token ids (+ a KVCache holding the earlier ones) -> logits (B, V) of the
+    last position, computed as GPT.forward computes them in eval mode.
+
+    Holds references to the model's arrays, not copies: make one per generation (weights changed
+    in place are seen, weights replaced by new arrays are not)."""
+
+    def __init__(self, model):
+        c, tr = model.config, model.transformer
+        self.n_head, self.block_size = c.n_head, c.block_size
+        self.wte, self.wpe = tr.wte.weight.data, tr.wpe.weight.data  # (V, C), (block_size, C)
+        self.blocks = [BlockArrays(b.ln_1.weight.data, _data(b.ln_1.bias),
+                                   b.attn.c_attn.weight.data, _data(b.attn.c_attn.bias),
+                                   b.attn.c_proj.weight.data, _data(b.attn.c_proj.bias),
+                                   b.ln_2.weight.data, _data(b.ln_2.bias),
+                                   b.mlp.c_fc.weight.data, _data(b.mlp.c_fc.bias),
+                                   b.mlp.c_proj.weight.data, _data(b.mlp.c_proj.bias))
+                       for b in tr.h]
+        self.ln_f_w, self.ln_f_b = tr.ln_f.weight.data, _data(tr.ln_f.bias)
+
+    def logits(self, idx, kv_cache=None):
+        """idx: (B, T) int -> logits: (B, V) of the last position. With a KVCache, idx holds only
+        the tokens it has not seen; their positions start at kv_cache.length."""
+        B, T = idx.shape
+        start = 0 if kv_cache is None else kv_cache.length
+        if start + T > self.block_size:
+            raise ValueError(f"sequence length {start + T} ({start} cached + {T} new) exceeds "
+                             f"block_size {self.block_size}; hint: crop to the last "
+                             f"{self.block_size} tokens or reset the cache")
+        C = self.wte.shape[1]
+        nh, hs = self.n_head, C // self.n_head
+        tok, _ = embedding_forward(self.wte, idx)  # (B, T, C); an id outside the vocabulary raises
+        x = tok + self.wpe[start:start + T]  # (B, T, C) + (T, C) -> (B, T, C)
+        x = x.reshape(B * T, C)  # rows: every matmul below is one 2-D product
+        for i, blk in enumerate(self.blocks):
+            # attention: x + c_proj(attention(ln_1(x)))
+            h, _ = layernorm_forward(x, blk.ln_1_w, blk.ln_1_b)
+            qkv = linear(h, blk.attn_w, blk.attn_b)  # (B*T, 3C)
+            # (B*T, 3C) -> (B, T, 3, nh, hs) -> (3, B, nh, T, hs): q, k, v as views, no copy
+            q, k, v = qkv.reshape(B, T, 3, nh, hs).transpose(2, 0, 3, 1, 4)
+            if kv_cache is not None:
+                k, v = kv_cache.layers[i].append(k, v)  # (B, nh, start + T, hs)
+            # queries are the last T positions of the keys: causal masking lines them up
+            y, _ = attention_forward(q, k, v, True)  # (B, nh, T, hs)
+            y = y.transpose(0, 2, 1, 3).reshape(B * T, C)  # (B, nh, T, hs) -> (B*T, C)
+            x += linear(y, blk.attn_proj_w, blk.attn_proj_b)
+            # MLP: x + c_proj(gelu(c_fc(ln_2(x))))
+            h, _ = layernorm_forward(x, blk.ln_2_w, blk.ln_2_b)
+            h, _ = gelu_forward(linear(h, blk.fc_w, blk.fc_b))  # (B*T, 4C)
+            x += linear(h, blk.mlp_proj_w, blk.mlp_proj_b)
+        # only the last position is scored; LayerNorm works row by row, so ln_f of that row alone
+        # is the row of ln_f over all of them
+        last = x.reshape(B, T, C)[:, -1]  # (B, C)
+        last, _ = layernorm_forward(np.ascontiguousarray(last), self.ln_f_w, self.ln_f_b)
+        logits, _ = matmul_forward(last, self.wte.T)  # (B, C) @ (C, V): the tied head
+        return logits
