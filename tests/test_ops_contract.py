@@ -7,8 +7,8 @@ import inspect
 import numpy as np
 import pytest
 
-from tinygpt.ops import (attention, dropout, elementwise, layernorm, lstm, matmul, reduce, shape,
-                         softmax)
+from tinygpt.ops import (attention, dropout, elementwise, layernorm, linear, lstm, matmul, reduce,
+                         shape, softmax)
 
 rng = np.random.default_rng(0)
 f32 = lambda *shape: rng.uniform(0.5, 1.5, shape).astype(np.float32)  # noqa: E731  (positive: log, sqrt, pow)
@@ -46,6 +46,7 @@ CASES = {
     "cross_entropy": (softmax, [f32(3, 5), np.array([1, -100, 4])], {}),
     "dropout": (dropout, [f32(3, 4)], {"p": 0.5, "rng": np.random.default_rng(0)}),
     "matmul": (matmul, [f32(2, 3, 4), f32(4, 5)], {}),
+    "linear": (linear, [f32(2, 3, 4), f32(4, 5), f32(5)], {}),
     "layernorm": (layernorm, [f32(2, 3, 4), f32(4), f32(4)], {}),
     "attention": (attention, [f32(1, 2, 3, 4), f32(1, 2, 5, 4), f32(1, 2, 5, 4)], {}),
     "lstm": (lstm, [f32(2, 3, 4), f32(2, 5), f32(2, 5), f32(4, 20), f32(5, 20), f32(20)], {}),
@@ -53,7 +54,8 @@ CASES = {
 
 
 def test_every_op_in_tinygpt_ops_is_covered():
-    modules = (attention, dropout, elementwise, layernorm, lstm, matmul, reduce, shape, softmax)
+    modules = (attention, dropout, elementwise, layernorm, linear, lstm, matmul, reduce, shape,
+               softmax)
     ops = {name[:-len("_forward")] for m in modules for name, _ in inspect.getmembers(m)
            if name.endswith("_forward")}
     assert ops == set(CASES), f"add a case for {ops - set(CASES)}; remove {set(CASES) - ops}"

@@ -70,6 +70,10 @@ CASES = {
     "matmul_1d_batched": (lambda a, b: a @ b, lambda a, b: a @ b, [normal(4), normal(2, 4, 3)]),
     "matmul_batched_1d": (lambda a, b: a @ b, lambda a, b: a @ b, [normal(2, 3, 4), normal(4)]),
     "matmul_broadcast": (F.matmul, torch.matmul, [normal(2, 1, 3, 4), normal(5, 4, 2)]),
+    # torch stores a Linear weight (out, in); ours is (in, out), hence w.T on torch's side
+    "linear": (F.linear, lambda x, w, b: TF.linear(x, w.T, b), [normal(2, 3, 4), normal(4, 5), normal(5)]),
+    "linear_no_bias": (F.linear, lambda x, w: TF.linear(x, w.T), [normal(3, 4), normal(4, 2)]),
+    "linear_1d": (F.linear, lambda x, w, b: TF.linear(x, w.T, b), [normal(4), normal(4, 2), normal(2)]),
     "reshape": (lambda a: a.reshape(3, -1), lambda a: a.reshape(3, -1), [normal(2, 3, 2)]),
     "permute": (lambda a: a.permute(2, 0, 1), lambda a: a.permute(2, 0, 1), [normal(2, 3, 4)]),
     "transpose_T": (lambda a: a.T, lambda a: a.T, [normal(3, 4)]),

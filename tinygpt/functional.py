@@ -12,6 +12,7 @@ from tinygpt.ops import attention as _attention
 from tinygpt.ops import dropout as _dropout
 from tinygpt.ops import elementwise as _ew
 from tinygpt.ops import layernorm as _ln
+from tinygpt.ops import linear as _linear
 from tinygpt.ops import lstm as _lstm
 from tinygpt.ops import matmul as _mm
 from tinygpt.ops import reduce as _red
@@ -89,6 +90,11 @@ def var(x, axis=None, keepdims=False, ddof=0):
 
 # ----- matrix product and shapes -------------------------------------------------------------
 def matmul(a, b): return apply(_mm.matmul_forward, _mm.matmul_backward, _operand(a), _operand(b))
+
+
+def linear(x, weight, bias=None):
+    """x: (..., in), weight: (in, out), bias: (out,) or None -> (..., out) = x @ weight + bias, one op."""
+    return apply(_linear.linear_forward, _linear.linear_backward, x, weight, bias)
 
 
 def reshape(x, shape):

@@ -30,8 +30,7 @@ class Linear(Module):
         self.bias = Parameter(rng.uniform(-bound, bound, out_features), dtype=dtype) if bias else None
 
     def forward(self, x):
-        out = F.matmul(x, self.weight)  # (..., in) @ (in, out) -> (..., out)
-        return out if self.bias is None else out + self.bias
+        return F.linear(x, self.weight, self.bias)  # (..., in) @ (in, out) + (out,) -> (..., out)
 
     def extra_repr(self):
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
