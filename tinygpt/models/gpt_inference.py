@@ -33,7 +33,9 @@ def linear(x, w, b):
 
     NOTE: one row (a token of batch-1 decoding) is a matrix-vector product: every backend hands
     it to BLAS's gemv (the C sgemm declines rows < GEMV_ROWS; the reference is np.matmul)."""
-    out, _ = matmul_forward(x, w)
+    # NOTE: every backend hands one row to BLAS (the C sgemm declines rows < GEMV_ROWS, the
+    # reference is np.matmul): calling it here skips two wrappers that cost as much as a small gemv
+    out = x @ w if x.shape[0] == 1 else matmul_forward(x, w)[0]
     if b is not None:
         out += b  # the product is a fresh array: no second (N, out) allocation for the sum
     return out
