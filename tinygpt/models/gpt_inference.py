@@ -29,12 +29,10 @@ def _data(param):
 
 
 def linear(x, w, b):
-    """x: (N, in), w: (in, out), b: (out,) or None -> (N, out) = x @ w + b, the bias added in place.
-
-    NOTE: one row (a token of batch-1 decoding) is a matrix-vector product: every backend hands
-    it to BLAS's gemv (the C sgemm declines rows < GEMV_ROWS; the reference is np.matmul)."""
-    # NOTE: every backend hands one row to BLAS (the C sgemm declines rows < GEMV_ROWS, the
-    # reference is np.matmul): calling it here skips two wrappers that cost as much as a small gemv
+    """x: (N, in), w: (in, out), b: (out,) or None -> (N, out) = x @ w + b, the bias added in place."""
+    # NOTE: one row (a token of batch-1 decoding) is a matrix-vector product, and every backend
+    # hands it to BLAS's gemv (the C sgemm declines rows < GEMV_ROWS; the reference is np.matmul).
+    # Calling BLAS here skips two wrappers that together cost as much as a 128-wide gemv.
     out = x @ w if x.shape[0] == 1 else matmul_forward(x, w)[0]
     if b is not None:
         out += b  # the product is a fresh array: no second (N, out) allocation for the sum
