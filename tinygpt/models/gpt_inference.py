@@ -93,5 +93,4 @@ class GPTDecoder:
         # is the row of ln_f over all of them
         last = x.reshape(B, T, C)[:, -1]  # (B, C)
         last, _ = layernorm_forward(np.ascontiguousarray(last), self.ln_f_w, self.ln_f_b)
-        logits, _ = matmul_forward(last, self.wte.T)  # (B, C) @ (C, V): the tied head
-        return logits
+        return linear(last, self.wte.T, None)  # (B, C) @ (C, V): the tied head
