@@ -49,6 +49,7 @@ CASES = {
     "linear": (linear, [f32(2, 3, 4), f32(4, 5), f32(5)], {}),
     "layernorm": (layernorm, [f32(2, 3, 4), f32(4), f32(4)], {}),
     "attention": (attention, [f32(1, 2, 3, 4), f32(1, 2, 5, 4), f32(1, 2, 5, 4)], {}),
+    "causal_self_attention": (attention, [f32(2, 3, 12)], {"n_head": 2}),
     "lstm": (lstm, [f32(2, 3, 4), f32(2, 5), f32(2, 5), f32(4, 20), f32(5, 20), f32(20)], {}),
 }
 

@@ -1,6 +1,7 @@
 """The ops a layer is made of: layer_norm (with and without bias), dropout (seeded), scaled
-dot-product attention (causal or not, Tq < Tk) and the LSTM, each against a formula written here
-with loops where that is clearer, and against finite differences."""
+dot-product attention (causal or not, Tq < Tk), causal self-attention over a (B, T, 3C) qkv and
+the LSTM, each against a formula written here with loops where that is clearer, and against
+finite differences."""
 
 import numpy as np
 import pytest
@@ -132,6 +133,59 @@ def test_fused_attention_equals_composed_primitives(causal):
         grads.append([out.data] + [t.grad for t in tensors])
     for fused, reference in zip(*grads):
         np.testing.assert_allclose(fused, reference, rtol=1e-10, atol=1e-12)
+
+
+def _self_attention_by_heads(qkv, n_head):
+    """qkv: (B, T, 3C) -> (B, T, C): cut q, k, v and each head's channels, attend head by head
+    (the loop above), and write each head's output back into its channels."""
+    B, T, C3 = qkv.shape
+    C = C3 // 3
+    hs = C // n_head
+    out = np.zeros((B, T, C))
+    for h in range(n_head):
+        cols = slice(h * hs, (h + 1) * hs)
+        q, k, v = (qkv[:, None, :, i * C:(i + 1) * C][..., cols] for i in range(3))  # (B, 1, T, hs)
+        out[:, :, cols] = _attention_by_loop(q, k, v, True, None)[:, 0]
+    return out
+
+
+@given(b=st.integers(1, 2), t=st.integers(1, 5) | st.just(7), n_head=st.integers(1, 3),
+       hs=st.integers(1, 3), seed=seeds)
+@example(b=1, t=1, n_head=1, hs=1, seed=0)  # T=1, one head, batch 1
+def test_causal_self_attention_matches_numpy_and_finite_differences(b, t, n_head, hs, seed):
+    qkv = np.random.default_rng(seed).normal(size=(b, t, 3 * n_head * hs))
+    check_op(lambda x: F.causal_self_attention(x, n_head),
+             lambda x: _self_attention_by_heads(x, n_head), [qkv])
+
+
+@pytest.mark.parametrize("dtype, tol", [(np.float64, 1e-12), (np.float32, 1e-5)])
+def test_causal_self_attention_equals_split_heads_and_sdpa(dtype, tol):
+    """The one-op head split/merge against the primitives it replaces, on whichever attention
+    kernel runs for the dtype (the C kernel for float32)."""
+    B, T, nh, hs = 2, 6, 3, 4
+    C = nh * hs
+    rng = np.random.default_rng(5)
+    qkv_array, weights = rng.normal(size=(B, T, 3 * C)).astype(dtype), rng.normal(size=(B, T, C))
+
+    def composed(qkv):
+        q, k, v = (x.reshape(B, T, nh, hs).transpose(0, 2, 1, 3) for x in F.split(qkv, 3, axis=-1))
+        y = F.scaled_dot_product_attention(q, k, v, causal=True)  # (B, nh, T, hs)
+        return y.transpose(0, 2, 1, 3).reshape(B, T, C)
+    results = []
+    for f in (lambda qkv: F.causal_self_attention(qkv, nh), composed):
+        qkv = Tensor(qkv_array, requires_grad=True)
+        out = f(qkv)
+        (out * weights.astype(dtype)).sum().backward()
+        assert out.dtype == dtype and qkv.grad.dtype == dtype
+        results.append((out.data, qkv.grad))
+    (out_fused, grad_fused), (out_composed, grad_composed) = results
+    np.testing.assert_allclose(out_fused, out_composed, rtol=tol, atol=tol)
+    np.testing.assert_allclose(grad_fused, grad_composed, rtol=tol, atol=tol)
+
+
+def test_causal_self_attention_rejects_a_width_that_is_not_three_heads_wide():
+    with pytest.raises(ValueError, match="n_head=2"):
+        F.causal_self_attention(Tensor(np.ones((1, 2, 9))), 2)
 
 
 # ----- LSTM ------------------------------------------------------------------------------------

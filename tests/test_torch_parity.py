@@ -41,6 +41,13 @@ def assert_matches_torch(f, torch_f, inputs, rtol=1e-10, atol=1e-12):
             np.testing.assert_allclose(got, expected, rtol=rtol, atol=atol, err_msg=f"gradient of input {i}")
 
 
+def _torch_self_attention(qkv, n_head):
+    """(B, T, 3C) -> (B, T, C) with torch's own head split and causal attention."""
+    B, T, C = qkv.shape[0], qkv.shape[1], qkv.shape[2] // 3
+    q, k, v = (x.reshape(B, T, n_head, C // n_head).transpose(1, 2) for x in qkv.split(C, dim=2))
+    return TF.scaled_dot_product_attention(q, k, v, is_causal=True).transpose(1, 2).reshape(B, T, C)
+
+
 # name: (tinygpt, torch, inputs)
 CASES = {
     "add_broadcast": (lambda a, b: a + b, lambda a, b: a + b, [normal(2, 1, 3), normal(4, 1)]),
@@ -74,6 +81,8 @@ CASES = {
     "linear": (F.linear, lambda x, w, b: TF.linear(x, w.T, b), [normal(2, 3, 4), normal(4, 5), normal(5)]),
     "linear_no_bias": (F.linear, lambda x, w: TF.linear(x, w.T), [normal(3, 4), normal(4, 2)]),
     "linear_1d": (F.linear, lambda x, w, b: TF.linear(x, w.T, b), [normal(4), normal(4, 2), normal(2)]),
+    "causal_self_attention": (lambda x: F.causal_self_attention(x, 2), lambda x: _torch_self_attention(x, 2),
+                              [normal(2, 5, 12)]),
     "reshape": (lambda a: a.reshape(3, -1), lambda a: a.reshape(3, -1), [normal(2, 3, 2)]),
     "permute": (lambda a: a.permute(2, 0, 1), lambda a: a.permute(2, 0, 1), [normal(2, 3, 4)]),
     "transpose_T": (lambda a: a.T, lambda a: a.T, [normal(3, 4)]),

@@ -229,6 +229,18 @@ def scaled_dot_product_attention(q, k, v, causal=True, scale=None):
                  causal=causal, scale=scale)
 
 
+def causal_self_attention(qkv, n_head):
+    """qkv: (B, T, 3C), queries, keys and values of all heads side by side -> (B, T, C).
+
+    The same as splitting qkv into q, k, v, each (B, T, C) -> (B, nh, T, hs), running
+    scaled_dot_product_attention(causal=True) and merging the heads back, but as one op."""
+    if qkv.ndim != 3 or qkv.shape[-1] % (3 * n_head):
+        raise ValueError(f"causal_self_attention: expected qkv (B, T, 3 * n_embd) with n_embd "
+                         f"divisible by n_head={n_head}, got shape {qkv.shape}")
+    return apply(_attention.causal_self_attention_forward, _attention.causal_self_attention_backward,
+                 qkv, n_head=n_head)
+
+
 def lstm(x, h0, c0, w_ih, w_hh, b):
     """One LSTM layer over a sequence: x (B, T, I) -> (out (B, T, D), h_T (B, D), c_T (B, D))."""
     batch, _, features = x.shape

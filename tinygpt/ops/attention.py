@@ -52,3 +52,37 @@ def attention_backward(dout, cache):
     dq = np.matmul(ds, k)
     dk = np.matmul(np.swapaxes(ds, -1, -2), q)
     return dq.astype(q.dtype, copy=False), dk.astype(k.dtype, copy=False), dv.astype(v.dtype, copy=False)
+
+
+def causal_self_attention_forward(qkv, n_head):
+    """qkv: (B, T, 3C), the c_attn projection -> out: (B, T, C), the heads merged back, cache
+
+    The head split and merge of multi-head attention, around the attention kernel, as one op:
+    composed from split, reshape and transpose it was nine graph nodes and four more copies."""
+    B, T, C3 = qkv.shape
+    if C3 % (3 * n_head):
+        raise ValueError(f"causal_self_attention: last axis {C3} of qkv is not 3 * n_embd with "
+                         f"n_embd divisible by n_head={n_head}")
+    C = C3 // 3
+    hs = C // n_head
+    # (B, T, 3C) -> (B, T, 3, nh, hs) -> (3, B, nh, T, hs): one copy, after which q, k and v
+    # are each a contiguous (B, nh, T, hs) block, as the kernels want them
+    heads = np.ascontiguousarray(qkv.reshape(B, T, 3, n_head, hs).transpose(2, 0, 3, 1, 4))
+    y, attention_cache = attention_forward(heads[0], heads[1], heads[2], causal=True)
+    out = y.transpose(0, 2, 1, 3).reshape(B, T, C)  # (B, nh, T, hs) -> (B, T, nh, hs) -> (B, T, C)
+    return out, (attention_cache, n_head)
+
+
+def causal_self_attention_backward(dout, cache):
+    """dout: (B, T, C) -> dqkv: (B, T, 3C)"""
+    attention_cache, n_head = cache
+    B, T, C = dout.shape
+    hs = C // n_head
+    # undo the merge: (B, T, C) -> (B, T, nh, hs) -> (B, nh, T, hs)
+    dy = np.ascontiguousarray(dout.reshape(B, T, n_head, hs).transpose(0, 2, 1, 3))
+    dq, dk, dv = attention_backward(dy, attention_cache)
+    # undo the split: each (B, nh, T, hs) gradient goes back to its third of (B, T, 3, nh, hs)
+    dqkv = np.empty((B, T, 3, n_head, hs), dtype=dq.dtype)
+    for i, d in enumerate((dq, dk, dv)):
+        dqkv[:, :, i] = d.transpose(0, 2, 1, 3)
+    return dqkv.reshape(B, T, 3 * C)
