@@ -99,73 +99,88 @@ static inline int visible(int causal, long i, long offset, int j0, int bk)
     return n < 0 ? 0 : (n > bk ? bk : (int)n);
 }
 
+/* Head h of attention_forward, on this thread's scratch: kt (hs, ld) for K^T, s (BQ, BK). */
+static void forward_head(float *out, float *lse, const float *q, const float *k, const float *v,
+                         int h, int tq, int tk, int hs, int causal, float scale, float *kt, float *s)
+{
+    long offset = tk - tq, ld = (tk + 15) / 16 * 16 + 16;  /* as in attention_forward */
+    float m[BQ], l[BQ];
+    const float *qh = q + (long)h * tq * hs, *kh = k + (long)h * tk * hs;
+    const float *vh = v + (long)h * tk * hs;
+    transpose(kt, ld, kh, tk, hs);
+    for (int i0 = 0; i0 < tq; i0 += BQ) {
+        int bq = tq - i0 < BQ ? tq - i0 : BQ;
+        float *o = out + ((long)h * tq + i0) * hs;
+        /* keys past the last row's position are masked for every row of the tile */
+        long kend = causal ? min_long(tk, i0 + bq + offset) : tk;
+        memset(o, 0, sizeof(float) * bq * hs);
+        for (int r = 0; r < bq; r++) { m[r] = -INFINITY; l[r] = 0.0f; }
+        for (int j0 = 0; j0 < kend; j0 += BK) {
+            int bk = kend - j0 < BK ? (int)(kend - j0) : BK;
+            int bk16 = (bk + 15) / 16 * 16;
+            /* S = Q K^T (bq, bk), over padded columns that the mask then ignores */
+            small_gemm(bq, bk16, hs, qh + (long)i0 * hs, hs, 1, kt + j0, ld, s, BK, 0);
+            for (int r = 0; r < bq; r++) {
+                float *sr = s + r * BK;
+                int n = visible(causal, i0 + r, offset, j0, bk);
+                float tile_max = -INFINITY;
+                #pragma omp simd reduction(max:tile_max)
+                for (int j = 0; j < n; j++) {
+                    sr[j] *= scale;
+                    tile_max = sr[j] > tile_max ? sr[j] : tile_max;
+                }
+                /* online softmax: a larger max shrinks everything summed so far by
+                 * exp(m_old - m_new) (exp(-inf) = 0 on the first tile) */
+                float m_new = tile_max > m[r] ? tile_max : m[r];
+                float shrink = exp_approx(m[r] - m_new);
+                float sum = 0.0f;
+                #pragma omp simd reduction(+:sum)
+                for (int j = 0; j < bk; j++) {
+                    sr[j] = j < n ? exp_approx(sr[j] - m_new) : 0.0f;  /* the mask */
+                    sum += sr[j];
+                }
+                l[r] = l[r] * shrink + sum;
+                m[r] = m_new;
+                if (shrink != 1.0f) {
+                    float *orow = o + r * hs;
+                    #pragma omp simd
+                    for (int d = 0; d < hs; d++) orow[d] *= shrink;
+                }
+            }
+            /* O += P V (bq, hs) */
+            small_gemm(bq, hs, bk, s, BK, 1, vh + (long)j0 * hs, hs, o, hs, 1);
+        }
+        for (int r = 0; r < bq; r++) {
+            float inv = 1.0f / l[r];
+            for (int d = 0; d < hs; d++) o[r * hs + d] *= inv;
+            lse[(long)h * tq + i0 + r] = m[r] + logf(l[r]);
+        }
+    }
+}
+
 void attention_forward(float *out, float *lse, const float *q, const float *k, const float *v,
                        int bh, int tq, int tk, int hs, int causal, float scale)
 {
-    long offset = tk - tq;
     /* K^T rows padded so a 16-wide load never leaves the buffer, plus 16 so that rows are not a
      * power of two apart (which would map them onto the same few L1 cache sets) */
     long ld = (tk + 15) / 16 * 16 + 16;
-    #pragma omp parallel if (bh > 1 && (long)bh * tq * tk * hs >= 16 * TG_PARALLEL_MIN)
+    if (bh == 1 || (long)bh * tq * tk * hs < 16 * TG_PARALLEL_MIN) {
+        /* NOTE: too little work for two threads, and not even `omp parallel if (0)`: with OpenMP
+         * at 2 threads its team of one made a decoding row (6 heads x 120 keys) 50% slower
+         * (51 vs 34 us; at 1 thread no difference) */
+        float *kt = tg_alloc(hs * ld), *s = tg_alloc(BQ * BK);
+        memset(kt, 0, sizeof(float) * hs * ld);
+        for (int h = 0; h < bh; h++) forward_head(out, lse, q, k, v, h, tq, tk, hs, causal, scale, kt, s);
+        free(kt);
+        free(s);
+        return;
+    }
+    #pragma omp parallel
     {
-        float *kt = tg_alloc(hs * ld);
-        float *s = tg_alloc(BQ * BK);
-        float m[BQ], l[BQ];
+        float *kt = tg_alloc(hs * ld), *s = tg_alloc(BQ * BK);
         memset(kt, 0, sizeof(float) * hs * ld);
         #pragma omp for schedule(dynamic)
-        for (int h = 0; h < bh; h++) {
-            const float *qh = q + (long)h * tq * hs, *kh = k + (long)h * tk * hs;
-            const float *vh = v + (long)h * tk * hs;
-            transpose(kt, ld, kh, tk, hs);
-            for (int i0 = 0; i0 < tq; i0 += BQ) {
-                int bq = tq - i0 < BQ ? tq - i0 : BQ;
-                float *o = out + ((long)h * tq + i0) * hs;
-                /* keys past the last row's position are masked for every row of the tile */
-                long kend = causal ? min_long(tk, i0 + bq + offset) : tk;
-                memset(o, 0, sizeof(float) * bq * hs);
-                for (int r = 0; r < bq; r++) { m[r] = -INFINITY; l[r] = 0.0f; }
-                for (int j0 = 0; j0 < kend; j0 += BK) {
-                    int bk = kend - j0 < BK ? (int)(kend - j0) : BK;
-                    int bk16 = (bk + 15) / 16 * 16;
-                    /* S = Q K^T (bq, bk), over padded columns that the mask then ignores */
-                    small_gemm(bq, bk16, hs, qh + (long)i0 * hs, hs, 1, kt + j0, ld, s, BK, 0);
-                    for (int r = 0; r < bq; r++) {
-                        float *sr = s + r * BK;
-                        int n = visible(causal, i0 + r, offset, j0, bk);
-                        float tile_max = -INFINITY;
-                        #pragma omp simd reduction(max:tile_max)
-                        for (int j = 0; j < n; j++) {
-                            sr[j] *= scale;
-                            tile_max = sr[j] > tile_max ? sr[j] : tile_max;
-                        }
-                        /* online softmax: a larger max shrinks everything summed so far by
-                         * exp(m_old - m_new) (exp(-inf) = 0 on the first tile) */
-                        float m_new = tile_max > m[r] ? tile_max : m[r];
-                        float shrink = exp_approx(m[r] - m_new);
-                        float sum = 0.0f;
-                        #pragma omp simd reduction(+:sum)
-                        for (int j = 0; j < bk; j++) {
-                            sr[j] = j < n ? exp_approx(sr[j] - m_new) : 0.0f;  /* the mask */
-                            sum += sr[j];
-                        }
-                        l[r] = l[r] * shrink + sum;
-                        m[r] = m_new;
-                        if (shrink != 1.0f) {
-                            float *orow = o + r * hs;
-                            #pragma omp simd
-                            for (int d = 0; d < hs; d++) orow[d] *= shrink;
-                        }
-                    }
-                    /* O += P V (bq, hs) */
-                    small_gemm(bq, hs, bk, s, BK, 1, vh + (long)j0 * hs, hs, o, hs, 1);
-                }
-                for (int r = 0; r < bq; r++) {
-                    float inv = 1.0f / l[r];
-                    for (int d = 0; d < hs; d++) o[r * hs + d] *= inv;
-                    lse[(long)h * tq + i0 + r] = m[r] + logf(l[r]);
-                }
-            }
-        }
+        for (int h = 0; h < bh; h++) forward_head(out, lse, q, k, v, h, tq, tk, hs, causal, scale, kt, s);
         free(kt);
         free(s);
     }

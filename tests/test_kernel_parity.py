@@ -198,7 +198,11 @@ FAMILIES = [
            [dict(B=1, nh=1, Tq=1, Tk=1, hs=1, causal=True, scale=None, layout="contiguous"),
             dict(B=1, nh=1, Tq=1, Tk=67, hs=8, causal=True, scale=None, layout="heads_last"),
             dict(B=2, nh=3, Tq=65, Tk=65, hs=5, causal=True, scale=None, layout="heads_last"),
-            dict(B=1, nh=2, Tq=7, Tk=130, hs=3, causal=False, scale=0.5, layout="contiguous")]),
+            dict(B=1, nh=2, Tq=7, Tk=130, hs=3, causal=False, scale=0.5, layout="contiguous"),
+            # one decoding row with a KV cache (C: the serial path, no OpenMP team), and enough
+            # work for C's threaded path (B * nh * Tq * Tk * hs >= 16 * TG_PARALLEL_MIN)
+            dict(B=1, nh=6, Tq=1, Tk=120, hs=64, causal=True, scale=None, layout="contiguous"),
+            dict(B=2, nh=3, Tq=130, Tk=130, hs=17, causal=True, scale=None, layout="contiguous")]),
     Family("softmax_forward", "softmax_backward", softmax_case,
            _fixed(shape=SMALL_SHAPES, axis=st.sampled_from([-1, -1, 0, 1]),
                   logit_scale=st.sampled_from([1.0, 30.0, 1e4]), layout=LAYOUTS),
@@ -223,13 +227,15 @@ FAMILIES = [
     Family("layernorm_forward", "layernorm_backward", layernorm_case,
            _fixed(shape=SMALL_SHAPES, bias=st.booleans(), layout=LAYOUTS),
            [dict(shape=(1,), bias=True, layout="contiguous"),
-            dict(shape=(2, 3, 65), bias=False, layout="transposed")],
+            dict(shape=(2, 3, 65), bias=False, layout="transposed"),
+            dict(shape=(520, 65), bias=True, layout="contiguous")],  # C's threaded path: >= 32768 floats
            # dx = rstd * (dxhat - mean(dxhat) - ...): one rounding of dxhat is multiplied by rstd,
            # up to 1/sqrt(eps) = 316 for a constant row (C=1)
            error_scale=lambda cache: float(np.max(cache[1], initial=1.0))),
     Family("gelu_forward", "gelu_backward", gelu_case,
            _fixed(shape=SMALL_SHAPES, layout=LAYOUTS),
-           [dict(shape=(1,), layout="contiguous"), dict(shape=(5, 67), layout="transposed")]),
+           [dict(shape=(1,), layout="contiguous"), dict(shape=(5, 67), layout="transposed"),
+            dict(shape=(2, 65537), layout="contiguous")]),  # C's threaded path: >= 4 * 32768 elements
     Family("lstm_forward", "lstm_backward", lstm_case,
            _fixed(B=st.integers(1, 5), T=st.sampled_from([1, 2, 5, 11]), I=st.integers(1, 7),
                   D=st.sampled_from([1, 3, 8, 17]), layout=LAYOUTS,
