@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 import tinygpt.functional as F
 from strategies import arrays, arrays_and_axis, basic_indices, check_op, shapes
 from tinygpt import Tensor
+from tinygpt.ops import shape as _shape_ops
 
 seeds = st.integers(0, 2**32 - 1)
 
@@ -95,6 +96,19 @@ def test_embedding_with_repeated_indices_matches_numpy_and_finite_differences(vo
     def looked_up(w, i):  # out[..., :] = weight[idx[...], :], one row at a time
         return np.array([w[j] for j in i.reshape(-1)]).reshape(i.shape + (w.shape[1],))
     check_op(F.embedding, looked_up, [weight, idx])
+
+
+@pytest.mark.parametrize("idx_shape", [(4, 64), (0,), (1,)])
+def test_embedding_backward_equals_a_scatter_add(idx_shape):
+    """The sorted reduce in embedding_backward gives what np.add.at (the definition) gives."""
+    rng = np.random.default_rng(0)
+    idx = rng.integers(0, 9, idx_shape)
+    dout = rng.normal(size=idx_shape + (5,)).astype(np.float32)
+    expected = np.zeros((11, 5), np.float32)  # rows 9 and 10 are never used: their gradient is 0
+    np.add.at(expected, idx.reshape(-1), dout.reshape(-1, 5))
+    dweight, didx = _shape_ops.embedding_backward(dout, ((11, 5), idx))
+    assert didx is None and dweight.dtype == np.float32
+    np.testing.assert_allclose(dweight, expected, rtol=1e-6, atol=1e-6)
 
 
 @given(k=st.integers(1, 4), base=shapes(min_dims=1), data=st.data())

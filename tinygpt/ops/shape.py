@@ -77,7 +77,16 @@ def embedding_backward(dout, cache):
     # out[..., :] = weight[idx[...]]: row idx gets the sum of dout over every place it was used
     shape, idx = cache
     dweight = np.zeros(shape, dtype=dout.dtype)
-    np.add.at(dweight, idx.reshape(-1), dout.reshape(-1, shape[1]))
+    flat_idx, flat_dout = idx.reshape(-1), dout.reshape(-1, shape[1])  # (N,), (N, C)
+    if flat_idx.size == 0:
+        return dweight, None
+    # a sorted reduce, not np.add.at(dweight, flat_idx, flat_dout), which is the same sum but
+    # element by element: 3-4x slower at the bench's GPTs (2.7 -> 0.7 ms at 2048 tokens, C=128).
+    # Sort the uses by row, then add up each run of equal rows in one reduceat.
+    order = np.argsort(flat_idx, kind="stable")
+    rows = flat_idx[order]
+    starts = np.flatnonzero(np.concatenate(([True], rows[1:] != rows[:-1])))  # first use of each row
+    dweight[rows[starts]] = np.add.reduceat(flat_dout[order], starts, axis=0)
     return dweight, None
 
 
