@@ -183,7 +183,9 @@ def run_sides(builders, rounds=5, steps=3, warmup=2, pause=PAUSE, work=1.0, cloc
     builders = {lib: (module, func, args)}, func(*args) -> ({side: fn}, {side: why missing},
     report callable or None). Blocks alternate between workers exactly as interleave() does.
     Every worker, torch's too, calls keep_freed_memory() first unless keep_memory=False: the
-    malloc settings a `tinygpt train` user gets, the same for both libraries.
+    malloc settings a `tinygpt train` user gets, the same for both libraries. A builder may be
+    (module, func, args, keep_memory) to override it, under a key "<lib> <tag>" (the A/B of
+    train.py --malloc-ab); the key's first word says which library the worker is for.
 
     Why processes: in one process tinygpt and torch share whichever OpenMP runtime was loaded
     first (measured: torch's makes tinygpt's OpenMP threads spin, 10x slower KV decoding; the
@@ -194,10 +196,10 @@ def run_sides(builders, rounds=5, steps=3, warmup=2, pause=PAUSE, work=1.0, cloc
     ctx = mp.get_context("spawn")  # a fresh interpreter: nothing inherited from this one
     workers, owner, missing = {}, {}, {}
     try:
-        for lib, (module, func, args) in builders.items():
+        for lib, (module, func, args, *keep) in builders.items():
             parent, child = ctx.Pipe()
-            proc = ctx.Process(target=_worker, args=(child, lib, module, func, args, threads, keep_memory),
-                               daemon=True)
+            proc = ctx.Process(target=_worker, args=(child, lib.split()[0], module, func, args, threads,
+                                                     keep[0] if keep else keep_memory), daemon=True)
             proc.start()
             msg = parent.recv()
             if msg[0] == "error":

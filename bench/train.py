@@ -4,7 +4,7 @@ Keras LSTM (sequences/s), with FLOP/s as a fraction of the NumPy sgemm measured 
 One step = forward, loss, backward, clip_grad_norm_(1.0), optimizer step, zero_grad, on both sides;
 same batch, same initial weights, float32, 2 threads, and in both workers the malloc settings of
 `tinygpt train` (common.keep_freed_memory; --default-malloc for glibc's). Usage (from the repo root):
-  python bench/train.py [--workload tiny|small|baby|lstm ...] [--quick] [--default-malloc]
+  python bench/train.py [--workload tiny|small|baby|lstm ...] [--quick] [--default-malloc | --malloc-ab]
 Not here: generation (generate.py) or memory (memory.py).
 """
 
@@ -237,12 +237,45 @@ def build(name, libs=None, same_weights=True):
     return sides, missing, tg_model
 
 
-def worker_build(name, lib):
-    """In a worker process (common.run_sides): this library's sides of workload `name`."""
+def worker_build(name, lib, tag=None):
+    """In a worker process (common.run_sides): this library's sides of workload `name`, named
+    "<side> <tag>" when a tag is given."""
     libs = {"torch": ("torch",)}.get(lib, ("tinygpt", "tinygpt.keras") if WORKLOADS[name]["kind"] == "lstm"
                                       else ("tinygpt",))
     sides, missing, _ = build(name, libs)
+    if tag:
+        sides = {f"{side} {tag}": fn for side, fn in sides.items()}
     return sides, missing, lambda: {"openmp": common.openmp_runtimes()}
+
+
+def malloc_ab(names, rounds=5, quick=False, threads=common.THREADS, clock="wall", log=print):
+    """Each library with and without keep_freed_memory, four workers in one run, blocks
+    alternating -> markdown rows: the allocator's effect on each side, measured side by side."""
+    out = []
+    for name in names:
+        spec = WORKLOADS[name]
+        if spec["kind"] != "gpt":
+            continue
+        libs = ("tinygpt",) + (() if common.import_torch(load=False) is None else ("torch",))
+        builders = {f"{lib} {tag}": ("bench.train", "worker_build", (name, lib, tag), tag == "keep")
+                    for lib in libs for tag in ("default", "keep")}
+        steps = max(1, spec["steps"] // 2) if quick else spec["steps"]
+        stats, _, _ = common.run_sides(builders, rounds=rounds, steps=steps, work=work_per_step(spec),
+                                       clock=clock, threads=threads)
+        log(f"  {name}: " + ", ".join(f"{side} {s.fmt()}" for side, s in stats.items()))
+        row = [f"train {name} ({spec['unit']})"]
+        for lib in ("tinygpt", "torch"):
+            d, k = stats.get(f"{lib} default"), stats.get(f"{lib} keep")
+            row += [d.fmt() if d else None, k.fmt() if k else None, common.fmt_ratio(common.ratio(k, d))]
+        for tag in ("default", "keep"):
+            row.append(common.fmt_ratio(common.ratio(stats.get(f"tinygpt {tag}"), stats.get(f"torch {tag}"))))
+        out.append(row)
+    return out
+
+
+MALLOC_HEADERS = ["workload", "tinygpt default malloc", "tinygpt keep_freed_memory", "×",
+                  "PyTorch default malloc", "PyTorch keep_freed_memory", "×",
+                  "tinygpt / torch, default", "tinygpt / torch, keep"]
 
 
 def run(names, rounds=5, quick=False, sgemm=None, log=print, clock="wall", same_process=False,
@@ -388,8 +421,16 @@ def main(argv=None):
     parser.add_argument("--default-malloc", action="store_true",
                         help="glibc's default malloc settings instead of `tinygpt train`'s "
                              "(keep_freed_memory), for both libraries: the bench before 2026-11-29")
+    parser.add_argument("--malloc-ab", action="store_true",
+                        help="each library with and without keep_freed_memory, side by side in one run")
     args = parser.parse_args(argv)
     keep = not args.default_malloc
+    if args.malloc_ab:
+        rows_ = malloc_ab(args.workload, rounds=args.rounds or (3 if args.quick else 5), quick=args.quick,
+                          threads=args.threads, clock=args.clock)
+        print()
+        print(common.table(MALLOC_HEADERS, rows_))
+        return
     if args.profile:
         if keep:
             common.keep_freed_memory()
