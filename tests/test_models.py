@@ -2,6 +2,8 @@
 forward, KV-cached logits == uncached, LSTM state carrying, padding-aware classifier pooling,
 gradient checks in float64, and every model overfitting one small batch."""
 
+import tracemalloc
+
 import numpy as np
 import pytest
 
@@ -81,6 +83,23 @@ def test_gpt_lm_head_is_tied_to_wte_and_saved_once():
     assert "transformer.wte.weight" in state and not any(k.startswith("lm_head") for k in state)
     model.transformer.wte.weight.data[0] = 1.0  # one array: the head sees the change
     assert np.all(model.lm_head.weight.data[0] == 1.0)
+
+
+def test_gpt_training_graph_keeps_no_copy_of_the_tied_embedding():
+    """The head reads wteᵀ through strides: a copy of the (V, C) matrix kept for backward would
+    outweigh every activation of a short sequence (it did, through batched matmul)."""
+    model = tiny_gpt(vocab_size=8192, n_embd=32, n_head=2)  # wte: 1 MiB; activations: ~0.3 MiB
+    idx = tokens((1, 4), vocab=8192)
+    model(idx, idx)  # warm up the kernels
+    tracemalloc.start()
+    try:
+        _, loss = model(idx, idx)
+        alive = tracemalloc.get_traced_memory()[0]
+        loss.backward()
+    finally:
+        tracemalloc.stop()
+    assert alive < 2**20 * 0.75, f"{alive / 2**20:.2f} MiB alive after forward: is wte being copied?"
+    assert model.transformer.wte.weight.grad.shape == (8192, 32)
 
 
 def test_gpt_without_bias_has_no_bias_parameters():
