@@ -2,12 +2,11 @@
 
 Decoding one token at a time is ~100 small ops per token; in the Module path each one makes a
 Tensor, dispatches through apply and calls a Module, which costs more than the arithmetic of a
-(1, C) row. GPTDecoder runs the same registered kernels (layernorm_forward, matmul_forward,
-attention_forward, gelu_forward: TINYGPT_BACKEND still picks their implementation) directly on
-the weights' arrays, adds biases in place and scores only the last position. It is tested equal
-to GPT.forward (tests/test_gpt_inference.py). Not here: training (no backward, no dropout: eval
-only), sampling (generate.py), or any model other than GPT itself.
-"""
+(1, C) row. GPTDecoder runs the same ops and registered kernels (layernorm_forward,
+linear_forward over matmul_forward, attention_forward, gelu_forward: TINYGPT_BACKEND still picks
+their implementation) on the weights' arrays and scores only the last position. It is tested
+equal to GPT.forward (tests/test_gpt_inference.py). Not here: training (no backward, no dropout:
+eval only), sampling (generate.py), or any model other than GPT itself."""
 
 from collections import namedtuple
 
@@ -16,7 +15,7 @@ import numpy as np
 from tinygpt.ops.attention import attention_forward
 from tinygpt.ops.elementwise import gelu_forward
 from tinygpt.ops.layernorm import layernorm_forward
-from tinygpt.ops.matmul import matmul_forward
+from tinygpt.ops.linear import linear_forward
 from tinygpt.ops.shape import embedding_forward
 
 # one Block's arrays, in the order the forward uses them; biases are None when config.bias is False
@@ -29,13 +28,16 @@ def _data(param):
 
 
 def linear(x, w, b):
-    """x: (N, in), w: (in, out), b: (out,) or None -> (N, out) = x @ w + b, the bias added in place."""
+    """x: (N, in), w: (in, out), b: (out,) or None -> (N, out) = x @ w + b: the Linear op's forward,
+    with a short way for one row."""
+    if x.shape[0] != 1:
+        return linear_forward(x, w, b)[0]
     # NOTE: one row (a token of batch-1 decoding) is a matrix-vector product, and every backend
     # hands it to BLAS's gemv (the C sgemm declines rows < GEMV_ROWS; the reference is np.matmul).
-    # Calling BLAS here skips two wrappers that together cost as much as a 128-wide gemv.
-    out = x @ w if x.shape[0] == 1 else matmul_forward(x, w)[0]
+    # Calling BLAS here skips three wrappers that together cost as much as a 128-wide gemv.
+    out = x @ w  # (1, in) @ (in, out) -> (1, out), a fresh array
     if b is not None:
-        out += b  # the product is a fresh array: no second (N, out) allocation for the sum
+        out += b  # in place, as linear_forward does
     return out
 
 
