@@ -324,7 +324,7 @@ def summary(res):
         diff = None if a is None or b is None else a - b
         ok = "" if diff is None or step == 0 else (" ✓" if abs(diff) <= TARGET_LOSS else " ✗")
         rows.append([f"val loss at step {step}", fmt(a), fmt(b),
-                     None if diff is None else f"{diff:+.4f}{ok}", f"|diff| ≤ {TARGET_LOSS}" if step else "–"])
+                     None if diff is None else f"{diff:+.4f}{ok}", f"within ±{TARGET_LOSS}" if step else "–"])
     a, b = tg["evals"][n]["train"], th["evals"][n]["train"] if th else None
     rows.append([f"train loss at step {n}", fmt(a), fmt(b), None if b is None else f"{a - b:+.4f}", "–"])
     for key, label in (("step_seconds", "training steps only"), ("total_seconds", "with loss estimates and checkpoints")):
