@@ -1,7 +1,8 @@
 """Multi-head causal self-attention (GPT-2's `attn`), and the KV cache that makes generation cheap.
 
 One (C, 3C) projection makes queries, keys and values for all heads at once; the heads attend
-independently through F.scaled_dot_product_attention; c_proj mixes them back. During generation
+independently (F.causal_self_attention: head split, attention kernel and merge as one op);
+c_proj mixes them back. During generation
 the keys and values of earlier positions never change, so a KVCache keeps them and each new
 token only computes its own. Not here: the MLP or the residual Block (transformer.py).
 """
