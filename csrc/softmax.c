@@ -26,13 +26,19 @@ static float exp_shifted(float *out, const float *x, float max, int v)
     return sum;
 }
 
-/* log(sum(exp(x - max))) + max without writing anything */
-static float logsumexp(const float *x, float max, int v)
+/* sum(exp(x - max)) without writing anything */
+static float sum_exp_shifted(const float *x, float max, int v)
 {
     float sum = 0.0f;
     #pragma omp simd reduction(+:sum)
     for (int j = 0; j < v; j++) sum += exp_approx(x[j] - max);
-    return max + logf(sum);
+    return sum;
+}
+
+/* log(sum(exp(x - max))) + max = log(sum(exp(x))), never overflowing */
+static float logsumexp(const float *x, float max, int v)
+{
+    return max + logf(sum_exp_shifted(x, max, v));
 }
 
 void softmax_forward(float *out, const float *x, long rows, int v)
@@ -68,9 +74,12 @@ void log_softmax_forward(float *out, const float *x, long rows, int v)
     for (long r = 0; r < rows; r++) {
         const float *xr = x + r * v;
         float *o = out + r * v;
-        float lse = logsumexp(xr, row_max(xr, v), v);
+        /* (x - max) - log(sum), not x - (max + log(sum)): with logits near 1e4, max + log(sum)
+         * rounds to float32's spacing there (~1e-3) and every output would carry that error */
+        float max = row_max(xr, v);
+        float log_sum = logf(sum_exp_shifted(xr, max, v));
         #pragma omp simd
-        for (int j = 0; j < v; j++) o[j] = xr[j] - lse;
+        for (int j = 0; j < v; j++) o[j] = (xr[j] - max) - log_sum;
     }
 }
 

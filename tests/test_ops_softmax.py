@@ -35,6 +35,18 @@ def test_softmax_of_huge_logits_is_exact_and_finite():
     assert np.isfinite(x.grad).all()
 
 
+@pytest.mark.parametrize("mode", ["numpy", "numba", "c"])
+def test_log_softmax_of_huge_logits_keeps_the_small_outputs_exact(mode):
+    """x - (max + log(sum)) rounds max + log(sum) to float32's spacing near 1e4 (~1e-3), so the
+    output near 0 would be off by that much; (x - max) - log(sum) is exact to float32."""
+    from tinygpt import backend
+    x = np.array([[1e4, 1e4 - 2.0, -1e4] + [0.0] * 61], dtype=np.float32)  # (1, 64)
+    with backend.use(mode):
+        out = F.log_softmax(Tensor(x)).data
+    log_sum = np.log1p(np.exp(-2.0))  # log(e^0 + e^-2 + ~0)
+    np.testing.assert_allclose(out[0, :2], [-log_sum, -2.0 - log_sum], rtol=1e-6)
+
+
 def _cross_entropy_by_loop(logits, targets, ignore_index, reduction):
     """-log softmax(logits)[target], one row at a time; ignored rows add 0 and are not counted."""
     flat, flat_t = logits.reshape(-1, logits.shape[-1]), targets.reshape(-1)
