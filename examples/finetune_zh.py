@@ -2,8 +2,8 @@
 classify the sentiment of Chinese reviews from a few hundred labelled ones, and compare with the same
 model trained from scratch on the same examples.
 
-    python examples/finetune_zh.py            # about 40 minutes of CPU time
-    python examples/finetune_zh.py --quick    # a smoke test of every step, about a minute
+    python examples/finetune_zh.py            # about 25 minutes of CPU time
+    python examples/finetune_zh.py --quick    # a smoke test of every step, under a minute
 
 The steps follow the seed document's recipe (preprocess -> pretrain -> fine-tune -> evaluate). Each
 step runs the exact `tinygpt` command it prints, so the commands in docs/finetune-zh.md are what ran;
