@@ -1,8 +1,9 @@
 """Fine-tuning a pretrained language model to classify texts: the run's body (GPT or LSTM) inside a
-SequenceClassifier, trained on labelled examples and scored by accuracy and macro-F1 on a held-out split.
+SequenceClassifier, trained on labelled examples and scored by accuracy and macro-F1 on a held-out split
+(or on a fixed test file, test_data). disjoint_parts cuts a labelled corpus into parts sharing no text.
 
 Texts are encoded by the pretrained run's tokenizer, cut to max_len tokens and right-padded; the
-classifier reads each text's state at its last real token. With freeze_body only the head learns,
+classifier reads each text's state at its last real token (or the mean). With freeze_body only the head learns,
 so the body's features never change: they are computed once and reused every epoch.
 Not here: the classifier itself (models/classifier.py) or language-model training (tinygpt.train).
 """
