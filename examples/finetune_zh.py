@@ -2,7 +2,7 @@
 classify the sentiment of Chinese reviews from a few hundred labelled ones, and compare with the same
 model trained from scratch on the same examples.
 
-    python examples/finetune_zh.py            # about 25 minutes of CPU time
+    python examples/finetune_zh.py            # about 30 minutes of CPU time
     python examples/finetune_zh.py --quick    # a smoke test of every step, under a minute
 
 The steps follow the seed document's recipe (preprocess -> pretrain -> fine-tune -> evaluate). Each
@@ -84,7 +84,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="runs/zh", help="directory for all runs (runs/zh)")
     parser.add_argument("--quick", action="store_true", help="tiny settings: check that every step works")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4], help="fine-tuning seeds (0-4)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(range(10)), help="fine-tuning seeds (0-9)")
     parser.add_argument("--sizes", type=int, nargs="+", default=[200, 500], help="labelled training reviews (200 500)")
     parser.add_argument("--pretraining", nargs="+", default=["news+reviews"], choices=["news+reviews", "news"],
                         help="pretraining text(s): news with the unlabelled reviews (default), or news alone")
