@@ -12,8 +12,8 @@ import pytest
 
 from tinygpt.checkpoint import load_checkpoint
 from tinygpt.corpora import list_corpora
-from tinygpt.finetune import (FinetuneConfig, classification_report, disjoint_parts, encode_texts,
-                              evaluate_classifier, finetune, split_examples)
+from tinygpt.finetune import FinetuneConfig, classification_report, evaluate_classifier, finetune
+from tinygpt.finetune_data import disjoint_parts, encode_texts, split_by_text, split_examples
 from tinygpt.tokenizers import CharTokenizer
 from tinygpt.train import TrainConfig, load_run, train
 
@@ -37,8 +37,10 @@ def labelled_csv(tmp_path):
     with open(path, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(["text", "label"])
-        for i in range(60):
-            writer.writerow([POSITIVE[i % 4], "pos"] if i % 2 else [NEGATIVE[i % 4], "neg"])
+        for i in range(60):  # distinct texts: the held-out ones must be new to the classifier
+            words = POSITIVE[i % 4].split() if i % 2 else NEGATIVE[i % 4].split()
+            text = " ".join(np.random.default_rng(i).permutation(words * 2)[:3 + i % 3])
+            writer.writerow([text, "pos" if i % 2 else "neg"])
     return path
 
 
@@ -61,8 +63,9 @@ def test_finetune_learns_an_easy_task_and_saves_a_classifier_run(pretrained, lab
     events = []
     result = finetune(config(pretrained, labelled_csv, tmp_path), progress=events.append)
     assert result.accuracy == 1.0 and result.macro_f1 == 1.0
-    assert result.label_names == ["neg", "pos"] and result.n_train == 48 and result.n_test == 12
-    assert sum(map(sum, result.confusion)) == 12
+    # 52 distinct texts: 11 of them (20%, rounded up) are held out with every copy
+    assert result.label_names == ["neg", "pos"] and result.n_train == 49 and result.n_test == 11
+    assert sum(map(sum, result.confusion)) == 11
     run_dir = tmp_path / "cls"
     saved = json.loads((run_dir / "config.json").read_text())
     assert saved["kind"] == "classifier" and saved["label_names"] == ["neg", "pos"]
@@ -198,3 +201,19 @@ def test_finetune_zh_example_runs_every_step_quickly(tmp_path):
     for name in ("train", "dev", "test"):
         with open(tmp_path / f"labelled-{name}.csv", newline="", encoding="utf-8") as f:
             assert not pretraining & {row["text"] for row in csv.DictReader(f)}, name
+
+
+def test_default_split_keeps_every_copy_of_a_text_on_one_side():
+    # 60 distinct texts, most of them twice (as in sentiment-zh): no held-out text may be trained on
+    texts = [f"review {i % 60}" for i in range(110)]
+    labels = np.array([i % 60 % 2 for i in range(110)])
+    for seed in range(5):
+        config = FinetuneConfig(from_run="r", data="d", val_fraction=0.25, seed=seed)
+        (tr_texts, tr_labels), (te_texts, te_labels) = split_examples(config, texts, labels)
+        assert not set(tr_texts) & set(te_texts)
+        assert len(tr_texts) + len(te_texts) == 110
+        assert len(set(te_texts)) == 15  # a quarter of the distinct texts, rounded up
+        assert [int(t.split()[1]) % 2 for t in tr_texts] == tr_labels.tolist()  # labels follow their texts
+    first, again = split_by_text(texts, labels, 0.25, seed=3), split_by_text(texts, labels, 0.25, seed=3)
+    assert first[1] == again[1] and first[0] == again[0]  # the same seed, the same split
+

@@ -1,11 +1,12 @@
 """Fine-tuning a pretrained language model to classify texts: the run's body (GPT or LSTM) inside a
 SequenceClassifier, trained on labelled examples and scored by accuracy and macro-F1 on a held-out split
-(or on a fixed test file, test_data). disjoint_parts cuts a labelled corpus into parts sharing no text.
+(or on a fixed test file, test_data).
 
 Texts are encoded by the pretrained run's tokenizer, cut to max_len tokens and right-padded; the
 classifier reads each text's state at its last real token (or the mean). With freeze_body only the head learns,
 so the body's features never change: they are computed once and reused every epoch.
-Not here: the classifier itself (models/classifier.py) or language-model training (tinygpt.train).
+Not here: the classifier itself (models/classifier.py), loading and splitting the labelled examples
+(finetune_data.py) or language-model training (tinygpt.train).
 """
 
 import dataclasses
@@ -21,13 +22,12 @@ import numpy as np
 import tinygpt
 from tinygpt import functional as F
 from tinygpt.checkpoint import checkpoint_path, save_checkpoint
-from tinygpt.corpora import load_labelled_corpus
-from tinygpt.data import load_labelled, pad_sequences, train_val_split
+from tinygpt.data import load_labelled
+from tinygpt.finetune_data import encode_texts, load_examples, split_examples, to_batch_arrays
 from tinygpt.generate import inference
 from tinygpt.models import SequenceClassifier
 from tinygpt.optim import AdamW, WarmupCosine, clip_grad_norm_, weight_decay_groups
 from tinygpt.tensor import Tensor
-from tinygpt.tokenizers import CharTokenizer
 from tinygpt.train import runs
 from tinygpt.train.config import build_model
 from tinygpt.train.trainer import TrainEvent
@@ -98,93 +98,6 @@ class FinetuneResult:
     dropped_examples: int  # texts with no token left (e.g. only unknown characters)
     dropped_chars: int  # characters a char tokenizer has no id for, removed before encoding
     seconds: float
-
-
-# ---------------------------------------------------------------------------------------------
-# Data: labelled texts -> padded ids, lengths, labels
-# ---------------------------------------------------------------------------------------------
-
-
-def load_examples(config):
-    """-> texts, labels (N,), label_names from config.data or config.corpus."""
-    if config.data is not None:
-        return load_labelled(config.data)
-    return load_labelled_corpus(config.corpus)
-
-
-def load_test_examples(config, label_names):
-    """config.test_data -> texts, labels (N,) numbered like label_names (those of the training data)."""
-    texts, labels, file_names = load_labelled(config.test_data)
-    unknown = sorted(set(file_names) - set(label_names))
-    if unknown:
-        raise ValueError(f"{config.test_data} has labels {unknown} that the training data does not have "
-                         f"({label_names})")
-    return texts, np.array([label_names.index(file_names[k]) for k in labels], dtype=np.int64)
-
-
-def split_examples(config, texts, labels, label_names=None):
-    """The training examples and the held-out ones, cut to train_size / test_size -> (texts, labels) x 2.
-
-    Without test_data: a split of the examples seeded by config.seed. With it: the held-out examples
-    are test_data's, the same for every seed, and the seed draws which training examples are used."""
-    if config.test_data is not None:
-        te_texts, te_labels = load_test_examples(config, label_names)
-        order = np.random.default_rng(config.seed).permutation(len(texts))
-        tr_texts, tr_labels = [texts[i] for i in order], np.asarray(labels)[order]
-    else:
-        tr_texts, te_texts, tr_labels, te_labels = train_val_split(
-            texts, labels, val_fraction=config.val_fraction, seed=config.seed)
-    n_tr, n_te = config.train_size or len(tr_texts), config.test_size or len(te_texts)
-    if len(tr_texts) < n_tr or len(te_texts) < n_te:
-        raise ValueError(f"asked for {n_tr} training and {n_te} held-out examples, but there are "
-                         f"{len(tr_texts)} and {len(te_texts)}")
-    return (tr_texts[:n_tr], tr_labels[:n_tr]), (te_texts[:n_te], te_labels[:n_te])
-
-
-def disjoint_parts(texts, labels, sizes, seed=0):
-    """texts (N), labels (N,) -> [(texts, labels) of each size in sizes] + [(texts, labels) of the rest].
-
-    Each distinct text lands in exactly one part, so a part kept for testing shares no text with the
-    others (sentiment-zh has 35,123 reviews but only 17,410 distinct texts: a plain random split puts
-    copies of a test review in the training set). Copies are merged first; a text that carries two
-    different labels is dropped. The rest, its labels set aside, can be unlabelled pretraining text."""
-    first_label, conflicting = {}, set()
-    for text, label in zip(texts, labels):
-        if first_label.setdefault(text, label) != label:
-            conflicting.add(text)
-    distinct = [text for text in first_label if text not in conflicting]  # first-seen order
-    if sum(sizes) > len(distinct):
-        raise ValueError(f"parts of sizes {list(sizes)} need {sum(sizes)} distinct texts, but there are "
-                         f"{len(distinct)} (after merging copies and dropping {len(conflicting)} with two labels)")
-    order = np.random.default_rng(seed).permutation(len(distinct))
-    bounds = np.cumsum([0, *sizes, len(distinct) - sum(sizes)])
-    parts = []
-    for start, stop in zip(bounds[:-1], bounds[1:]):
-        chosen = [distinct[i] for i in order[start:stop]]
-        parts.append((chosen, np.array([first_label[t] for t in chosen], dtype=np.int64)))
-    return parts
-
-
-def encode_texts(tokenizer, texts):
-    """texts -> (list of id lists, characters dropped). A char tokenizer without <unk> has no id for
-    a character it never saw in pretraining; such characters are removed (and counted)."""
-    dropped = 0
-    if isinstance(tokenizer, CharTokenizer) and tokenizer.unk is None:
-        known = set(tokenizer.chars)
-        kept = ["".join(c for c in text if c in known) for text in texts]
-        dropped = sum(len(t) - len(k) for t, k in zip(texts, kept))
-        texts = kept
-    return [tokenizer.encode(text, special="text") for text in texts], dropped
-
-
-def to_batch_arrays(ids, labels, max_len):
-    """-> idx (N', max_len) right-padded, lengths (N',), labels (N',), with the empty texts removed:
-    a classifier needs at least one real token to read."""
-    keep = [i for i, seq in enumerate(ids) if seq]
-    ids, labels = [ids[i] for i in keep], np.asarray(labels)[keep]
-    idx = pad_sequences(ids, maxlen=max_len, dtype="int64", padding="post", truncating="post", value=0)
-    lengths = np.minimum([len(seq) for seq in ids], max_len).astype(np.int64)
-    return idx, lengths, labels
 
 
 def classification_report(labels, predictions, n_classes):
