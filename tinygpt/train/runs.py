@@ -6,6 +6,7 @@ Not here: the training loop (trainer.py) or the file formats themselves (tinygpt
 """
 
 import csv
+import io
 import json
 from collections import namedtuple
 from pathlib import Path
@@ -205,6 +206,8 @@ def plot_metrics(metrics_path, png_path):
     ax.set_ylabel("cross-entropy loss (nats/token)")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(png_path)
+    png = io.BytesIO()
+    fig.savefig(png, format="png")
     plt.close(fig)
+    write_atomically(png_path, png.getvalue())  # an interrupted run never leaves half a PNG
     return True
