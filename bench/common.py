@@ -177,6 +177,19 @@ def _worker(conn, lib, module, func, args, threads, keep_memory=True):
         conn.send(now() - t0)
 
 
+def start_worker(ctx, target, args):
+    """Spawn target(connection, *args) and wait for its first message -> (process, connection, msg).
+    A worker that could not set up sends ("error", why): it is joined, and (None, None, msg) returned."""
+    parent, child = ctx.Pipe()
+    proc = ctx.Process(target=target, args=(child, *args), daemon=True)
+    proc.start()
+    msg = parent.recv()
+    if msg[0] == "error":
+        proc.join()
+        return None, None, msg
+    return proc, parent, msg
+
+
 def run_sides(builders, rounds=5, steps=3, warmup=2, pause=PAUSE, work=1.0, clock="wall",
               threads=THREADS, keep_memory=True):
     """Like interleave(), but each library's sides live in a worker process of their own:
@@ -197,14 +210,10 @@ def run_sides(builders, rounds=5, steps=3, warmup=2, pause=PAUSE, work=1.0, cloc
     workers, owner, missing = {}, {}, {}
     try:
         for lib, (module, func, args, *keep) in builders.items():
-            parent, child = ctx.Pipe()
-            proc = ctx.Process(target=_worker, args=(child, lib.split()[0], module, func, args, threads,
-                                                     keep[0] if keep else keep_memory), daemon=True)
-            proc.start()
-            msg = parent.recv()
-            if msg[0] == "error":
+            proc, parent, msg = start_worker(ctx, _worker, (lib.split()[0], module, func, args, threads,
+                                                            keep[0] if keep else keep_memory))
+            if proc is None:
                 missing[lib] = msg[1]
-                proc.join()
                 continue
             workers[lib] = (proc, parent)
             missing.update(msg[2])

@@ -273,13 +273,9 @@ def run(steps=STEPS, chunk=CHUNK, threads=common.THREADS, pause=common.PAUSE, lo
             if lib == "torch" and common.import_torch(load=False) is None:
                 missing["torch"] = "torch not installed"
                 continue
-            parent, child = ctx.Pipe()
-            proc = ctx.Process(target=target, args=(child, str(workdir), steps, chunk, threads), daemon=True)
-            proc.start()
-            msg = parent.recv()
-            if msg[0] == "error":
+            proc, parent, msg = common.start_worker(ctx, target, (str(workdir), steps, chunk, threads))
+            if proc is None:
                 missing[lib] = msg[1]
-                proc.join()
                 continue
             workers[lib], info[lib] = (proc, parent), msg[1]
         if "tinygpt" not in workers:
