@@ -438,8 +438,8 @@ def main(argv=None):
             "kernels themselves." if args.clock == "wall" else
             "CPU time of the calling thread with every library on 1 thread: waiting for a core "
             "is not counted, so these ratios hold on a loaded machine too.")
-    note += (" matmul stays on NumPy's BLAS in `auto` mode (`backend._AUTO_ORDER`) unless C "
-             "measures clearly faster: see the sgemm table and docs/kernels.md.")
+    note += (" In `auto` mode matmul runs on the C sgemm like every other kernel (`backend._AUTO_ORDER`), "
+             "except single rows, which go to BLAS's gemv: see the sgemm table and docs/kernels.md.")
     report = "\n\n".join([f"## {title} (bench/kernels.py)\n\n{time.strftime('%Y-%m-%d')}, "
                           f"{rounds} interleaved rounds, pause {pause} s between blocks, "
                           f"{'CPU' if args.clock == 'cpu' else 'wall'}-clock time. {note}\n\n"
