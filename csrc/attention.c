@@ -101,9 +101,10 @@ static inline int visible(int causal, long i, long offset, int j0, int bk)
 
 /* Head h of attention_forward, on this thread's scratch: kt (hs, ld) for K^T, s (BQ, BK). */
 static void forward_head(float *out, float *lse, const float *q, const float *k, const float *v,
-                         int h, int tq, int tk, int hs, int causal, float scale, float *kt, float *s)
+                         int h, int tq, int tk, int hs, int causal, float scale, float *kt, long ld,
+                         float *s)
 {
-    long offset = tk - tq, ld = (tk + 15) / 16 * 16 + 16;  /* as in attention_forward */
+    long offset = tk - tq;
     float m[BQ], l[BQ];
     const float *qh = q + (long)h * tq * hs, *kh = k + (long)h * tk * hs;
     const float *vh = v + (long)h * tk * hs;
@@ -170,7 +171,7 @@ void attention_forward(float *out, float *lse, const float *q, const float *k, c
          * (51 vs 34 us; at 1 thread no difference) */
         float *kt = tg_alloc(hs * ld), *s = tg_alloc(BQ * BK);
         memset(kt, 0, sizeof(float) * hs * ld);
-        for (int h = 0; h < bh; h++) forward_head(out, lse, q, k, v, h, tq, tk, hs, causal, scale, kt, s);
+        for (int h = 0; h < bh; h++) forward_head(out, lse, q, k, v, h, tq, tk, hs, causal, scale, kt, ld, s);
         free(kt);
         free(s);
         return;
@@ -180,7 +181,7 @@ void attention_forward(float *out, float *lse, const float *q, const float *k, c
         float *kt = tg_alloc(hs * ld), *s = tg_alloc(BQ * BK);
         memset(kt, 0, sizeof(float) * hs * ld);
         #pragma omp for schedule(dynamic)
-        for (int h = 0; h < bh; h++) forward_head(out, lse, q, k, v, h, tq, tk, hs, causal, scale, kt, s);
+        for (int h = 0; h < bh; h++) forward_head(out, lse, q, k, v, h, tq, tk, hs, causal, scale, kt, ld, s);
         free(kt);
         free(s);
     }
