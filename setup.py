@@ -57,4 +57,7 @@ class OptionalBuildExt(build_ext):
                          f"run on Numba/NumPy. Install a C compiler and reinstall to get them.\n")
 
 
-setup(cffi_modules=["csrc/build_cffi.py:ffibuilder"], cmdclass={"build_ext": OptionalBuildExt})
+# The extension uses only CPython's stable ABI (cffi builds it with py_limited_api, hence the
+# .abi3.so name), so one wheel tagged cp310-abi3 serves every Python from 3.10 on.
+setup(cffi_modules=["csrc/build_cffi.py:ffibuilder"], cmdclass={"build_ext": OptionalBuildExt},
+      options={"bdist_wheel": {"py_limited_api": "cp310"}})

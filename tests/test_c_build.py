@@ -215,3 +215,18 @@ def test_c_lstm_cache_has_the_reference_layout():
     names = ["dx", "dh0", "dc0", "dw_ih", "dw_hh", "db"]
     for got, want, name in zip(C.lstm_backward(douts, cache), lstm.lstm_backward.reference(douts, r_cache), names):
         assert_close(got, want, f"lstm_backward {name}", rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not HAVE_COMPILER, reason="no C compiler on this machine")
+def test_wheel_is_tagged_abi3_and_carries_the_extension(tmp_path):
+    """The extension uses only the stable ABI, so one wheel serves Python 3.10 and later."""
+    import zipfile
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q",
+         "-w", str(tmp_path), ROOT], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    (wheel,) = [name for name in os.listdir(tmp_path) if name.endswith(".whl")]
+    assert "-cp310-abi3-" in wheel, f"wheel {wheel} is not tagged cp310-abi3"
+    names = zipfile.ZipFile(tmp_path / wheel).namelist()
+    assert any(n.startswith("tinygpt/_tinygpt_c") and n.endswith(".abi3.so") for n in names), names
