@@ -128,3 +128,35 @@ def test_an_error_message_never_shows_a_numpy_traceback():
     except ValueError as error:
         assert error.__cause__ is None and error.__suppress_context__
         assert re.match(r"mul: shapes \(2, 3\) and \(3, 2\)", str(error))
+
+
+@pytest.mark.parametrize("op, a, b, wraps", [
+    (operator.mul, [2**62], 4, True),
+    (operator.add, [2**62], 2**62, True),
+    (operator.sub, [-2**62], 2**62 + 1, True),
+    (operator.mul, [-2**63], -1, True),
+    (operator.add, [2**62], 2**62 - 1, False),   # exactly int64's maximum: fits
+    (operator.mul, [[1], [2]], np.array([3, 4]), False),
+])
+def test_integer_arithmetic_refuses_to_wrap_around(op, a, b, wraps):
+    x = Tensor(np.array(a, dtype=np.int64))
+    if wraps:
+        with pytest.raises(OverflowError, match=r"overflows int64 \(range -9223372036854775808 to"):
+            op(x, b)
+    else:
+        np.testing.assert_array_equal(op(x, b).data, op(np.array(a, dtype=np.int64), b))
+
+
+@pytest.mark.parametrize("fn", [F.softmax, F.log_softmax])
+@pytest.mark.parametrize("axis", [2, -3, 5])
+def test_softmax_axis_out_of_range_names_the_op_and_the_axis(fn, axis):
+    with pytest.raises(ValueError, match=rf"^{fn.__name__}: axis={axis} is out of range for a "
+                                         rf"tensor with 2 dimensions; expected an int in \[-2, 1\]"):
+        fn(Tensor(np.ones((2, 3))), axis=axis)
+
+
+def test_tensor_from_ragged_list_or_huge_int_says_what_is_wrong():
+    with pytest.raises(ValueError, match=r"^Tensor data must be a rectangular nested list"):
+        Tensor([[1, 2], [3]])
+    with pytest.raises(ValueError, match=r"^Tensor data 10{30} does not fit in int64"):
+        Tensor(10**30)

@@ -143,8 +143,22 @@ def split(x, sections, axis=-1):
 
 
 # ----- probabilities and losses --------------------------------------------------------------
-def softmax(x, axis=-1): return apply(_sm.softmax_forward, _sm.softmax_backward, x, axis=axis)
-def log_softmax(x, axis=-1): return apply(_sm.log_softmax_forward, _sm.log_softmax_backward, x, axis=axis)
+def _check_axis(op, x, axis):
+    """A one-axis argument within x's dimensions, or a ValueError naming the op (not NumPy's)."""
+    ndim = np.ndim(x.data if isinstance(x, Tensor) else x)
+    if not isinstance(axis, (int, np.integer)) or not -ndim <= axis < ndim:
+        raise ValueError(f"{op}: axis={axis!r} is out of range for a tensor with {ndim} "
+                         f"dimensions; expected an int in [{-ndim}, {ndim - 1}]")
+
+
+def softmax(x, axis=-1):
+    _check_axis("softmax", x, axis)
+    return apply(_sm.softmax_forward, _sm.softmax_backward, x, axis=axis)
+
+
+def log_softmax(x, axis=-1):
+    _check_axis("log_softmax", x, axis)
+    return apply(_sm.log_softmax_forward, _sm.log_softmax_backward, x, axis=axis)
 
 
 def cross_entropy(logits, targets, ignore_index=-100, reduction="mean"):

@@ -62,7 +62,14 @@ def _as_array(data, dtype):
     if dtype is not None:
         return np.asarray(data, dtype=dtype)
     given_array = isinstance(data, (np.ndarray, np.generic))
-    array = np.asarray(data)
+    try:
+        array = np.asarray(data)
+    except ValueError as error:  # a ragged nested list: NumPy's message names no shape we know
+        raise ValueError(f"Tensor data must be a rectangular nested list or an array; this list "
+                         f"is ragged (rows of different lengths): {error}") from None
+    if array.dtype == object and isinstance(data, int):
+        raise ValueError(f"Tensor data {data} does not fit in int64 (|x| < 2**63); pass a float "
+                         f"(Tensor(float(x))) if an approximate value will do")
     if array.dtype.kind == "f":
         if array.dtype == np.float64 and given_array:
             return array

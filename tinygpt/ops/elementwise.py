@@ -29,6 +29,27 @@ def _shape(x):
     return x.shape if isinstance(x, np.ndarray) else None
 
 
+def _check_integer_overflow(op, out, a, b, combine):
+    """NumPy integer arithmetic wraps around silently: refuse a result that wrapped.
+
+    A float64 redo finds the elements near or past the limits; those few are redone exactly in
+    Python integers (float64 alone cannot tell 2**63 - 1 from 2**63)."""
+    if out.dtype.kind not in "iu":
+        return
+    info = np.iinfo(out.dtype)
+    a64, b64 = np.broadcast_arrays(np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64))
+    approx = combine(a64, b64)
+    near = (approx >= float(info.max) * (1 - 2.0**-40)) | (approx <= float(info.min) * (1 - 2.0**-40))
+    if not near.any():
+        return
+    a_int, b_int = np.broadcast_arrays(np.asarray(a), np.asarray(b))
+    for x, y in zip(a_int[near].tolist(), b_int[near].tolist()):
+        if not info.min <= combine(int(x), int(y)) <= info.max:
+            raise OverflowError(f"{op}: the integer result {combine(int(x), int(y))} overflows "
+                                f"{out.dtype} (range {info.min} to {info.max}); use a float tensor "
+                                f"for values this large")
+
+
 def _broadcast_error(op, a, b):
     return ValueError(f"{op}: shapes {np.shape(a)} and {np.shape(b)} cannot be broadcast together "
                       f"(trailing axes must be equal or 1)")
@@ -40,6 +61,7 @@ def add_forward(a, b):
         out = a + b
     except ValueError:
         raise _broadcast_error("add", a, b) from None
+    _check_integer_overflow("add", out, a, b, lambda x, y: x + y)
     return out, (_shape(a), _shape(b))
 
 
@@ -55,6 +77,7 @@ def sub_forward(a, b):
         out = a - b
     except ValueError:
         raise _broadcast_error("sub", a, b) from None
+    _check_integer_overflow("sub", out, a, b, lambda x, y: x - y)
     return out, (_shape(a), _shape(b))
 
 
@@ -70,6 +93,7 @@ def mul_forward(a, b):
         out = a * b
     except ValueError:
         raise _broadcast_error("mul", a, b) from None
+    _check_integer_overflow("mul", out, a, b, lambda x, y: x * y)
     return out, (a, b)
 
 
