@@ -11,11 +11,6 @@
 #define BQ 64  /* query rows per tile */
 #define BK 64  /* keys per tile: a BQ x BK block of scores is 16 KiB, it stays in L1 */
 
-typedef float f32x8 __attribute__((vector_size(32)));
-
-static inline f32x8 load8(const float *p) { f32x8 v; memcpy(&v, p, sizeof v); return v; }
-static inline void store8(float *p, f32x8 v) { memcpy(p, &v, sizeof v); }
-
 /* C[0:R, 0:16 or 8] (+)= A[0:R, 0:k] B[0:k, 0:16 or 8] in registers. A is read one scalar at a
  * time (any strides: a transposed A costs nothing), B by rows. always_inline with a constant R
  * gives one fully unrolled copy per R. */

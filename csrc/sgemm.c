@@ -2,7 +2,8 @@
  * microkernel, with A and B copied ("packed") into cache-sized blocks laid out in exactly the
  * order the microkernel reads them. Any strides, so transposed operands cost nothing extra.
  * Also matmul_forward/backward on top of it. Not here: complex or double precision, alpha/beta
- * beyond "overwrite or accumulate". See docs/kernels.md for the why of every number below. */
+ * beyond "overwrite or accumulate". sgemm_naive at the end is the three-loop definition the blocked
+ * version is tested against. See docs/kernels.md for the why of every number below. */
 #include <stdlib.h>
 #include "tinygpt.h"
 #include "tinygpt_internal.h"
@@ -17,29 +18,6 @@
 
 /* Below this many multiply-adds a product runs on one thread. */
 #define PARALLEL_MIN_FLOPS (64L * 64 * 64)
-
-/* GCC/Clang vector extension: 8 floats that compile to one AVX register (or two SSE ones). */
-typedef float f32x8 __attribute__((vector_size(32)));
-
-static inline f32x8 load8(const float *p) { f32x8 v; memcpy(&v, p, sizeof v); return v; }
-static inline void store8(float *p, f32x8 v) { memcpy(p, &v, sizeof v); }
-
-float *tg_alloc(long count)
-{
-    size_t bytes = ((size_t)(count > 0 ? count : 1) * sizeof(float) + 63) & ~(size_t)63;
-    return aligned_alloc(64, bytes);
-}
-
-void tinygpt_set_num_threads(int n)
-{
-#ifdef _OPENMP
-    omp_set_num_threads(n > 0 ? n : 1);
-#else
-    (void)n;
-#endif
-}
-
-int tinygpt_get_num_threads(void) { return TG_MAX_THREADS(); }
 
 /* Per-thread packing buffers, grown on demand and kept: a product allocates nothing. */
 static _Thread_local float *a_buffer, *b_buffer;
@@ -282,4 +260,17 @@ void matmul_backward(float *da, float *db, const float *dout, const float *a, co
             sgemm(k, n, m, ai, 1, k, gi, n, 1, db + (long)i * k * n, n, 0);
         }
     }
+}
+
+/* ---- the definition: what sgemm computes, in three loops, for tests to compare against ---- */
+
+void sgemm_naive(int m, int n, int k, const float *a, long rsa, long csa,
+                 const float *b, long rsb, long csb, float *c, long rsc, int accumulate)
+{
+    for (int i = 0; i < m; i++)
+        for (int j = 0; j < n; j++) {
+            float sum = 0.0f;
+            for (int p = 0; p < k; p++) sum += a[i * rsa + p * csa] * b[p * rsb + j * csb];
+            c[i * rsc + j] = accumulate ? c[i * rsc + j] + sum : sum;
+        }
 }

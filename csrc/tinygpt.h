@@ -4,7 +4,7 @@
  * wrappers with the same names are in tinygpt/kernels/c_kernels.py; the NumPy references they
  * must match are in tinygpt/ops/. Not here: helpers shared between kernels (tinygpt_internal.h). */
 
-/* threads: OpenMP's team size for every kernel (1 turns threading off) */
+/* runtime.c: OpenMP's team size for every kernel (1 turns threading off) */
 void tinygpt_set_num_threads(int n);
 int tinygpt_get_num_threads(void);
 
@@ -15,6 +15,13 @@ void sgemm(int m, int n, int k,
            const float *b, long rsb, long csb,   /* (k, n) */
            float *c, long rsc,                   /* (m, n), unit column stride */
            int accumulate);
+
+/* the same product as three plain loops: the definition sgemm is tested against */
+void sgemm_naive(int m, int n, int k,
+                 const float *a, long rsa, long csa,   /* (m, k) */
+                 const float *b, long rsb, long csb,   /* (k, n) */
+                 float *c, long rsc,                   /* (m, n), unit column stride */
+                 int accumulate);
 
 void matmul_forward(float *out,       /* (batch, m, n) */
                     const float *a,   /* (batch, m, k) */

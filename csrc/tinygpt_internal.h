@@ -1,6 +1,7 @@
 /* tinygpt_internal.h: what the kernels share and Python never sees: exp, tanh and sigmoid that
  * the compiler can vectorise (libm's expf and tanhf are calls it cannot), and sgemm's serial entry
- * points for kernels that run their own threads (attention, LSTM). Not the cffi cdef (tinygpt.h). */
+ * points for kernels that run their own threads (attention, LSTM), the 8-wide vector type, and the
+ * scratch allocator. Not the cffi cdef (tinygpt.h). */
 #ifndef TINYGPT_INTERNAL_H
 #define TINYGPT_INTERNAL_H
 
@@ -22,6 +23,13 @@
 /* Below this much work (in floats touched) a row-wise kernel runs on one thread: waking the
  * second costs a few microseconds, more than it saves. */
 #define TG_PARALLEL_MIN 32768L
+
+/* GCC/Clang vector extension: 8 floats that compile to one AVX register (or two SSE ones).
+ * load8/store8 go through memcpy, so they need no alignment and compile to one unaligned move. */
+typedef float f32x8 __attribute__((vector_size(32)));
+
+static inline f32x8 load8(const float *p) { f32x8 v; memcpy(&v, p, sizeof v); return v; }
+static inline void store8(float *p, f32x8 v) { memcpy(p, &v, sizeof v); }
 
 static inline float bits_to_float(int32_t i)
 {
@@ -93,7 +101,7 @@ void sgemm_pack_b(float *packed, int k, int n, const float *b, long rsb, long cs
 void sgemm_serial_packed_b(int m, int n, int k, const float *a, long rsa, long csa,
                            const float *packed_b, float *c, long rsc, int accumulate);
 
-/* 64-byte aligned scratch memory, freed with free() */
+/* runtime.c: 64-byte aligned scratch memory, freed with free() */
 float *tg_alloc(long count);
 
 #endif

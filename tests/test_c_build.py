@@ -217,6 +217,47 @@ def test_c_lstm_cache_has_the_reference_layout():
         assert_close(got, want, f"lstm_backward {name}", rtol=1e-4, atol=1e-4)
 
 
+def _sgemm_both(m, n, k, a, b, accumulate, threads):
+    """C = A B through the blocked sgemm and through sgemm_naive, from the same strided views."""
+    from tinygpt._tinygpt_c import ffi, lib
+
+    def ptr(x):
+        return ffi.cast("float *", x.ctypes.data)
+
+    fs = a.itemsize
+    start = np.random.default_rng(1).standard_normal((m, n), dtype=np.float32)
+    results = []
+    previous = lib.tinygpt_get_num_threads()
+    lib.tinygpt_set_num_threads(threads)
+    try:
+        for fn in (lib.sgemm, lib.sgemm_naive):
+            c = start.copy()
+            fn(m, n, k, ptr(a), a.strides[0] // fs, a.strides[1] // fs,
+               ptr(b), b.strides[0] // fs, b.strides[1] // fs, ptr(c), n, accumulate)
+            results.append(c)
+    finally:
+        lib.tinygpt_set_num_threads(previous)
+    return results
+
+
+@pytest.mark.parametrize("m, n, k", [
+    (1, 1, 1), (5, 17, 3), (6, 16, 256), (7, 33, 257),      # one past every tile edge
+    (145, 20, 300),                                         # past MC = 144 rows
+    (64, 4100, 40),                                         # past NC = 4080 columns
+    (256, 192, 64), (256, 384, 128),                        # a GPT step's K = 64 and 128
+])
+@pytest.mark.parametrize("transpose_a, transpose_b", [(False, False), (True, False), (False, True)])
+@pytest.mark.parametrize("accumulate", [0, 1])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_c_sgemm_equals_the_naive_three_loops(m, n, k, transpose_a, transpose_b, accumulate, threads):
+    a = rand(k, m, seed=2).T if transpose_a else rand(m, k, seed=2)   # (m, k), maybe a strided view
+    b = rand(n, k, seed=3).T if transpose_b else rand(k, n, seed=3)   # (k, n)
+    blocked, naive = _sgemm_both(m, n, k, a, b, accumulate, threads)
+    # the two sum the k products in different orders: float32 rounding grows like sqrt(k)
+    assert_close(blocked, naive, f"sgemm ({m}x{k} @ {k}x{n}, accumulate={accumulate}, "
+                 f"{threads} threads) vs sgemm_naive", rtol=1e-4, atol=1e-4 * np.sqrt(k))
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not HAVE_COMPILER, reason="no C compiler on this machine")
 def test_wheel_is_tagged_abi3_and_carries_the_extension(tmp_path):
