@@ -133,13 +133,13 @@ def main():
     print(f"  accuracy {history['accuracy'][-1]:.3f};  val_accuracy {history['val_accuracy'][-1]:.3f}  "
           f"(chance 0.001)")
 
-    stem = tinygpt.keras.saving.weights_stem(args.weights)
+    arrays_file, json_file = tinygpt.keras.saving.weights_paths(args.weights)
     fresh = tinygpt.keras.Sequential([Embedding(vocab_size, embedding_dim, input_length=100),
                                       LSTM(lstm_units, return_sequences=True), LSTM(lstm_units),
                                       Dense(vocab_size, activation='softmax')])
     fresh.load_weights(args.weights)
     same = np.array_equal(fresh.predict(x_test), predictions)
-    print(f"\nsave_weights({args.weights!r}) wrote {stem}.safetensors + {stem}.json; a new model "
+    print(f"\nsave_weights({args.weights!r}) wrote {arrays_file} + {json_file}; a new model "
           f"loaded them and predicts {'identically' if same else 'DIFFERENTLY (a bug)'}")
     test_accuracy = np.mean(predictions.argmax(axis=1) == y_test_ids)
     print(f"predict(x_test): {predictions.shape} probabilities, test accuracy {test_accuracy:.3f}")

@@ -196,5 +196,5 @@ def test_checkpoint_module_never_uses_pickle():
                 for alias in node.names} | {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
     assert not {"pickle", "cPickle", "dill", "joblib"} & imported
     assert "allow_pickle" not in ast.unparse(tree) and not imported - {
-        "hashlib", "json", "os", "re", "tempfile", "pathlib", "Path", "numpy", "safetensors", "SafetensorError",
+        "hashlib", "json", "os", "re", "secrets", "pathlib", "Path", "numpy", "safetensors", "SafetensorError",
         "safetensors.numpy", "load", "save"}, imported  # and nothing from the rest of tinygpt

@@ -283,6 +283,7 @@ def test_save_load_round_trip_gives_identical_predictions(tmp_path, data):
     path = tmp_path / "gpt_model_weights.h5"
     model.save_weights(path)
     # NOTE: '.h5' is accepted for Keras compatibility, but the files are ours: safetensors + JSON
+    # (save_weights warns, naming them; tests/test_keras_saving.py checks that)
     assert (tmp_path / "gpt_model_weights.safetensors").is_file() and (tmp_path / "gpt_model_weights.json").is_file()
     assert not path.exists()
     fresh = small_seed_model(seed=99)
@@ -351,7 +352,8 @@ def test_model_checkpoint_saves_every_epoch_or_only_the_best(tmp_path, data):
     recorder = RecordWeights()
     best = callbacks.ModelCheckpoint(tmp_path / "best.h5", monitor="loss", mode="max", save_best_only=True)
     model.fit(x, y, epochs=3, callbacks=[every, recorder, best], verbose=0)
-    assert sorted(p.name for p in tmp_path.glob("ckpt_*.json")) == ["ckpt_01.json", "ckpt_02.json", "ckpt_03.json"]
+    assert sorted(p.name for p in tmp_path.glob("ckpt_*.json")) == [
+        "ckpt_01.weights.json", "ckpt_02.weights.json", "ckpt_03.weights.json"]
     model.load_weights(tmp_path / "best.h5")  # the loss fell, so with mode='max' only epoch 1 was "best"
     for loaded, first in zip(model.get_weights(), recorder.saved[0]):
         np.testing.assert_array_equal(loaded, first)

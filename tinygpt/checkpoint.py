@@ -10,7 +10,7 @@ import hashlib
 import json
 import os
 import re
-import tempfile
+import secrets
 from pathlib import Path
 
 import numpy as np
@@ -65,11 +65,25 @@ def _check_meta(value, where="meta"):
         raise TypeError(f"{where} has type {type(value).__name__}, which JSON cannot store")
 
 
+def _create_temp_beside(path):
+    """path -> (fd, name) of a new, empty temp file in path's directory, mode 0o666 minus the umask.
+
+    NOTE: not tempfile.mkstemp: it makes 0o600 files, so every saved file would be private
+    whatever the user's umask says (0o644 under the usual 022)."""
+    for _ in range(100):
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666), str(tmp)
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"could not create a temp file beside {path}: 100 names taken")
+
+
 def write_atomically(path, data):
     """bytes -> path via a temp file in the same directory (so os.replace is a rename, not a copy),
     fsync, replace: a reader sees the old file or the new one, never half of one."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = _create_temp_beside(path)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)

@@ -164,8 +164,9 @@ class Sequential(Trainer, nn.Module):
         return sum(layer.count_params() for layer in self.layers)
 
     def save_weights(self, filepath, overwrite=True):
-        """Write filepath's stem + .safetensors/.json ('.h5' is accepted and dropped; see saving.py)."""
-        return saving.save_weights(self, filepath)
+        """Write filepath with its suffix swapped for .safetensors and .json ('m.weights.h5' ->
+        m.weights.safetensors + m.weights.json; see saving.py). overwrite=False refuses existing files."""
+        return saving.save_weights(self, filepath, overwrite=overwrite)
 
     def load_weights(self, filepath):
         saving.load_weights(self, filepath)

@@ -147,6 +147,9 @@ class Trainer:
         validation_data=(x_val, y_val) wins over it. seed fixes the shuffling order."""
         self._require_compiled("fit")
         batch_size, verbose = _check_batch_size(batch_size), _verbosity(verbose)
+        for name, value in (("epochs", epochs), ("initial_epoch", initial_epoch)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+                raise ValueError(f"{name} must be an int >= 0 (0 trains nothing, as in Keras), got {value!r}")
         x, y = self._prepare_xy(x, y, "x", "y")
         x_val = y_val = None
         if validation_data is not None:
