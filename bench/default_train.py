@@ -1,6 +1,6 @@
-"""The issue's last target, as a race: the default `tinygpt train` (char-level Shakespeare, 4 layers x
-4 heads x 128 wide, block 64, batch 12, 2000 steps) against the same GPT in PyTorch. Target: the same
-validation loss (within 0.02) in less wall-clock time.
+"""A race between the default `tinygpt train` (char-level Shakespeare, 4 layers x 4 heads x 128 wide,
+block 64, batch 12, 2000 steps) and the same GPT in PyTorch: does tinygpt reach the same validation
+loss (within 0.02) in less wall-clock time?
 
 tinygpt runs the real thing: Trainer.run() on the default TrainConfig (only out_dir, a temporary
 directory, and sample_tokens=0 differ), loss estimates and checkpoints included. PyTorch trains

@@ -161,9 +161,9 @@ void attention_forward(float *out, float *lse, const float *q, const float *k, c
      * power of two apart (which would map them onto the same few L1 cache sets) */
     long ld = (tk + 15) / 16 * 16 + 16;
     if (bh == 1 || (long)bh * tq * tk * hs < 16 * TG_PARALLEL_MIN) {
-        /* NOTE: too little work for two threads, and not even `omp parallel if (0)`: with OpenMP
-         * at 2 threads its team of one made a decoding row (6 heads x 120 keys) 50% slower
-         * (51 vs 34 us; at 1 thread no difference) */
+        /* NOTE: too little work for two threads, and not even `omp parallel if (0)`: an OpenMP
+         * team of one still pays the team's start-up, a large share of a decoding row's time
+         * (bench/RESULTS.md has the measurement) */
         float *kt = tg_alloc(hs * ld), *s = tg_alloc(BQ * BK);
         memset(kt, 0, sizeof(float) * hs * ld);
         for (int h = 0; h < bh; h++) forward_head(out, lse, q, k, v, h, tq, tk, hs, causal, scale, kt, ld, s);

@@ -7,10 +7,10 @@
 
 __version__ = "0.1.0"
 
-from tinygpt.tensor import Tensor, no_grad, is_grad_enabled  # noqa: E402
-from tinygpt import functional, nn, models, optim  # noqa: E402
-from tinygpt.functional import tensor  # noqa: E402
-from tinygpt.models import GPT, GPTConfig, LSTMConfig, LSTMLanguageModel, SequenceClassifier  # noqa: E402
+from tinygpt.tensor import Tensor, no_grad, is_grad_enabled
+from tinygpt import functional, nn, models, optim
+from tinygpt.functional import tensor
+from tinygpt.models import GPT, GPTConfig, LSTMConfig, LSTMLanguageModel, SequenceClassifier
 
 __all__ = ["Tensor", "no_grad", "is_grad_enabled", "functional", "nn", "models", "optim", "tensor",
            "GPT", "GPTConfig", "LSTMConfig", "LSTMLanguageModel", "SequenceClassifier",

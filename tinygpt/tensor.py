@@ -48,8 +48,8 @@ def _edge(x):
 
     NOTE: a Node never holds an op's output Tensor, only this. Holding it would keep its array alive
     until backward even when no backward reads it: a matmul's output before the bias add, every
-    residual sum. Arrays a backward does need stay alive through that op's cache. At the baby GPT
-    this alone cut a training step's peak memory by about a third."""
+    residual sum. Arrays a backward does need stay alive through that op's cache, so the graph holds
+    only what backward reads (bench/RESULTS.md measures what that saves at the baby GPT)."""
     if not isinstance(x, Tensor) or not x.requires_grad:
         return None
     if x._node is None:

@@ -16,12 +16,10 @@ import os
 BACKENDS = ("numpy", "numba", "c")
 MODES = ("auto",) + BACKENDS
 
-# Which implementation `auto` tries first, per kernel, as measured by bench/ on the 2-core machine
-# described in bench/RESULTS.md. Kernels not listed use _DEFAULT_ORDER. matmul is on our C sgemm
-# too: single-threaded it is level with OpenBLAS (0.92-1.10x), and mixing OpenBLAS's spinning
-# thread pool with our OpenMP one made a small GPT's training step several times slower.
-_AUTO_ORDER = {}
-_DEFAULT_ORDER = ("c", "numba", "numpy")
+# The order `auto` tries implementations in, for every kernel: C, then Numba, then the reference.
+# matmul too runs on our C sgemm rather than NumPy's BLAS: OpenBLAS's spinning thread pool beside
+# our OpenMP team makes a small GPT's training step several times slower (bench/RESULTS.md).
+_AUTO_ORDER = ("c", "numba", "numpy")
 
 _KERNEL_MODULES = {"numba": "tinygpt.kernels.numba_kernels", "c": "tinygpt.kernels.c_kernels"}
 
@@ -75,7 +73,7 @@ def _choose(name):
     """Pick the implementation of kernel `name` for the current mode and remember it."""
     reference = _references[name]
     order = ("numpy",) if _mode == "numpy" else (
-        (_mode,) if _mode != "auto" else _AUTO_ORDER.get(name, _DEFAULT_ORDER))
+        (_mode,) if _mode != "auto" else _AUTO_ORDER)
     chosen = ("numpy", reference)
     for backend in order:
         if backend == "numpy":

@@ -58,7 +58,8 @@ def causal_self_attention_forward(qkv, n_head):
     """qkv: (B, T, 3C), the c_attn projection -> out: (B, T, C), the heads merged back, cache
 
     The head split and merge of multi-head attention, around the attention kernel, as one op:
-    composed from split, reshape and transpose it was nine graph nodes and four more copies."""
+    composed from split, reshape and transpose the same thing takes nine graph nodes, and each
+    transpose that feeds a kernel costs a copy of the activations."""
     B, T, C3 = qkv.shape
     if C3 % (3 * n_head):
         raise ValueError(f"causal_self_attention: last axis {C3} of qkv is not 3 * n_embd with "

@@ -11,7 +11,7 @@ from tinygpt.backend import kernel
 
 @kernel
 def layernorm_forward(x, w, b, eps=1e-5):
-    """x: (..., C), w: (C,), b: (C,) or None -> out: (..., C), cache (x, xhat, rstd, w, b is None)"""
+    """x: (..., C), w: (C,), b: (C,) or None -> out: (..., C), cache (xhat, rstd, w, b is None)"""
     mean = np.mean(x, axis=-1, keepdims=True)  # (..., 1)
     centered = x - mean
     var = np.mean(centered * centered, axis=-1, keepdims=True)  # biased, as in GPT-2
