@@ -17,7 +17,7 @@ from .numba_math import FAST, sigmoid32, tanh32
 # One step is B * 4D numbers, tens of microseconds: too little to pay for waking a second thread
 # T times per sequence, so the steps run on one core (the matmuls between them use both).
 # Each loop below touches few arrays: with more, LLVM gives up proving they do not overlap and
-# does not vectorise (this split made the step 3x faster than one loop doing everything).
+# does not vectorise, so the step is split into several small loops rather than one doing everything.
 @njit(fastmath=FAST, error_model="numpy", cache=True)
 def _lstm_step_forward(xw, a, t, gates, hs, cs, tanh_c):
     """xw: (B, T, 4D), a = h_{t-1} W_hh: (B, 4D), overwritten
