@@ -14,7 +14,7 @@ TF = torch.nn.functional
 from tinygpt import Tensor  # noqa: E402
 from tinygpt import nn  # noqa: E402
 from tinygpt.models import GPT, GPTConfig, LSTMConfig, LSTMLanguageModel  # noqa: E402
-from tinygpt.optim import SGD, Adam, AdamW, WarmupCosine, clip_grad_norm_  # noqa: E402
+from tinygpt.optim import SGD, Adam, AdamW, RMSprop, WarmupCosine, clip_grad_norm_  # noqa: E402
 
 TOL = {np.float32: dict(rtol=1e-4, atol=1e-5), np.float64: dict(rtol=1e-9, atol=1e-11)}
 
@@ -208,6 +208,11 @@ OPTIMIZERS = {
     "adamw": (lambda ps: AdamW(ps, lr=1e-2, weight_decay=0.1),
               lambda ps: torch.optim.AdamW([{"params": [ps[0], ps[2]], "weight_decay": 0.1},
                                             {"params": [ps[1]], "weight_decay": 0.0}], lr=1e-2)),
+    "rmsprop": (lambda ps: RMSprop(ps), lambda ps: torch.optim.RMSprop(ps)),
+    "rmsprop_centered_momentum": (
+        lambda ps: RMSprop(ps, lr=1e-3, alpha=0.9, eps=1e-6, weight_decay=0.1, momentum=0.8, centered=True),
+        lambda ps: torch.optim.RMSprop(ps, lr=1e-3, alpha=0.9, eps=1e-6, weight_decay=0.1,
+                                       momentum=0.8, centered=True)),
 }
 
 

@@ -1,12 +1,10 @@
 """Keras-style optimizers: made with hyperparameters only (`Adam(learning_rate=1e-3)`), bound to
 the model's parameters when it is compiled and built. The update itself is tinygpt.optim's
-(SGD, Adam, AdamW); RMSprop, which tinygpt.optim lacks, is the one update rule written here.
+(SGD, Adam, AdamW, RMSprop): no update rule is written here.
 
 Defaults are Keras': Adam/AdamW epsilon 1e-7, AdamW weight_decay 0.004, SGD learning_rate 0.01.
 Not here: learning-rate schedules (tinygpt.optim.schedule), clipvalue, EMA, or other optimizers.
 """
-
-import numpy as np
 
 from tinygpt import optim
 
@@ -90,31 +88,15 @@ class AdamW(Adam):
                            eps=self.epsilon, weight_decay=self.weight_decay)
 
 
-class RMSpropUpdate(optim.Optimizer):
-    """The RMSprop rule, as tf.keras: v = rho v + (1 - rho) g², w -= lr g / sqrt(v + eps)."""
-
-    def __init__(self, params, lr=0.001, rho=0.9, eps=1e-7):
-        if lr < 0 or eps < 0 or not 0.0 <= rho < 1.0:
-            raise ValueError(f"RMSprop: need lr, eps >= 0 and rho in [0, 1), got lr={lr}, rho={rho}, eps={eps}")
-        super().__init__(params, dict(lr=lr, rho=rho, eps=eps))
-
-    def update(self, param, grad, group, state):
-        if not state:
-            state["velocity"] = np.zeros_like(param.data)  # running mean of the squared gradient
-        v, rho = state["velocity"], group["rho"]
-        v *= rho
-        v += (1.0 - rho) * grad * grad
-        # each weight's step is scaled by its own recent gradient size: big gradients, small steps
-        param.data -= group["lr"] * grad / np.sqrt(v + group["eps"])
-
-
 class RMSprop(Optimizer):
     def __init__(self, learning_rate=0.001, rho=0.9, epsilon=1e-7, **kwargs):
         super().__init__(learning_rate, **kwargs)
         self.rho, self.epsilon = rho, epsilon
 
     def make_engine(self, params):
-        return RMSpropUpdate(params, lr=self._learning_rate, rho=self.rho, eps=self.epsilon)
+        # Keras adds epsilon inside the square root, torch outside: same rule otherwise
+        return optim.RMSprop(params, lr=self._learning_rate, alpha=self.rho, eps=self.epsilon,
+                             eps_inside_sqrt=True)
 
 
 class _Given(Optimizer):
