@@ -275,6 +275,25 @@ def test_rmsprop_follows_the_tf_keras_rule():
     np.testing.assert_allclose(model.get_weights()[0], w0 - 0.1 * g / np.sqrt(v + 1e-7), rtol=1e-5)
 
 
+def test_rmsprop_momentum_and_centered_follow_the_keras_rule():
+    model = Sequential([Dense(1, use_bias=False)], seed=0)
+    lr, rho, mom, eps = 0.05, 0.8, 0.7, 1e-7
+    model.compile(optimizer=optimizers.RMSprop(learning_rate=lr, rho=rho, momentum=mom, epsilon=eps,
+                                               centered=True), loss="mse")
+    x, y = np.array([[1.0, 2.0]], np.float32), np.array([[3.0]], np.float32)
+    model.build((None, 2))
+    w = model.get_weights()[0].astype(np.float64)
+    v, g_avg, m = np.zeros_like(w), np.zeros_like(w), np.zeros_like(w)
+    for _ in range(3):  # Keras: v, mean g, then lr g / sqrt(v - mean(g)² + eps) into the momentum
+        model.train_on_batch(x, y)
+        g = 2 * (x @ w - y) * x.T
+        v = rho * v + (1 - rho) * g ** 2
+        g_avg = rho * g_avg + (1 - rho) * g
+        m = mom * m + lr * g / np.sqrt(v - g_avg ** 2 + eps)
+        w = w - m
+    np.testing.assert_allclose(model.get_weights()[0], w, rtol=1e-4)
+
+
 # ----- saving and loading ------------------------------------------------------------------------
 def test_save_load_round_trip_gives_identical_predictions(tmp_path, data):
     x, y = data

@@ -89,14 +89,15 @@ class AdamW(Adam):
 
 
 class RMSprop(Optimizer):
-    def __init__(self, learning_rate=0.001, rho=0.9, epsilon=1e-7, **kwargs):
+    def __init__(self, learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-7, centered=False,
+                 **kwargs):
         super().__init__(learning_rate, **kwargs)
-        self.rho, self.epsilon = rho, epsilon
+        self.rho, self.momentum, self.epsilon, self.centered = rho, momentum, epsilon, centered
 
     def make_engine(self, params):
         # Keras adds epsilon inside the square root, torch outside: same rule otherwise
         return optim.RMSprop(params, lr=self._learning_rate, alpha=self.rho, eps=self.epsilon,
-                             eps_inside_sqrt=True)
+                             momentum=self.momentum, centered=self.centered, eps_inside_sqrt=True)
 
 
 class _Given(Optimizer):
