@@ -157,11 +157,11 @@ def test_draw_graph_names_every_op_and_leaf():
     boxes = re.findall(r'shape=box, label="([^"\\]+)\\n', source)
     assert sorted(boxes) == sorted(r.op for r in prof.records if r.node)
     for name, param in mlp.named_parameters():
-        dims = ", ".join(map(str, param.shape))
-        assert f'label="{name}\\n({dims}) float32"' in source
+        assert f'label="{name}\\n{param.shape} float32"' in source
     assert "float32" in source
-    text = viz.graph_text(loss)
+    text = viz.graph_text(loss, names=mlp.named_parameters())
     assert text.splitlines()[0].startswith("cross_entropy")
+    assert "0.weight (8, 16) float32" in text
     for op in boxes:
         assert op in text
 

@@ -22,7 +22,7 @@ def _op_name(node):
 
 
 def _shape_text(shape):
-    return "(" + ", ".join(str(d) for d in shape) + ")"
+    return str(tuple(shape))  # (16,) for a vector, () for a scalar
 
 
 def _walk(root):
@@ -111,8 +111,9 @@ def render(source, path, format=None):
     return path
 
 
-def graph_text(root):
+def graph_text(root, names=None):
     """The graph as an indented plain-text tree, root first; a node seen before prints as '^op'."""
+    names = {id(t): n for n, t in (names or [])}
     if not isinstance(root, _tensor.Tensor):
         raise TypeError(f"graph_text(root): expected a Tensor, got {type(root).__name__}")
     order, _, _, shapes = _walk(root)
@@ -123,7 +124,7 @@ def graph_text(root):
         item, depth = stack.pop()
         pad = "  " * depth
         if isinstance(item, _tensor.Tensor):
-            lines.append(f"{pad}{_leaf_label(item).replace(' | ', ' ')}")
+            lines.append(f"{pad}{_leaf_label(item, names).replace(' | ', ' ')}")
             continue
         if item in printed:
             lines.append(f"{pad}^{_op_name(item)}")
