@@ -91,6 +91,15 @@ def test_profile_backend_numpy_everywhere_under_numpy_mode():
     assert {r.backward_backend for r in prof.records if r.node} == {"numpy"}
 
 
+def test_profile_training_step_on_the_numpy_backend_runs_numpy_and_restores_the_mode():
+    mode = backend.get_backend()
+    prof = profile_training_step("tiny", batch_size=2, warmup=0, backend="numpy")
+    assert {r.backend for r in prof.records} == {"numpy"}
+    assert backend.get_backend() == mode
+    with pytest.raises(ValueError, match="'huge'"):
+        profile_training_step("huge")
+
+
 def test_profile_backend_reports_the_fallback_when_a_kernel_declines(monkeypatch):
     calls = []
 
@@ -183,6 +192,9 @@ def test_profile_off_records_nothing_and_leaves_no_hook():
     n = len(prof.records)
     F.relu(tinygpt.Tensor(np.ones(3)))  # after the block: not recorded
     assert n == 1 and len(prof.records) == 1
+    with pytest.raises(RuntimeError, match="one with-block"):
+        with prof:
+            pass
     assert tensor_module._profiler is None and backend._observer is None
 
 
@@ -216,3 +228,15 @@ def test_backward_after_the_block_runs_unrecorded():
     y.backward()
     np.testing.assert_allclose(x.grad, 2.0)
     assert all(r.backward_calls == 0 for r in prof.records)
+
+
+def test_profile_changes_no_result():
+    mlp, loss = _mlp_loss()
+    loss.backward()
+    plain = [p.grad.copy() for p in mlp.parameters()]
+    with tinygpt.profile():
+        mlp2, loss2 = _mlp_loss()
+        loss2.backward()
+    assert loss2.item() == loss.item()
+    for g, p in zip(plain, mlp2.parameters()):
+        np.testing.assert_array_equal(p.grad, g)

@@ -119,8 +119,9 @@ class Profiler:
 
     # ----- install / uninstall ----------------------------------------------------------------
     def __enter__(self):
-        if _tensor._profiler is self:
-            raise RuntimeError("this Profiler is already on; use a new tinygpt.profile() to nest")
+        if _tensor._profiler is self or self._previous is not None or self.wall_s is not None:
+            raise RuntimeError("a Profiler records one with-block; use a new tinygpt.profile() "
+                               "for another block or to nest one")
         self._previous = (_tensor._profiler, _backend._observer)
         self._thread = threading.get_native_id()
         self._t0, self._c0 = time.perf_counter(), time.thread_time()
@@ -334,9 +335,13 @@ def _model_and_batch(config_name_or_model, batch_size):
     return GPT(GPTConfig(**w["gpt"]), seed=0), batch_size or w["batch"]
 
 
-def profile_training_step(config_name_or_model="tiny", batch_size=None, warmup=1, seed=0):
+def profile_training_step(config_name_or_model="tiny", batch_size=None, warmup=1, seed=0, backend=None):
     """Profile one GPT training step (forward, backward, gradient clip, AdamW step) on random
-    tokens; `warmup` unprofiled steps first, so Numba's compile and first-touch pages are not in it."""
+    tokens; `warmup` unprofiled steps first, so Numba's compile and first-touch pages are not in it.
+    backend: 'auto', 'numpy', 'numba' or 'c' for this call only; None keeps the current one."""
+    if backend is not None:
+        with _backend.use(backend):
+            return profile_training_step(config_name_or_model, batch_size, warmup, seed)
     from tinygpt.optim import AdamW
     from tinygpt.optim.clip import clip_grad_norm_
     model, batch = _model_and_batch(config_name_or_model, batch_size)
