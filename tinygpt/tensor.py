@@ -14,6 +14,7 @@ import numpy as np
 
 _grad_enabled = True
 _FREED = object()  # a Node's cache after backward released it
+_profiler = None  # the active tinygpt.profiler.Profiler, or None: apply checks it once per op
 
 
 @contextlib.contextmanager
@@ -281,6 +282,8 @@ def apply(forward, backward, *inputs, **params):
     `backward(dout, cache)` returns one gradient per input (None for constants and integers). When
     out is a tuple, dout is a tuple too, with None for the outputs the loss did not use.
     """
+    if _profiler is not None:  # `with tinygpt.profile():` times this op and comes back here
+        return _profiler.record(forward, backward, inputs, params)
     arrays = [x.data if isinstance(x, Tensor) else x for x in inputs]
     out, cache = forward(*arrays, **params)
     edges = tuple(_edge(x) for x in inputs) if _grad_enabled else ()

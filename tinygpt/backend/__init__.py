@@ -26,6 +26,7 @@ _KERNEL_MODULES = {"numba": "tinygpt.kernels.numba_kernels", "c": "tinygpt.kerne
 _references = {}  # name -> NumPy reference function
 _chosen = {}  # name -> (backend, function); cleared whenever the mode changes
 _modules = {}  # backend -> imported module, or the reason it could not be imported
+_observer = None  # tinygpt.profiler's hook while a profile is on: it runs the kernel and notes which ran
 
 
 def _mode_from_environment():
@@ -48,6 +49,8 @@ def kernel(reference):
     @functools.wraps(reference)
     def dispatch(*args, **kwargs):
         impl = _chosen.get(name) or _choose(name)
+        if _observer is not None:
+            return _observer(name, impl, reference, args, kwargs)
         fn = impl[1]
         if fn is not reference:
             result = fn(*args, **kwargs)
