@@ -33,8 +33,8 @@ def is_grad_enabled():
 
 
 class Node:
-    """How one op's output(s) were made: the backward to call, what forward saved, and one edge
-    per input saying where that input's gradient goes (see `_edge`)."""
+    """How one op's output(s) were made: the backward to call, what forward saved, and one Edge
+    (or None) per input saying where that input's gradient goes."""
 
     __slots__ = ("backward", "cache", "edges", "n_outputs", "tuple_out")
 
@@ -43,19 +43,30 @@ class Node:
         self.tuple_out = tuple_out  # forward returned a tuple (even of one array): backward gets one
 
 
-def _edge(x):
-    """Where the gradient of input `x` goes: None (a constant, or a tensor that needs none), the
-    leaf Tensor itself (it accumulates .grad), or (the Node that made x, which output, x's shape).
+class Edge:
+    """Where the gradient of one input of an op goes: into `leaf.grad` when the input is a leaf
+    Tensor, else to output `index` of `node`, the Node that made the input. `shape` and `dtype`
+    are the input's, so backward can check a gradient and a graph can be drawn, without the
+    input's array.
 
-    NOTE: a Node never holds an op's output Tensor, only this. Holding it would keep its array alive
-    until backward even when no backward reads it: a matmul's output before the bias add, every
-    residual sum. Arrays a backward does need stay alive through that op's cache, so the graph holds
-    only what backward reads (bench/RESULTS.md measures what that saves at the baby GPT)."""
+    NOTE: an Edge never holds an op's output Tensor, only this. Holding it would keep its array
+    alive until backward even when no backward reads it: a matmul's output before the bias add,
+    every residual sum. Arrays a backward does need stay alive through that op's cache, so the
+    graph holds only what backward reads (bench/RESULTS.md measures what that saves)."""
+
+    __slots__ = ("leaf", "node", "index", "shape", "dtype")
+
+    def __init__(self, leaf, node, index, shape, dtype):
+        self.leaf, self.node, self.index, self.shape, self.dtype = leaf, node, index, shape, dtype
+
+
+def _edge(x):
+    """The Edge for input `x` of an op, or None: a constant, or a tensor that needs no gradient."""
     if not isinstance(x, Tensor) or not x.requires_grad:
         return None
     if x._node is None:
-        return x
-    return (x._node, x._index, x.data.shape)
+        return Edge(x, None, 0, x.data.shape, x.data.dtype)
+    return Edge(None, x._node, x._index, x.data.shape, x.data.dtype)
 
 
 def _as_array(data, dtype):
@@ -89,15 +100,28 @@ class Tensor:
     def __init__(self, data, requires_grad=False, dtype=None, name=None):
         if isinstance(data, Tensor):
             data = data.data
-        self.data = _as_array(data, dtype)
-        if requires_grad and self.data.dtype.kind != "f":
+        array = _as_array(data, dtype)
+        if requires_grad and array.dtype.kind != "f":
             raise TypeError(f"requires_grad=True needs a floating-point tensor, got dtype "
-                            f"{self.data.dtype}; integer tensors hold indices and have no gradient")
-        self.requires_grad = bool(requires_grad)
+                            f"{array.dtype}; integer tensors hold indices and have no gradient")
+        self._set(array, bool(requires_grad), None, 0, name)
+
+    def _set(self, array, requires_grad, node, index, name=None):
+        """Every field, in one place: __init__ after its checks, and apply for an op's outputs."""
+        self.data = array
+        self.requires_grad = requires_grad
         self.grad = None
-        self._node = None  # the Node that made this tensor; None for leaves
-        self._index = 0  # which output of that Node this tensor is
+        self._node = node  # the Node that made this tensor; None for leaves
+        self._index = index  # which output of that Node this tensor is
         self.name = name
+
+    @classmethod
+    def _from_op(cls, array, node, index=0):
+        """An op's output: its array is already well formed, so __init__'s checks are skipped."""
+        tensor = cls.__new__(cls)
+        tensor._set(array if isinstance(array, np.ndarray) else np.asarray(array),
+                    node is not None, node, index)
+        return tensor
 
     # ----- backward -------------------------------------------------------------------------
     def backward(self, grad=None, retain_graph=False):
@@ -133,18 +157,15 @@ class Tensor:
             for edge, dx in zip(node.edges, in_grads):
                 if dx is None or edge is None:
                     continue
-                leaf = edge if isinstance(edge, Tensor) else None
-                shape = edge[2] if leaf is None else leaf.data.shape
-                if dx.shape != shape:
+                if dx.shape != edge.shape:
                     raise RuntimeError(f"{node.backward.__name__} returned a gradient of shape "
-                                       f"{dx.shape} for an input of shape {shape}")
-                if leaf is not None:
-                    leaf._accumulate(dx)
+                                       f"{dx.shape} for an input of shape {edge.shape}")
+                if edge.leaf is not None:
+                    edge.leaf._accumulate(dx)
                 else:
-                    producer, index, _ = edge
-                    slots = pending.setdefault(producer, [None] * producer.n_outputs)
-                    previous = slots[index]
-                    slots[index] = dx if previous is None else previous + dx
+                    slots = pending.setdefault(edge.node, [None] * edge.node.n_outputs)
+                    previous = slots[edge.index]
+                    slots[edge.index] = dx if previous is None else previous + dx
             if not retain_graph:  # free saved activations now, not when the loss goes away
                 node.cache, node.edges = _FREED, ()
 
@@ -269,8 +290,8 @@ def _topological_order(root):
         visited.add(node)
         stack.append((node, True))
         for edge in node.edges:
-            if type(edge) is tuple and edge[0] not in visited:  # an op's output, not a leaf
-                stack.append((edge[0], False))
+            if edge is not None and edge.node is not None and edge.node not in visited:
+                stack.append((edge.node, False))  # an op's output, not a leaf
     order.reverse()  # consumers first: a node's gradient is complete before it is used
     return order
 
@@ -289,29 +310,9 @@ def apply(forward, backward, *inputs, **params):
     edges = tuple(_edge(x) for x in inputs) if _grad_enabled else ()
     track = any(edge is not None for edge in edges)
     if not isinstance(out, tuple):
-        result = Tensor.__new__(Tensor)
-        _init_output(result, out, track)
-        if track:
-            result._node = Node(backward, cache, edges, 1)
-        return result
+        return Tensor._from_op(out, Node(backward, cache, edges, 1) if track else None)
     node = Node(backward, cache, edges, len(out), tuple_out=True) if track else None
-    results = []
-    for i, array in enumerate(out):
-        result = Tensor.__new__(Tensor)
-        _init_output(result, array, track)
-        result._node, result._index = node, i
-        results.append(result)
-    return tuple(results)
-
-
-def _init_output(tensor, array, track):
-    """Tensor.__init__ without the checks: an op's output is already a well-formed array."""
-    tensor.data = array if isinstance(array, np.ndarray) else np.asarray(array)
-    tensor.requires_grad = track
-    tensor.grad = None
-    tensor._node = None
-    tensor._index = 0
-    tensor.name = None
+    return tuple(Tensor._from_op(array, node, i) for i, array in enumerate(out))
 
 
 from tinygpt import functional as F  # noqa: E402  (functional imports Tensor and apply from here)

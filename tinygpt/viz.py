@@ -3,8 +3,7 @@
 Each op Node becomes a box with its op name and its output's shape and dtype; each leaf (a
 parameter or an input that requires grad) an ellipse with its name, shape and dtype. The walk
 over the graph is iterative, like backward's, so a 100,000-op chain draws without recursion.
-The graph stores shapes but not dtypes of intermediate outputs, so an op's dtype is inferred
-from its inputs with NumPy's promotion rules (what the NumPy references compute).
+An op's output shape and dtype come from the Edges of the ops that consume it (tensor.Edge).
 Not here: running anything, or printing; `render` needs the graphviz `dot` binary.
 """
 
@@ -36,40 +35,32 @@ def _walk(root):
     if any(node.cache is _tensor._FREED for node in order):
         raise RuntimeError("draw_graph: backward() already freed this graph; draw it before "
                            "backward or call backward(retain_graph=True)")
-    leaves, seen, edges, shapes = [], set(), [], {root._node: {root._index: root.shape}}
+    leaves, seen, edges = [], set(), []
+    shapes = {root._node: {root._index: (root.shape, root.dtype)}}
     for node in order:
         for edge in node.edges:
             if edge is None:
                 continue
-            if isinstance(edge, _tensor.Tensor):
-                if id(edge) not in seen:
-                    seen.add(id(edge))
-                    leaves.append(edge)
-                edges.append((id(edge), id(node)))
+            if edge.leaf is not None:
+                if id(edge.leaf) not in seen:
+                    seen.add(id(edge.leaf))
+                    leaves.append(edge.leaf)
+                edges.append((id(edge.leaf), id(node)))
             else:
-                producer, index, shape = edge
-                shapes.setdefault(producer, {})[index] = shape
-                edges.append((id(producer), id(node)))
+                shapes.setdefault(edge.node, {})[edge.index] = (edge.shape, edge.dtype)
+                edges.append((id(edge.node), id(node)))
     return order, leaves, edges, shapes
 
 
-def _dtypes(order):
-    """node -> its output dtype, inferred from its inputs' dtypes (producers come first)."""
-    dtypes = {}
-    for node in order:
-        known = []
-        for edge in node.edges:
-            if isinstance(edge, _tensor.Tensor):
-                known.append(edge.dtype)
-            elif edge is not None and edge[0] in dtypes:
-                known.append(dtypes[edge[0]])
-        dtypes[node] = np.result_type(*known) if known else np.dtype(np.float32)
-    return dtypes
+def _dtypes(order, shapes):
+    """node -> the dtype of its outputs, as the edges that consume them recorded it."""
+    return {node: ", ".join(sorted({str(d) for _, d in shapes.get(node, {}).values()})) or "?"
+            for node in order}
 
 
 def _label(node, shapes, dtypes):
     outs = shapes.get(node, {})
-    shape = " ".join(_shape_text(outs[i]) for i in sorted(outs)) or "?"
+    shape = " ".join(_shape_text(outs[i][0]) for i in sorted(outs)) or "?"
     return f"{_op_name(node)} | {shape} {dtypes[node]}"
 
 
@@ -88,7 +79,7 @@ def draw_graph(root, names=None, rankdir="LR"):
     names: e.g. model.named_parameters(), to label the parameters' leaves."""
     names = {id(t): n for n, t in (names or [])}
     order, leaves, edges, shapes = _walk(root)
-    dtypes = _dtypes(order)
+    dtypes = _dtypes(order, shapes)
     lines = ["digraph tinygpt {", f'  rankdir="{rankdir}";', '  node [fontname="monospace"];']
     for leaf in leaves:
         lines.append(f'  n{id(leaf)} [shape=ellipse, label="{_dot_text(_leaf_label(leaf, names))}"];')
@@ -117,7 +108,7 @@ def graph_text(root, names=None):
     if not isinstance(root, _tensor.Tensor):
         raise TypeError(f"graph_text(root): expected a Tensor, got {type(root).__name__}")
     order, _, _, shapes = _walk(root)
-    dtypes = _dtypes(order)
+    dtypes = _dtypes(order, shapes)
     lines, printed = [], set()
     stack = [(root._node if root._node is not None else root, 0)]
     while stack:
@@ -133,5 +124,5 @@ def graph_text(root, names=None):
         lines.append(f"{pad}{_label(item, shapes, dtypes).replace(' | ', ' ')}")
         for edge in reversed(item.edges):  # reversed: the first input is popped, so printed, first
             if edge is not None:
-                stack.append((edge if isinstance(edge, _tensor.Tensor) else edge[0], depth + 1))
+                stack.append((edge.leaf if edge.leaf is not None else edge.node, depth + 1))
     return "\n".join(lines)
