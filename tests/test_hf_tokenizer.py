@@ -1,0 +1,144 @@
+"""GPT2Tokenizer against the oracle, Hugging Face `tokenizers`: a ByteLevel BPE trained by HF in
+the test, loaded from vocab.json + merges.txt and from tokenizer.json, must give HF's ids."""
+
+import json
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+tokenizers = pytest.importorskip("tokenizers")
+
+from tinygpt.tokenizers import GPT2Tokenizer, load_tokenizer  # noqa: E402
+from tinygpt.tokenizers.huggingface import bytes_to_unicode  # noqa: E402
+from tinygpt.tokenizers.pretokenize import compile_gpt2_pattern  # noqa: E402
+
+CORPUS = [
+    "The quick brown fox jumps over the lazy dog. It's 2024, and we'll see what they've done!\n",
+    "Hello   world\t\ttabs and  spaces\n\nnew paragraph, numbers 12345 and 3.14159.\n",
+    "机器学习是人工智能的一个分支。我们今天学习分词器，中文没有空格。\n",
+    "def encode(self, text):\n    return [ord(c) for c in text]  # 😀 emoji 👍🏽\n",
+    "for i in range(10):\n    print(f'{i:>3}', end='')\n",
+] * 20
+SAMPLES = [
+    "The lazy dog's friends aren't here; they'll come   later.\n",
+    "我们今天学习机器学习，人工智能！",
+    "emoji: 😀👍🏽🇫🇷 and ZWJ 👨‍👩‍👧",
+    "def f(x):\n\treturn x**2  # square\n\n\n",
+    "  leading spaces and trailing   ",
+    "",
+]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """(HF Tokenizer, folder holding vocab.json, merges.txt and tokenizer.json)."""
+    folder = tmp_path_factory.mktemp("hf")
+    hf = tokenizers.ByteLevelBPETokenizer()
+    hf.train_from_iterator(CORPUS, vocab_size=400, min_frequency=2, special_tokens=["<|endoftext|>"])
+    hf.save_model(str(folder))
+    hf.save(str(folder / "tokenizer.json"))
+    return tokenizers.Tokenizer.from_file(str(folder / "tokenizer.json")), folder
+
+
+@pytest.fixture(scope="module", params=["gpt2_files", "hf_json"])
+def ours(request, trained):
+    _, folder = trained
+    if request.param == "gpt2_files":
+        return GPT2Tokenizer.from_gpt2_files(folder / "vocab.json", folder / "merges.txt")
+    return GPT2Tokenizer.from_hf_json(folder / "tokenizer.json")
+
+
+def test_bytes_to_unicode_matches_gpt2_table():
+    table = bytes_to_unicode()
+    assert len(set(table.values())) == 256
+    assert table[ord(" ")] == "Ġ" and table[ord("\n")] == "Ċ" and table[ord("A")] == "A"
+
+
+@pytest.mark.parametrize("text", SAMPLES)
+def test_gpt2_tokenizer_encode_matches_hf(trained, ours, text):
+    hf, _ = trained
+    ids = ours.encode(text)
+    assert ids == hf.encode(text).ids
+    assert ours.decode(ids) == text
+
+
+@settings(max_examples=150, deadline=None)
+@given(text=st.text(st.characters(blacklist_categories=("Cs",)), max_size=40))
+def test_gpt2_tokenizer_random_unicode_matches_hf(trained, text):
+    hf, folder = trained
+    ours = GPT2Tokenizer.from_hf_json(folder / "tokenizer.json")
+    ids = ours.encode(text, disallowed_special=())
+    assert ids == hf.encode(text).ids
+    assert ours.decode(ids) == text
+
+
+def test_gpt2_tokenizer_byte_ids_follow_the_file(trained, ours):
+    hf, _ = trained
+    # HF numbers its 256 byte tokens in GPT-2's character order, not by byte value ("A" is not
+    # 65), so every byte must be found through the id table.
+    assert hf.token_to_id("A") != ord("A")
+    for b, ch in bytes_to_unicode().items():
+        assert ours.token_bytes(hf.token_to_id(ch)) == bytes([b])
+    assert ours.encode("A") == [hf.token_to_id("A")]
+
+
+def test_gpt2_tokenizer_special_tokens_disallowed_by_default(trained, ours):
+    hf, _ = trained
+    text = "end of story<|endoftext|>next one"
+    with pytest.raises(ValueError, match=r"<\|endoftext\|>"):
+        ours.encode(text)
+    eot = hf.token_to_id("<|endoftext|>")
+    assert ours.special_tokens == {"<|endoftext|>": eot}
+    for allowed in ("all", {"<|endoftext|>"}):
+        ids = ours.encode(text, allowed_special=allowed)
+        assert ids == hf.encode(text).ids and eot in ids
+    as_text = ours.encode(text, disallowed_special=())
+    assert eot not in as_text and ours.decode(as_text) == text
+    with pytest.raises(ValueError, match="not special tokens"):
+        ours.encode(text, allowed_special={"<|nope|>"})
+
+
+def test_gpt2_tokenizer_save_then_hf_load_gives_identical_ids(trained, ours, tmp_path):
+    hf, _ = trained
+    ours.save_pretrained(tmp_path)
+    from_json = tokenizers.Tokenizer.from_file(str(tmp_path / "tokenizer.json"))
+    from_files = tokenizers.ByteLevelBPETokenizer(str(tmp_path / "vocab.json"), str(tmp_path / "merges.txt"))
+    for text in SAMPLES + ["a<|endoftext|>b"]:
+        assert from_json.encode(text).ids == hf.encode(text).ids
+    for text in SAMPLES:
+        assert from_files.encode(text).ids == hf.encode(text).ids
+    again = GPT2Tokenizer.from_pretrained(tmp_path)
+    assert again.encode(SAMPLES[0]) == ours.encode(SAMPLES[0])
+
+
+def test_load_tokenizer_tells_hf_json_from_tinygpt_json(trained, tmp_path):
+    hf, folder = trained
+    # Hugging Face's tokenizer.json through the generic loader: detected by its schema.
+    tok = load_tokenizer(folder / "tokenizer.json")
+    assert isinstance(tok, GPT2Tokenizer) and tok.encode(SAMPLES[1]) == hf.encode(SAMPLES[1]).ids
+    # tinygpt's own tokenizer.json of the same tokenizer has a "type" and round-trips.
+    tok.save(tmp_path / "tokenizer.json")
+    assert json.loads((tmp_path / "tokenizer.json").read_text(encoding="utf-8"))["type"] == "gpt2_bpe"
+    back = load_tokenizer(tmp_path / "tokenizer.json")
+    assert back.encode(SAMPLES[0] + SAMPLES[2]) == tok.encode(SAMPLES[0] + SAMPLES[2])
+    assert back.special_tokens == tok.special_tokens
+    # A class-specific loader given the HF file says what it is.
+    with pytest.raises(ValueError, match="Hugging Face tokenizer.json"):
+        GPT2Tokenizer.load(folder / "tokenizer.json")
+
+
+# The documented differences of the stdlib `re` fallback: numbers that are not decimal digits
+# (No/Nl) count as letters, and \s also matches \x1c-\x1f. With `regex`, all match HF.
+@pytest.mark.parametrize("text", ["x²", "1½ cups", "Henry Ⅻth", "a \x1c\x1cb", "x\x1f."])
+def test_gpt2_pattern_re_fallback_differs_where_documented(text):
+    pytest.importorskip("regex")
+    hf_split = [piece for piece, _ in tokenizers.pre_tokenizers.Split(
+        tokenizers.Regex(r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""),
+        behavior="isolated").pre_tokenize_str(text)]
+    assert compile_gpt2_pattern(use_regex=True).findall(text) == hf_split
+    assert compile_gpt2_pattern(use_regex=False).findall(text) != hf_split
+
+
+def test_gpt2_pattern_re_fallback_agrees_on_ordinary_text():
+    for text in SAMPLES:
+        assert compile_gpt2_pattern(use_regex=False).findall(text) == compile_gpt2_pattern(True).findall(text)
