@@ -142,3 +142,28 @@ def test_gpt2_pattern_re_fallback_differs_where_documented(text):
 def test_gpt2_pattern_re_fallback_agrees_on_ordinary_text():
     for text in SAMPLES:
         assert compile_gpt2_pattern(use_regex=False).findall(text) == compile_gpt2_pattern(True).findall(text)
+
+
+def test_gpt2_tokenizer_from_byte_bpe_saves_for_hf(tmp_path):
+    from tinygpt.tokenizers import GPT2_SPLIT_PATTERN, ByteLevelBPETokenizer
+    native = ByteLevelBPETokenizer.train("".join(CORPUS), 400, special_tokens=["<|endoftext|>"],
+                                         pattern=GPT2_SPLIT_PATTERN)
+    GPT2Tokenizer.from_byte_bpe(native).save_hf_json(tmp_path / "tokenizer.json")
+    hf = tokenizers.Tokenizer.from_file(str(tmp_path / "tokenizer.json"))
+    for text in SAMPLES + ["one<|endoftext|>two"]:
+        assert hf.encode(text).ids == native.encode(text)
+    with pytest.raises(ValueError, match="GPT2_SPLIT_PATTERN"):
+        GPT2Tokenizer.from_byte_bpe(ByteLevelBPETokenizer.train("abcabc", 260))
+
+
+def test_gpt2_tokenizer_rejects_what_it_cannot_reproduce(trained, tmp_path):
+    _, folder = trained
+    data = json.loads((folder / "tokenizer.json").read_text(encoding="utf-8"))
+    data["normalizer"] = {"type": "Lowercase"}
+    (tmp_path / "tokenizer.json").write_text(json.dumps(data), encoding="utf-8")
+    with pytest.raises(ValueError, match="normalizer 'Lowercase' is not supported"):
+        GPT2Tokenizer.from_hf_json(tmp_path / "tokenizer.json")
+    data["normalizer"], data["model"]["type"] = None, "WordPiece"
+    (tmp_path / "tokenizer.json").write_text(json.dumps(data), encoding="utf-8")
+    with pytest.raises(ValueError, match="model type 'WordPiece'"):
+        load_tokenizer(tmp_path / "tokenizer.json")

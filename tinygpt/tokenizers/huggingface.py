@@ -248,6 +248,25 @@ class GPT2Tokenizer(Tokenizer):
             byte_merges.append((left, right))
         return cls(byte_vocab, byte_merges, special_tokens, ignore_merges)
 
+    @classmethod
+    def from_byte_bpe(cls, tokenizer):
+        """A tinygpt ByteLevelBPETokenizer trained with pattern=GPT2_SPLIT_PATTERN, same ids, so it
+        can be saved for Hugging Face. Its `re` split and this class's `regex` split differ only
+        where pretokenize.py says ('²', '½', 'Ⅻ', \\x1c-\\x1f)."""
+        from .pretokenize import GPT2_SPLIT_PATTERN
+        if getattr(tokenizer, "pattern", None) != GPT2_SPLIT_PATTERN:
+            raise ValueError("tokenizer must be a ByteLevelBPETokenizer with pattern=GPT2_SPLIT_PATTERN: "
+                             "Hugging Face's ByteLevel pre-tokenizer knows only GPT-2's split, got "
+                             f"pattern {getattr(tokenizer, 'pattern', None)!r}")
+        table = tokenizer._id_to_bytes
+        n_ordinary = 256 + len(tokenizer.merges)
+        vocab = {table[i]: i for i in range(n_ordinary)}
+        if len(vocab) != n_ordinary:
+            raise ValueError("two merges of this tokenizer build the same bytes; a GPT-2 vocab maps "
+                             "each token string to one id, so it cannot be written as one")
+        merges = [(table[a], table[b]) for a, b in tokenizer.merges]
+        return cls(vocab, merges, tokenizer.special_tokens)
+
     # ----- GPT-2 / Hugging Face files out -----
 
     def _token_strings(self):

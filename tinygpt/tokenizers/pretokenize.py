@@ -3,6 +3,8 @@
 BPE never merges across the chunks these patterns cut ("hello world!" -> "hello", " world",
 "!"), so tokens never glue words to punctuation. The originals need the `regex` module for
 \\p{L} and \\p{N}; tinygpt does NOT depend on it, and the approximation is listed below.
+GPT2Tokenizer (huggingface.py) must equal Hugging Face, so it uses `regex` when installed
+(compile_gpt2_pattern) and this approximation only as a fallback.
 """
 
 import re
