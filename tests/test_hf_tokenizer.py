@@ -167,3 +167,29 @@ def test_gpt2_tokenizer_rejects_what_it_cannot_reproduce(trained, tmp_path):
     (tmp_path / "tokenizer.json").write_text(json.dumps(data), encoding="utf-8")
     with pytest.raises(ValueError, match="model type 'WordPiece'"):
         load_tokenizer(tmp_path / "tokenizer.json")
+
+
+def test_gpt2_tokenizer_ignore_merges_matches_hf(trained, tmp_path):
+    _, folder = trained
+    data = json.loads((folder / "tokenizer.json").read_text(encoding="utf-8"))
+    # A whole-word token no merge builds: only ignore_merges (Llama-3 style) can emit it.
+    data["model"]["vocab"]["Ġfoxjumps"] = 1 + max(data["model"]["vocab"].values())
+    data["model"]["ignore_merges"] = True
+    (tmp_path / "tokenizer.json").write_text(json.dumps(data), encoding="utf-8")
+    hf = tokenizers.Tokenizer.from_file(str(tmp_path / "tokenizer.json"))
+    ours = GPT2Tokenizer.from_hf_json(tmp_path / "tokenizer.json")
+    text = "the foxjumps over the lazy fox jumps"
+    assert ours.encode(text) == hf.encode(text).ids
+    assert data["model"]["vocab"]["Ġfoxjumps"] in ours.encode(text)
+
+
+def test_gpt2_tokenizer_special_token_last_like_gpt2(tmp_path):
+    # GPT-2 itself has <|endoftext|> as the last id (50256); HF's trainer puts specials first.
+    hf = tokenizers.ByteLevelBPETokenizer()
+    hf.train_from_iterator(CORPUS, vocab_size=350, min_frequency=2)
+    hf.add_special_tokens(["<|endoftext|>"])
+    hf.save(str(tmp_path / "tokenizer.json"))
+    ours = GPT2Tokenizer.from_hf_json(tmp_path / "tokenizer.json")
+    assert ours.special_tokens == {"<|endoftext|>": ours.vocab_size - 1}
+    text = SAMPLES[0] + "<|endoftext|>" + SAMPLES[1]
+    assert ours.encode(text, allowed_special="all") == hf.encode(text).ids

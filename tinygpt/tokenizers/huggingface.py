@@ -222,6 +222,10 @@ class GPT2Tokenizer(Tokenizer):
                 or pre.get("add_prefix_space")):
             raise ValueError(f"{name}: pre_tokenizer {pre!r} is not supported; expected ByteLevel "
                              f"with use_regex=true and add_prefix_space=false (GPT-2's)")
+        post = data.get("post_processor")
+        if post is not None and post.get("type") != "ByteLevel":
+            raise ValueError(f"{name}: post_processor {post.get('type')!r} adds tokens to every encoding; "
+                             f"not supported (expected null or ByteLevel)")
         merges = [m.split(" ") if isinstance(m, str) else m for m in model.get("merges", [])]
         added = {t["content"]: t["id"] for t in data.get("added_tokens", [])}
         return cls._from_token_strings(model["vocab"], merges, added, model.get("ignore_merges"), path)
