@@ -193,3 +193,12 @@ def test_gpt2_tokenizer_special_token_last_like_gpt2(tmp_path):
     assert ours.special_tokens == {"<|endoftext|>": ours.vocab_size - 1}
     text = SAMPLES[0] + "<|endoftext|>" + SAMPLES[1]
     assert ours.encode(text, allowed_special="all") == hf.encode(text).ids
+
+
+def test_gpt2_tokenizer_from_hf_json_names_a_tinygpt_file(trained, tmp_path):
+    _, folder = trained
+    GPT2Tokenizer.from_hf_json(folder / "tokenizer.json").save(tmp_path / "tokenizer.json")
+    with pytest.raises(ValueError, match="tinygpt's own tokenizer file"):
+        GPT2Tokenizer.from_hf_json(tmp_path / "tokenizer.json")
+    with pytest.raises(ValueError, match=r"special tokens \['<\|nope\|>'\] are not in the vocab"):
+        GPT2Tokenizer.from_gpt2_files(folder / "vocab.json", folder / "merges.txt", special_tokens=["<|nope|>"])

@@ -16,7 +16,7 @@ import re
 from itertools import repeat
 from pathlib import Path
 
-from .base import Tokenizer, check_encodable, dumps_one_item_per_line
+from .base import Tokenizer, check_encodable, read_json
 from .bpe_train import merge_pair
 from .pretokenize import GPT2_REGEX_PATTERN, compile_gpt2_pattern
 
@@ -180,8 +180,9 @@ class GPT2Tokenizer(Tokenizer):
     def from_gpt2_files(cls, vocab_file, merges_file, special_tokens=None):
         """GPT-2's vocab.json + merges.txt. special_tokens=None: every vocab entry that is neither
         a byte nor made by a merge is special (GPT-2's "<|endoftext|>"); or pass the list."""
-        with open(vocab_file, encoding="utf-8") as f:
-            vocab = json.load(f)
+        vocab = read_json(vocab_file)
+        if not isinstance(vocab, dict):
+            raise ValueError(f"{os.fspath(vocab_file)}: expected a JSON object {{token: id}}, got {type(vocab).__name__}")
         with open(merges_file, encoding="utf-8") as f:
             lines = f.read().split("\n")
         if lines and lines[0].startswith("#version"):
@@ -202,14 +203,18 @@ class GPT2Tokenizer(Tokenizer):
     @classmethod
     def from_hf_json(cls, path):
         """Hugging Face's tokenizer.json of a ByteLevel BPE model (GPT-2, RoBERTa, ...)."""
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
+        data = read_json(path)
+        if isinstance(data, dict) and "type" in data:
+            raise ValueError(f"{os.fspath(path)}: this is tinygpt's own tokenizer file (type "
+                             f"{data['type']!r}), not Hugging Face's; read it with load_tokenizer(path)")
         return cls._from_hf_data(data, path)
 
     @classmethod
     def _from_hf_data(cls, data, path):
         name = os.fspath(path)
-        model = data.get("model") or {}
+        if not isinstance(data, dict) or not isinstance(data.get("model"), dict):
+            raise ValueError(f"{name}: expected Hugging Face's tokenizer.json, a JSON object with a \"model\" object")
+        model = data["model"]
         if model.get("type") != "BPE":
             raise ValueError(f"{name}: model type {model.get('type')!r} is not supported, expected 'BPE'")
         for key in ("dropout", "unk_token", "continuing_subword_prefix", "end_of_word_suffix", "byte_fallback"):
@@ -234,6 +239,9 @@ class GPT2Tokenizer(Tokenizer):
     def _from_token_strings(cls, vocab, merges, special_tokens, ignore_merges, path):
         """{token string: id}, [[left str, right str]], specials (list or {str: id}) -> tokenizer."""
         if not isinstance(special_tokens, dict):
+            missing = [t for t in special_tokens if t not in vocab]
+            if missing:
+                raise ValueError(f"{os.fspath(path)}: special tokens {missing} are not in the vocab")
             special_tokens = {t: vocab[t] for t in special_tokens}
         byte_vocab = {}
         for token, id in vocab.items():
