@@ -18,6 +18,7 @@ CORPUS = [
     "机器学习是人工智能的一个分支。我们今天学习分词器，中文没有空格。\n",
     "def encode(self, text):\n    return [ord(c) for c in text]  # 😀 emoji 👍🏽\n",
     "for i in range(10):\n    print(f'{i:>3}', end='')\n",
+    "Add 1½ cups, 1½ spoons, 1½ kg; x² + y² = z². Fields a \x1c\x1cb \x1c\x1cc \x1c\x1cd.\n",
 ] * 20
 SAMPLES = [
     "The lazy dog's friends aren't here; they'll come   later.\n",
@@ -34,7 +35,7 @@ def trained(tmp_path_factory):
     """(HF Tokenizer, folder holding vocab.json, merges.txt and tokenizer.json)."""
     folder = tmp_path_factory.mktemp("hf")
     hf = tokenizers.ByteLevelBPETokenizer()
-    hf.train_from_iterator(CORPUS, vocab_size=400, min_frequency=2, special_tokens=["<|endoftext|>"])
+    hf.train_from_iterator(CORPUS, vocab_size=600, min_frequency=2, special_tokens=["<|endoftext|>"])
     hf.save_model(str(folder))
     hf.save(str(folder / "tokenizer.json"))
     return tokenizers.Tokenizer.from_file(str(folder / "tokenizer.json")), folder
@@ -54,8 +55,14 @@ def test_bytes_to_unicode_matches_gpt2_table():
     assert table[ord(" ")] == "Ġ" and table[ord("\n")] == "Ċ" and table[ord("A")] == "A"
 
 
-@pytest.mark.parametrize("text", SAMPLES)
+# Texts where the stdlib `re` fallback gives other ids than HF (the trained merges cross its cuts).
+RE_FALLBACK_DIFFERS = ["add 1½ cups", "a \x1c\x1cb"]
+
+
+@pytest.mark.parametrize("text", SAMPLES + RE_FALLBACK_DIFFERS)
 def test_gpt2_tokenizer_encode_matches_hf(trained, ours, text):
+    if text in RE_FALLBACK_DIFFERS:
+        pytest.importorskip("regex")
     hf, _ = trained
     ids = ours.encode(text)
     assert ids == hf.encode(text).ids
@@ -64,12 +71,31 @@ def test_gpt2_tokenizer_encode_matches_hf(trained, ours, text):
 
 @settings(max_examples=150, deadline=None)
 @given(text=st.text(st.characters(blacklist_categories=("Cs",)), max_size=40))
-def test_gpt2_tokenizer_random_unicode_matches_hf(trained, text):
-    hf, folder = trained
-    ours = GPT2Tokenizer.from_hf_json(folder / "tokenizer.json")
+def test_gpt2_tokenizer_random_unicode_matches_hf(trained, ours, text):
+    hf, _ = trained
     ids = ours.encode(text, disallowed_special=())
     assert ids == hf.encode(text).ids
     assert ours.decode(ids) == text
+
+
+@settings(max_examples=100, deadline=None)
+@given(parts=st.lists(st.one_of(st.text(max_size=12), st.just("<|endoftext|>"),
+                                st.sampled_from(["²", "½", "Ⅻ", "\x1c", "\x1f", "\x85", "\u3000", " 's", "'ll"])),
+                      max_size=8))
+def test_gpt2_tokenizer_saved_file_encodes_like_hf(trained, ours, resaved, parts):
+    hf, _ = trained
+    text = "".join(parts).encode("utf-8", "replace").decode("utf-8")  # no lone surrogates
+    ids = hf.encode(text).ids
+    assert ours.encode(text, allowed_special="all") == ids
+    assert resaved.encode(text).ids == ids
+
+
+@pytest.fixture(scope="module")
+def resaved(ours, tmp_path_factory):
+    """Our tokenizer written by save_hf_json and read back by Hugging Face."""
+    path = tmp_path_factory.mktemp("resaved") / "tokenizer.json"
+    ours.save_hf_json(path)
+    return tokenizers.Tokenizer.from_file(str(path))
 
 
 def test_gpt2_tokenizer_byte_ids_follow_the_file(trained, ours):
@@ -202,3 +228,16 @@ def test_gpt2_tokenizer_from_hf_json_names_a_tinygpt_file(trained, tmp_path):
         GPT2Tokenizer.from_hf_json(tmp_path / "tokenizer.json")
     with pytest.raises(ValueError, match=r"special tokens \['<\|nope\|>'\] are not in the vocab"):
         GPT2Tokenizer.from_gpt2_files(folder / "vocab.json", folder / "merges.txt", special_tokens=["<|nope|>"])
+
+
+def test_gpt2_tokenizer_re_fallback_ids_differ_only_where_documented(trained):
+    hf, folder = trained
+    fallback = GPT2Tokenizer.from_hf_json(folder / "tokenizer.json")
+    fallback._split_re = compile_gpt2_pattern(use_regex=False)  # as when `regex` is missing
+    fallback._cache.clear()
+    for text in SAMPLES:
+        assert fallback.encode(text) == hf.encode(text).ids
+    # HF learned merges inside "1½" and " \x1c\x1c"; the `re` split cuts those chunks apart.
+    for text in RE_FALLBACK_DIFFERS:
+        assert fallback.encode(text) != hf.encode(text).ids
+        assert fallback.decode(fallback.encode(text)) == text

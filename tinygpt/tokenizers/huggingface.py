@@ -61,7 +61,8 @@ class GPT2Tokenizer(Tokenizer):
 
     type_name = "gpt2_bpe"
 
-    def __init__(self, vocab, merges, special_tokens=None, ignore_merges=False):
+    def __init__(self, vocab, merges, special_tokens=None, ignore_merges=False, use_regex=None):
+        """use_regex: None = the exact GPT-2 split via `regex` if installed, else the `re` fallback."""
         special_tokens = dict(special_tokens or {})
         # Not Tokenizer.__init__: that one numbers specials after the ordinary tokens, and
         # Hugging Face's trainer puts them first. The same three tables are built here.
@@ -101,7 +102,7 @@ class GPT2Tokenizer(Tokenizer):
         # Ranks are positions in self.merges from here on (a repeated line was dropped above).
         self._ranks = {pair: k for k, pair in enumerate(self.merges)}
         self.ignore_merges = bool(ignore_merges)
-        self._split_re = compile_gpt2_pattern()
+        self._split_re = compile_gpt2_pattern(use_regex)
         self._cache = {}
 
     # ----- text -> ids -----
