@@ -215,10 +215,22 @@ def test_gpt2_tokenizer_special_token_last_like_gpt2(tmp_path):
     hf.train_from_iterator(CORPUS, vocab_size=350, min_frequency=2)
     hf.add_special_tokens(["<|endoftext|>"])
     hf.save(str(tmp_path / "tokenizer.json"))
-    ours = GPT2Tokenizer.from_hf_json(tmp_path / "tokenizer.json")
-    assert ours.special_tokens == {"<|endoftext|>": ours.vocab_size - 1}
     text = SAMPLES[0] + "<|endoftext|>" + SAMPLES[1]
-    assert ours.encode(text, allowed_special="all") == hf.encode(text).ids
+    # GPT-2's own vocab.json lists <|endoftext|> with the ordinary tokens: no merge builds it.
+    hf.save_model(str(tmp_path))
+    vocab = json.loads((tmp_path / "vocab.json").read_text(encoding="utf-8"))
+    vocab["<|endoftext|>"] = len(vocab)
+    (tmp_path / "vocab.json").write_text(json.dumps(vocab), encoding="utf-8")
+    for ours in (GPT2Tokenizer.from_hf_json(tmp_path / "tokenizer.json"),
+                 GPT2Tokenizer.from_gpt2_files(tmp_path / "vocab.json", tmp_path / "merges.txt")):
+        assert ours.special_tokens == {"<|endoftext|>": ours.vocab_size - 1}
+        assert ours.encode(text, allowed_special="all") == hf.encode(text).ids
+
+
+def test_gpt2_tokenizer_streaming_decode_equals_decode(ours):
+    ids = ours.encode("中文 😀 text", disallowed_special=())
+    stream = ours.decoder()
+    assert "".join(stream.feed(i) for i in ids) + stream.flush() == ours.decode(ids) == "中文 😀 text"
 
 
 def test_gpt2_tokenizer_from_hf_json_names_a_tinygpt_file(trained, tmp_path):
@@ -232,9 +244,7 @@ def test_gpt2_tokenizer_from_hf_json_names_a_tinygpt_file(trained, tmp_path):
 
 def test_gpt2_tokenizer_re_fallback_ids_differ_only_where_documented(trained):
     hf, folder = trained
-    fallback = GPT2Tokenizer.from_hf_json(folder / "tokenizer.json")
-    fallback._split_re = compile_gpt2_pattern(use_regex=False)  # as when `regex` is missing
-    fallback._cache.clear()
+    fallback = GPT2Tokenizer.from_hf_json(folder / "tokenizer.json", use_regex=False)  # as without `regex`
     for text in SAMPLES:
         assert fallback.encode(text) == hf.encode(text).ids
     # HF learned merges inside "1½" and " \x1c\x1c"; the `re` split cuts those chunks apart.

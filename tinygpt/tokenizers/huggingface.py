@@ -168,17 +168,17 @@ class GPT2Tokenizer(Tokenizer):
     # ----- GPT-2 / Hugging Face files in -----
 
     @classmethod
-    def from_pretrained(cls, folder):
+    def from_pretrained(cls, folder, use_regex=None):
         """A folder as transformers writes it: tokenizer.json if present, else vocab.json + merges.txt."""
         folder = Path(folder)
         if (folder / "tokenizer.json").exists():
-            return cls.from_hf_json(folder / "tokenizer.json")
+            return cls.from_hf_json(folder / "tokenizer.json", use_regex)
         if (folder / "vocab.json").exists() and (folder / "merges.txt").exists():
-            return cls.from_gpt2_files(folder / "vocab.json", folder / "merges.txt")
+            return cls.from_gpt2_files(folder / "vocab.json", folder / "merges.txt", use_regex=use_regex)
         raise FileNotFoundError(f"{os.fspath(folder)}: expected tokenizer.json or vocab.json + merges.txt")
 
     @classmethod
-    def from_gpt2_files(cls, vocab_file, merges_file, special_tokens=None):
+    def from_gpt2_files(cls, vocab_file, merges_file, special_tokens=None, use_regex=None):
         """GPT-2's vocab.json + merges.txt. special_tokens=None: every vocab entry that is neither
         a byte nor made by a merge is special (GPT-2's "<|endoftext|>"); or pass the list."""
         vocab = read_json(vocab_file)
@@ -199,19 +199,19 @@ class GPT2Tokenizer(Tokenizer):
         if special_tokens is None:
             made = {a + b for a, b in merges}
             special_tokens = [t for t in vocab if t not in made and len(t) != 1 or token_to_bytes(t) is None]
-        return cls._from_token_strings(vocab, merges, special_tokens, False, vocab_file)
+        return cls._from_token_strings(vocab, merges, special_tokens, False, vocab_file, use_regex)
 
     @classmethod
-    def from_hf_json(cls, path):
+    def from_hf_json(cls, path, use_regex=None):
         """Hugging Face's tokenizer.json of a ByteLevel BPE model (GPT-2, RoBERTa, ...)."""
         data = read_json(path)
         if isinstance(data, dict) and "type" in data:
             raise ValueError(f"{os.fspath(path)}: this is tinygpt's own tokenizer file (type "
                              f"{data['type']!r}), not Hugging Face's; read it with load_tokenizer(path)")
-        return cls._from_hf_data(data, path)
+        return cls._from_hf_data(data, path, use_regex)
 
     @classmethod
-    def _from_hf_data(cls, data, path):
+    def _from_hf_data(cls, data, path, use_regex=None):
         name = os.fspath(path)
         if not isinstance(data, dict) or not isinstance(data.get("model"), dict):
             raise ValueError(f"{name}: expected Hugging Face's tokenizer.json, a JSON object with a \"model\" object")
@@ -234,10 +234,10 @@ class GPT2Tokenizer(Tokenizer):
                              f"not supported (expected null or ByteLevel)")
         merges = [m.split(" ") if isinstance(m, str) else m for m in model.get("merges", [])]
         added = {t["content"]: t["id"] for t in data.get("added_tokens", [])}
-        return cls._from_token_strings(model["vocab"], merges, added, model.get("ignore_merges"), path)
+        return cls._from_token_strings(model["vocab"], merges, added, model.get("ignore_merges"), path, use_regex)
 
     @classmethod
-    def _from_token_strings(cls, vocab, merges, special_tokens, ignore_merges, path):
+    def _from_token_strings(cls, vocab, merges, special_tokens, ignore_merges, path, use_regex=None):
         """{token string: id}, [[left str, right str]], specials (list or {str: id}) -> tokenizer."""
         if not isinstance(special_tokens, dict):
             missing = [t for t in special_tokens if t not in vocab]
@@ -259,7 +259,7 @@ class GPT2Tokenizer(Tokenizer):
             if left is None or right is None:
                 raise ValueError(f"{os.fspath(path)}: merge {a!r} {b!r} is not made of GPT-2 byte characters")
             byte_merges.append((left, right))
-        return cls(byte_vocab, byte_merges, special_tokens, ignore_merges)
+        return cls(byte_vocab, byte_merges, special_tokens, ignore_merges, use_regex)
 
     @classmethod
     def from_byte_bpe(cls, tokenizer):
