@@ -251,3 +251,18 @@ def test_gpt2_tokenizer_re_fallback_ids_differ_only_where_documented(trained):
     for text in RE_FALLBACK_DIFFERS:
         assert fallback.encode(text) != hf.encode(text).ids
         assert fallback.decode(fallback.encode(text)) == text
+
+
+def test_gpt2_tokenizer_repeated_merge_keeps_last_rank_like_hf(trained, tmp_path):
+    _, folder = trained
+    data = json.loads((folder / "tokenizer.json").read_text(encoding="utf-8"))
+    n = len(data["model"]["vocab"])
+    data["model"]["vocab"].update({"qx": n, "xz": n + 1, "qxz": n + 2})
+    # "q x" first, then "x z", then "q x" again: with the last rank, "x z" wins in "qxz".
+    data["model"]["merges"] += [["q", "x"], ["x", "z"], ["q", "xz"], ["q", "x"]]
+    (tmp_path / "tokenizer.json").write_text(json.dumps(data), encoding="utf-8")
+    hf = tokenizers.Tokenizer.from_file(str(tmp_path / "tokenizer.json"))
+    ours = GPT2Tokenizer.from_hf_json(tmp_path / "tokenizer.json")
+    assert hf.encode("qxz").tokens == ["qxz"]
+    for text in SAMPLES + ["qxz qx xz qxzqxz"]:
+        assert ours.encode(text, disallowed_special=()) == hf.encode(text).ids

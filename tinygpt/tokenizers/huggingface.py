@@ -85,22 +85,19 @@ class GPT2Tokenizer(Tokenizer):
         by_length = sorted(special_tokens, key=len, reverse=True)
         self._special_re = re.compile("|".join(map(re.escape, by_length))) if by_length else None
 
-        self.merges = []       # merges[rank] = (left id, right id)
-        self._merged_id = []   # _merged_id[rank] = the id the merge creates
-        self._ranks = {}       # (left id, right id) -> rank
+        best = {}  # (left id, right id) -> (rank, id the merge creates)
         for rank, (left, right) in enumerate(merges):
             for part in (left, right, left + right):
                 if part not in vocab:
                     raise ValueError(f"merges[{rank}] = ({bytes_to_token(left)!r}, {bytes_to_token(right)!r}): "
                                      f"{bytes_to_token(part)!r} is not in the vocab")
-            pair = (vocab[left], vocab[right])
-            if pair in self._ranks:
-                continue  # Hugging Face keeps the first rank of a repeated merge too
-            self._ranks[pair] = rank
-            self.merges.append(pair)
-            self._merged_id.append(vocab[left + right])
-        # Ranks are positions in self.merges from here on (a repeated line was dropped above).
-        self._ranks = {pair: k for k, pair in enumerate(self.merges)}
+            # A repeated merge line keeps its LAST rank, as Hugging Face's BPE (a map built
+            # from the list) does; a test checks this against it.
+            best[vocab[left], vocab[right]] = (rank, vocab[left + right])
+        in_order = sorted(best.items(), key=lambda item: item[1][0])
+        self.merges = [pair for pair, _ in in_order]            # merges[k] = (left id, right id)
+        self._merged_id = [new_id for _, (_, new_id) in in_order]  # the id merges[k] creates
+        self._ranks = {pair: k for k, pair in enumerate(self.merges)}  # k: position, not file line
         self.ignore_merges = bool(ignore_merges)
         self._split_re = compile_gpt2_pattern(use_regex)
         self._cache = {}
