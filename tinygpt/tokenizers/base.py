@@ -237,7 +237,12 @@ def special_tokens_in_id_order(data, first_id):
 
 
 def read_tokenizer_json(path):
-    """Parse a tokenizer file, naming the path in every error; returns the top-level dict."""
+    """Parse a tinygpt tokenizer file, naming the path in every error; returns the top-level dict."""
+    return check_tokenizer_fields(read_json(path), path)
+
+
+def read_json(path):
+    """Parse a JSON file, naming the path in every error."""
     name = os.fspath(path)
     try:
         with open(path, encoding="utf-8") as f:
@@ -246,6 +251,16 @@ def read_tokenizer_json(path):
         raise ValueError(f"{name}: not a UTF-8 text file ({e})") from e
     except json.JSONDecodeError as e:
         raise ValueError(f"{name}: not valid JSON ({e})") from e
+    return data
+
+
+def check_tokenizer_fields(data, path):
+    """Check the "type" and "version" of tinygpt's own format; Hugging Face's schema (the other
+    tokenizer.json, with a "model" object and no "type") gets a message saying how to load it."""
+    name = os.fspath(path)
+    if isinstance(data, dict) and "type" not in data and isinstance(data.get("model"), dict):
+        raise ValueError(f"{name}: this is a Hugging Face tokenizer.json, not a tinygpt tokenizer "
+                         f"file; read it with load_tokenizer(path) or GPT2Tokenizer.from_hf_json(path)")
     if not isinstance(data, dict) or not isinstance(data.get("type"), str):
         raise ValueError(f"{name}: expected a JSON object with a string field \"type\", "
                          f"got {type(data).__name__}")

@@ -3,6 +3,8 @@
 BPE never merges across the chunks these patterns cut ("hello world!" -> "hello", " world",
 "!"), so tokens never glue words to punctuation. The originals need the `regex` module for
 \\p{L} and \\p{N}; tinygpt does NOT depend on it, and the approximation is listed below.
+GPT2Tokenizer (huggingface.py) must equal Hugging Face, so it uses `regex` when installed
+(compile_gpt2_pattern) and this approximation only as a fallback.
 """
 
 import re
@@ -54,3 +56,24 @@ def compile_split_pattern(pattern):
 def split_text(text, pattern=GPT4_SPLIT_PATTERN):
     """str -> list[str] chunks whose concatenation is `text`; BPE merges stay inside a chunk."""
     return compile_split_pattern(pattern).findall(text)
+
+
+# GPT-2's pattern exactly as OpenAI and Hugging Face `tokenizers` write it, for the `regex`
+# module (Rust's regex and `regex` agree: \s is Unicode White_Space, \p{N} is every number).
+GPT2_REGEX_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
+
+
+def compile_gpt2_pattern(use_regex=None):
+    """GPT-2's pre-split regex: the exact one via `regex` when it is installed (use_regex=None)
+    or asked for (True), else the stdlib `re` approximation above, which differs from Hugging
+    Face only on the numbers that are not decimal digits ('²', '½', 'Ⅻ') and on \\x1c-\\x1f."""
+    if use_regex is None:
+        try:
+            import regex  # noqa: F401
+            use_regex = True
+        except ImportError:
+            use_regex = False
+    if use_regex:
+        import regex
+        return regex.compile(GPT2_REGEX_PATTERN)
+    return re.compile(GPT2_SPLIT_PATTERN)
