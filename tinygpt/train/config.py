@@ -38,6 +38,7 @@ class TrainConfig:
     # tokenizer
     tokenizer: str = "char"  # char | word | bpe
     vocab_size: int = 512  # bpe: the whole vocabulary; word: at most this many words (with <unk>)
+    unk: Optional[str] = None  # char: a token for characters the training text lacks (e.g. "<unk>")
     # model
     model: str = "gpt"  # gpt | lstm
     n_layer: int = 4
