@@ -192,3 +192,31 @@ def test_misspelled_flag_suggests_the_right_one(here):
     assert "did you mean --temperature" in done.stderr
     done = tinygpt("train", "--model", "gtp", cwd=here)
     assert done.returncode == 2 and "invalid choice: 'gtp' (choose from 'gpt', 'lstm')" in done.stderr
+
+
+def test_terminal_gets_a_bar_even_when_it_reports_zero_columns(here):
+    pty = pytest.importorskip("pty")
+    leader, follower = pty.openpty()  # a fresh pty reports 0 rows and 0 columns
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env.pop("COLUMNS", None)
+    try:
+        done = subprocess.run([sys.executable, "-m", "tinygpt", "train", "--data", "text.txt", "--out-dir", "r", *TINY],
+                              cwd=here, env=env, stdout=subprocess.PIPE, stderr=follower, text=True, timeout=300)
+        os.close(follower)
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # the pty is closed and drained
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(leader)
+    err = b"".join(chunks).decode("utf-8", "replace")
+    assert done.returncode == 0, err
+    assert "train:" in err and "6/6" in err and "\r" in err  # tqdm's bar, redrawn in place
+    assert "train step 2/6" not in err  # no plain lines on a terminal
+    bar = [line for line in err.replace("\r", "\n").splitlines() if "6/6" in line][-1]
+    assert 40 <= len(bar) <= 80, bar  # the 80-column fallback, not a 0-wide or unbounded bar

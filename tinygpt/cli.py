@@ -217,7 +217,7 @@ class ProgressBar:
             if self.terminal:
                 from tqdm.auto import tqdm
                 self.bar = tqdm(total=event.steps, initial=self.first_step, unit="step", desc=self.unit,
-                                file=sys.stderr, ncols=terminal_columns())
+                                file=sys.stderr, **terminal_size())
         if event.kind == "step":
             if self.bar is not None:
                 self.bar.update(event.step - self.bar.n)
@@ -258,11 +258,15 @@ class ProgressBar:
             self.bar.close()
 
 
-def terminal_columns():
-    """The terminal's width for tqdm, or 80 when it reports 0 (some CI consoles and IDE panes)."""
-    import shutil
-    columns = shutil.get_terminal_size(fallback=(80, 24)).columns
-    return columns if columns > 0 else 80
+def terminal_size():
+    """{"ncols", "nrows"} of stderr's terminal for tqdm; 80 x 24 where it reports 0 (a fresh pty,
+    some CI consoles and IDE panes), which would make tqdm draw an empty bar or hide it."""
+    import os
+    try:
+        columns, rows = os.get_terminal_size(sys.stderr.fileno())
+    except (OSError, ValueError, AttributeError):
+        columns, rows = 0, 0
+    return {"ncols": columns if columns > 0 else 80, "nrows": rows if rows > 0 else 24}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -331,7 +335,7 @@ class BatchProgress:
         if stderr_is_terminal() or "ipykernel" in sys.modules:
             from tqdm.auto import tqdm
             self.bar = tqdm(total=self.total, unit="batch", desc=self.unit, file=sys.stderr,
-                            ncols=terminal_columns())
+                            **terminal_size())
         return self
 
     def __call__(self, done):
