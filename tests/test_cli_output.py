@@ -220,3 +220,9 @@ def test_terminal_gets_a_bar_even_when_it_reports_zero_columns(here):
     assert "train step 2/6" not in err  # no plain lines on a terminal
     bar = [line for line in err.replace("\r", "\n").splitlines() if "6/6" in line][-1]
     assert 40 <= len(bar) <= 80, bar  # the 80-column fallback, not a 0-wide or unbounded bar
+
+
+def test_unk_with_a_tokenizer_that_needs_none_is_refused(here):
+    done = tinygpt("train", "--data", "text.txt", "--out-dir", "r", "--tokenizer", "bpe", "--unk", "<unk>", cwd=here)
+    assert done.returncode == 1 and "--unk" in done.stderr and "needs tokenizer 'char'" in done.stderr
+    assert not (here / "r").exists()
