@@ -124,7 +124,8 @@ def test_train_final_estimate_is_printed_once_and_says_what_it_measures(here):
     assert both.count("step 6: train loss") == 1
     assert "(estimated on 2 random batches of 4; perplexity" in done.stdout
     assert f"saved checkpoint {Path('r/ckpt_000006')} (.safetensors + .json)" in done.stderr
-    assert "step 3: train loss" in done.stderr  # the intermediate estimate is still reported
+    assert "val loss" in next(l for l in done.stderr.splitlines() if l.startswith("step 3: train loss"))
+    assert done.stderr.count("(estimated on 2 random batches of 4)") == 2  # steps 0 and 3
 
 
 @pytest.mark.slow

@@ -144,7 +144,7 @@ def cmd_train(args):
         config = dataclasses.replace(config, out_dir=out_dir)
         if config.corpus is None and config.data is None and default_corpus_note():
             header += "\n" + default_corpus_note()
-    bar = ProgressBar("train", args.log_interval, header)
+    bar = ProgressBar("train", args.log_interval, header, measured=estimate_size(config))
     try:
         result = train(config, progress=bar.update, log=bar.write)
     finally:
@@ -200,8 +200,9 @@ class ProgressBar:
     in notebooks) on a terminal; elsewhere (a pipe, nohup, CI) a plain line every `every` steps,
     like nanoGPT's `iter N: loss ..., time ...`, so a log file shows that training moves."""
 
-    def __init__(self, unit, every=None, header=None):
+    def __init__(self, unit, every=None, header=None, measured=None):
         self.bar, self.unit, self.every, self.header = None, unit, every, header
+        self.measured = f" ({measured})" if measured else ""  # what a loss estimate averages over
         self.terminal = stderr_is_terminal() or "ipykernel" in sys.modules
         self.last_time = self.last_step = self.first_time = self.first_step = None
 
@@ -230,7 +231,8 @@ class ProgressBar:
         elif event.step == event.steps and event.step > 0:
             pass  # the final estimate is the command's own last line
         elif event.val_loss is not None:
-            self.write(f"step {event.step}: train loss {event.train_loss:.4f}, val loss {event.val_loss:.4f}")
+            self.write(f"step {event.step}: train loss {event.train_loss:.4f}, val loss {event.val_loss:.4f}"
+                       f"{self.measured}")
         elif event.accuracy is not None:
             self.write(f"step {event.step}: train loss {event.train_loss:.4f}, held-out accuracy {event.accuracy:.4f}")
 
