@@ -1,4 +1,4 @@
-"""The `tinygpt` command (also `python -m tinygpt`): train, generate, finetune, evaluate, info,
+"""The `tinygpt` command (also `python -m tinygpt`): train, generate, finetune, evaluate, plot, info,
 corpora, bench. The only module of tinygpt that prints.
 
 Each subcommand is a function cmd_<name>(args) -> exit code that calls the library and formats
