@@ -109,7 +109,7 @@ def test_train_errors_replace_accepts_bad_utf8(tmp_path, capsys):
 @pytest.mark.parametrize("flags, match", [
     (["--n-embd", "30", "--n-head", "4"], "n_embd (30) must be divisible by n_head (4)"),
     (["--max-lr", "-0.001"], "max_lr must be >= 0"), (["--block-size", "0"], "block_size must be an integer >= 1"),
-    (["--steps", "ten"], "argument --steps: invalid int value: 'ten'"), (["--model", "rnn"], "model must be one of"),
+    (["--steps", "ten"], "argument --steps: invalid int value: 'ten'"), (["--model", "rnn"], "invalid choice: 'rnn' (choose from 'gpt', 'lstm')"),
     (["--corpus", "sentiment-zh"], "labelled"), (["--corpus", "nope"], "unknown corpus 'nope'")])
 def test_train_invalid_settings_are_one_line_errors(tmp_path, capsys, flags, match):
     code, _, err = run(capsys, "train", "--out-dir", tmp_path / "run", *flags)

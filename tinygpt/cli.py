@@ -1,4 +1,4 @@
-"""The `tinygpt` command (also `python -m tinygpt`): train, generate, finetune, evaluate, info,
+"""The `tinygpt` command (also `python -m tinygpt`): train, generate, finetune, evaluate, plot, info,
 corpora, bench. The only module of tinygpt that prints.
 
 Each subcommand is a function cmd_<name>(args) -> exit code that calls the library and formats
@@ -27,7 +27,30 @@ class UsageError(Exception):
 
 class Parser(argparse.ArgumentParser):
     def error(self, message):  # argparse would print the usage and call sys.exit(2)
+        message += self.did_you_mean(message)
         raise UsageError(f"{self.prog.split(' ', 1)[-1]}: {message}" if " " in self.prog else message)
+
+    def parse_args(self, args=None, namespace=None):
+        self.argv = list(sys.argv[1:] if args is None else args)  # for did_you_mean
+        return super().parse_args(args, namespace)
+
+    def did_you_mean(self, message):
+        """"unrecognized arguments: --step 5" -> "; did you mean --steps?" (difflib over our flags)."""
+        import difflib
+        if not message.startswith("unrecognized arguments:"):
+            return ""
+        flags = [o for action in self._actions for o in action.option_strings]
+        for action in self._actions:  # unknown flags of `tinygpt train` surface here, at the top
+            if isinstance(action, argparse._SubParsersAction):
+                command = next((a for a in getattr(self, "argv", []) if a in action.choices), None)
+                if command is not None:
+                    flags = [o for a in action.choices[command]._actions for o in a.option_strings]
+        hints = []
+        for word in message.split(":", 1)[1].split():
+            close = difflib.get_close_matches(word.split("=", 1)[0], flags, n=1, cutoff=0.6)
+            if word.startswith("--") and close:
+                hints.append(f"did you mean {close[0]} (not {word})?")
+        return "; " + "; ".join(hints) if hints else ""
 
 
 def say(*parts, file=None):
@@ -45,13 +68,41 @@ def note(message):
 # train
 # ---------------------------------------------------------------------------------------------
 
-# (flag, TrainConfig field, type, help); every default is None so that only given flags count
+TRAIN_DESCRIPTION = """Train a language model on a built-in corpus or your own text file.
+
+With no options this is nanoGPT's CPU Shakespeare-char setting (4 layers, 4 heads, 128 wide,
+64 characters of context, 2000 steps, a few minutes on a laptop). The run directory holds
+config.json, tokenizer.json, tokens.bin, checkpoints, metrics.csv (each evaluation),
+train_steps.csv (each step's loss and learning rate) and loss.png."""
+
+TRAIN_EXAMPLES = """examples:
+  tinygpt train                                          # Shakespeare, char GPT -> runs/shakespeare-char-gpt
+  tinygpt train --data notes.txt --steps 500             # your own UTF-8 text
+  tinygpt train --tokenizer bpe --vocab-size 512 --model lstm
+  tinygpt train --resume runs/shakespeare-char-gpt --steps 3000   # continue a run
+  tinygpt train --init-from runs/shakespeare-char-gpt --data sonnets.txt
+  tinygpt train --out-dir runs/mine --overwrite          # replace the run in runs/mine"""
+
+FINETUNE_DESCRIPTION = """Fine-tune a trained language model to classify labelled texts.
+
+The pretrained run's body gets a classification head; --data is a .csv with text,label columns
+or a .jsonl file with "text" and "label" fields. Prints held-out accuracy, macro-F1 and the
+confusion matrix, and saves a classifier run that `tinygpt evaluate` can score."""
+
+FINETUNE_EXAMPLES = """examples:
+  tinygpt finetune --from runs/shakespeare-char-gpt --data reviews.csv
+  tinygpt finetune --from runs/zh/pretrain --corpus sentiment-zh --pooling mean --epochs 10
+  tinygpt finetune --from runs/zh/pretrain --data train.csv --test-data test.csv --from-scratch"""
+
+# (flag, TrainConfig field, type or tuple of choices, help); every default is None so that only given flags count
 TRAIN_OPTIONS = [
     ("--corpus", "corpus", str, "built-in corpus (see `tinygpt corpora`); default: shakespeare, else pydoc"),
     ("--data", "data", str, "a UTF-8 text file to train on instead of a corpus"),
-    ("--errors", "errors", str, "bad UTF-8 in --data: strict (refuse, default) or replace"),
-    ("--model", "model", str, "gpt (default) or lstm"),
-    ("--tokenizer", "tokenizer", str, "char (default), word or bpe"),
+    ("--errors", "errors", ("strict", "replace"), "bad UTF-8 in --data: strict (refuse, default) or replace"),
+    ("--model", "model", ("gpt", "lstm"), "gpt (default) or lstm"),
+    ("--tokenizer", "tokenizer", ("char", "word", "bpe"), "char (default), word or bpe"),
+    ("--unk", "unk", str, "char tokenizer: a token for characters the text lacks, e.g. --unk '<unk>' "
+                          "(then other text encodes too)"),
     ("--vocab-size", "vocab_size", int, "bpe vocabulary size / most frequent words kept (512)"),
     ("--n-layer", "n_layer", int, "GPT layers (4)"),
     ("--n-head", "n_head", int, "GPT attention heads (4)"),
@@ -66,13 +117,14 @@ TRAIN_OPTIONS = [
     ("--min-lr", "min_lr", float, "learning rate at the end of the cosine (1e-4)"),
     ("--warmup-steps", "warmup_steps", int, "linear warmup steps (min(100, steps/10))"),
     ("--lr-decay-steps", "lr_decay_steps", int, "the step where the cosine reaches --min-lr (--steps)"),
-    ("--schedule", "schedule", str, "cosine (default) or constant"),
+    ("--schedule", "schedule", ("cosine", "constant"), "cosine (default) or constant"),
     ("--weight-decay", "weight_decay", float, "AdamW weight decay of the matrices (0.1)"),
     ("--grad-clip", "grad_clip", float, "global gradient-norm limit, 0 = off (1.0)"),
     ("--eval-interval", "eval_interval", int, "estimate losses and save every N steps (250)"),
     ("--eval-iters", "eval_iters", int, "batches per loss estimate (20)"),
     ("--val-fraction", "val_fraction", float, "share of the tokens held out (0.1)"),
-    ("--out-dir", "out_dir", str, "run directory (runs/<data>-<tokenizer>-<model>)"),
+    ("--out-dir", "out_dir", str, "run directory (default: runs/<data>-<tokenizer>-<model>, or -2, -3, ... "
+                                  "when that already holds a run)"),
     ("--seed", "seed", int, "random seed (1337)"),
     ("--sample-tokens", "sample_tokens", int, "tokens to generate at the end (200)"),
 ]
@@ -85,23 +137,27 @@ def cmd_train(args):
     given = {field: getattr(args, field) for _, field, _, _ in TRAIN_OPTIONS if getattr(args, field) is not None}
     if args.resume:
         config = TrainConfig.from_run(args.resume, **{**given, "resume": True, "out_dir": args.resume})
+        header = None  # the trainer's own first line says "resuming <run> at step N"
     else:
         config = TrainConfig(**given, init_from=args.init_from)
+        out_dir, header = choose_out_dir(config, args.overwrite)
+        config = dataclasses.replace(config, out_dir=out_dir)
         if config.corpus is None and config.data is None and default_corpus_note():
-            note(default_corpus_note())
-    bar = ProgressBar("train")
+            header += "\n" + default_corpus_note()
+    bar = ProgressBar("train", args.log_interval, header, measured=estimate_size(config))
     try:
         result = train(config, progress=bar.update, log=bar.write)
     finally:
         bar.close()
     if result.interrupted:
-        say(f"interrupted at step {result.step}; saved {result.checkpoint}", file=sys.stderr)
-        say(f"continue with: tinygpt train --resume {result.run_dir}", file=sys.stderr)
+        saved = f"; saved checkpoint {Path(result.checkpoint).stem}" if result.checkpoint else ""
+        say(f"interrupted at step {result.step}{saved}; continue with: tinygpt train --resume {result.run_dir}",
+            file=sys.stderr)
         return EXIT_INTERRUPTED
     ms = f", {1000 * result.step_seconds:.0f} ms/step" if result.step_seconds else ""
     if result.val_loss is not None:
         say(f"step {result.step}: train loss {result.train_loss:.4f}, val loss {result.val_loss:.4f} "
-            f"(perplexity {np.exp(result.val_loss):.2f}); {result.seconds:.0f} s{ms}")
+            f"({estimate_size(config)}; perplexity {np.exp(result.val_loss):.2f}); {result.seconds:.0f} s{ms}")
     say(f"run saved in {result.run_dir}; try: tinygpt generate --run {result.run_dir}")
     if result.sample:
         say("---- sample ----")
@@ -109,35 +165,110 @@ def cmd_train(args):
     return 0
 
 
-class ProgressBar:
-    """A tqdm bar fed by the library's progress(event) and log(message) callbacks."""
+def choose_out_dir(config, overwrite):
+    """The run directory of a new run. Without --out-dir: the default name, or -2, -3, ... when
+    that already holds a run, so running the same command twice just works. With --out-dir: that
+    directory; a run already in it is deleted first only with --overwrite.
+    -> (out_dir, the line that names it, shown once the run is set up: an error stays one line)."""
+    from tinygpt.train import runs
 
-    def __init__(self, unit):
-        self.bar, self.unit = None, unit
+    if config.out_dir is None:
+        default = Path(config.resolved().out_dir)
+        out_dir = runs.fresh_run_dir(default)
+        taken = f" ({default} already holds a run)" if out_dir != default else ""
+        return str(out_dir), f"training into {out_dir}{taken}"
+    out_dir = Path(config.out_dir)
+    if overwrite and (out_dir / runs.CONFIG).is_file():
+        import shutil
+        shutil.rmtree(out_dir)
+        return str(out_dir), f"training into {out_dir} (--overwrite: the run that was there is deleted)"
+    return str(out_dir), f"training into {out_dir}"
+
+
+def estimate_size(config):
+    """What training's loss estimates average over, e.g. "20 batches of 12"."""
+    c = config.resolved()
+    return f"estimated on {c.eval_iters} random batches of {c.batch_size}"
+
+
+def stderr_is_terminal():
+    return hasattr(sys.stderr, "isatty") and sys.stderr.isatty()
+
+
+class ProgressBar:
+    """Progress for the library's progress(event) and log(message) callbacks: a tqdm bar (a widget
+    in notebooks) on a terminal; elsewhere (a pipe, nohup, CI) a plain line every `every` steps,
+    like nanoGPT's `iter N: loss ..., time ...`, so a log file shows that training moves."""
+
+    def __init__(self, unit, every=None, header=None, measured=None):
+        self.bar, self.unit, self.every, self.header = None, unit, every, header
+        self.measured = f" ({measured})" if measured else ""  # what a loss estimate averages over
+        self.terminal = stderr_is_terminal() or "ipykernel" in sys.modules
+        self.last_time = self.last_step = self.first_time = self.first_step = None
 
     def update(self, event):
-        from tqdm import tqdm
-        if self.bar is None:
-            self.bar = tqdm(total=event.steps, initial=event.step - (event.kind == "step"), unit="step",
-                            desc=self.unit, file=sys.stderr, dynamic_ncols=True,
-                            disable=None)  # None: no bar when stderr is not a terminal
+        import time
+        now = time.perf_counter()
+        self.write_header()
+        if self.first_time is None:
+            self.first_time, self.first_step = now, event.step - (event.kind == "step")
+            self.last_time, self.last_step = now, self.first_step
+            every = self.every or min(100, max(1, event.steps // 20))
+            self.every = every
+            if self.terminal:
+                from tqdm.auto import tqdm
+                self.bar = tqdm(total=event.steps, initial=self.first_step, unit="step", desc=self.unit,
+                                file=sys.stderr, **terminal_size())
         if event.kind == "step":
-            self.bar.update(event.step - self.bar.n)
-            postfix = {"loss": f"{event.loss:.4f}"}
-            if event.tokens_per_sec:
-                postfix["tok/s"] = f"{event.tokens_per_sec:,.0f}"
-            self.bar.set_postfix(postfix, refresh=False)
+            if self.bar is not None:
+                self.bar.update(event.step - self.bar.n)
+                postfix = {"loss": f"{event.loss:.4f}"}
+                if event.tokens_per_sec:
+                    postfix["tok/s"] = f"{event.tokens_per_sec:,.0f}"
+                self.bar.set_postfix(postfix, refresh=False)
+            elif event.step % self.every == 0 or event.step == event.steps:
+                self.write(self.line(event, now))
+        elif event.step == event.steps and event.step > 0:
+            pass  # the final estimate is the command's own last line
         elif event.val_loss is not None:
-            self.write(f"step {event.step}: train loss {event.train_loss:.4f}, val loss {event.val_loss:.4f}")
+            self.write(f"step {event.step}: train loss {event.train_loss:.4f}, val loss {event.val_loss:.4f}"
+                       f"{self.measured}")
         elif event.accuracy is not None:
             self.write(f"step {event.step}: train loss {event.train_loss:.4f}, held-out accuracy {event.accuracy:.4f}")
 
+    def line(self, event, now):
+        """step 40/2000: loss 2.5312, 73 ms/step, 10,520 tok/s, ETA 2m23s (since the last line)."""
+        ms = 1000 * (now - self.last_time) / max(1, event.step - self.last_step)
+        done = event.step - self.first_step
+        left = (now - self.first_time) / max(1, done) * (event.steps - event.step)
+        self.last_time, self.last_step = now, event.step
+        tok = f", {event.tokens_per_sec:,.0f} tok/s" if event.tokens_per_sec else ""
+        return (f"{self.unit} step {event.step}/{event.steps}: loss {event.loss:.4f}, {ms:.0f} ms/step{tok}, "
+                f"ETA {int(left // 60)}m{int(left % 60):02d}s")
+
     def write(self, message):
+        self.write_header()
         note(message)
+
+    def write_header(self):
+        if self.header is not None:
+            header, self.header = self.header, None
+            note(header)
 
     def close(self):
         if self.bar is not None:
             self.bar.close()
+
+
+def terminal_size():
+    """{"ncols", "nrows"} of stderr's terminal for tqdm; 80 x 24 where it reports 0 (a fresh pty,
+    some CI consoles and IDE panes), which would make tqdm draw an empty bar or hide it."""
+    import os
+    try:
+        columns, rows = os.get_terminal_size(sys.stderr.fileno())
+    except (OSError, ValueError, AttributeError):
+        columns, rows = 0, 0
+    return {"ncols": columns if columns > 0 else 80, "nrows": rows if rows > 0 else 24}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -195,6 +326,32 @@ def say_confusion(confusion, names):
         say(f"{name:>{width}}" + "".join(f"{v:>{width}}" for v in row))
 
 
+class BatchProgress:
+    """progress(done) for a loop of `total` batches: a tqdm bar on a terminal, else a line at every
+    tenth of the way."""
+
+    def __init__(self, unit, total):
+        self.unit, self.total, self.bar, self.shown = unit, total, None, 0
+
+    def __enter__(self):
+        if stderr_is_terminal() or "ipykernel" in sys.modules:
+            from tqdm.auto import tqdm
+            self.bar = tqdm(total=self.total, unit="batch", desc=self.unit, file=sys.stderr,
+                            **terminal_size())
+        return self
+
+    def __call__(self, done):
+        if self.bar is not None:
+            self.bar.update(done - self.bar.n)
+        elif done * 10 // max(1, self.total) > self.shown or done == self.total:
+            self.shown = done * 10 // max(1, self.total)
+            note(f"{self.unit}: batch {done}/{self.total}")
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.close()
+
+
 def cmd_evaluate(args):
     from tinygpt.train import evaluate_lm, load_run
     from tinygpt.train.data import encode_in_pieces, load_splits
@@ -218,9 +375,31 @@ def cmd_evaluate(args):
         tokens, what = load_splits(Path(args.run) / "tokens.bin", train_config["val_fraction"])[1], "validation split"
     if len(tokens) < block_size + 1:
         raise ValueError(f"{what} has {len(tokens)} tokens, fewer than block_size + 1 = {block_size + 1}")
-    result = evaluate_lm(run.model, tokens, block_size, args.batch_size, args.max_batches)
-    say(f"{what} of {args.run} at step {run.step}: loss {result['loss']:.4f}, "
-        f"perplexity {result['perplexity']:.2f} ({result['tokens']:,} tokens)")
+    windows = (len(tokens) - 1) // block_size
+    total = -(-windows // args.batch_size)
+    if args.max_batches is not None:
+        total = min(total, args.max_batches)
+    with BatchProgress("evaluate", total) as progress:
+        result = evaluate_lm(run.model, tokens, block_size, args.batch_size, args.max_batches, progress=progress)
+    measured = "full split" if args.data is None else "whole file"
+    if args.max_batches is not None and args.max_batches * args.batch_size < windows:
+        measured = f"first {args.max_batches} batches of {args.batch_size}"
+    say(f"{what} of {args.run} at step {run.step}: val loss {result['loss']:.4f} "
+        f"({measured}, {result['windows']:,} windows of {block_size} tokens = {result['tokens']:,} tokens; "
+        f"perplexity {result['perplexity']:.2f})")
+    return 0
+
+
+def cmd_plot(args):
+    from tinygpt.train import runs
+
+    out = Path(args.out) if args.out else (Path(args.run[0]) / runs.PLOT if len(args.run) == 1
+                                           else Path("comparison.png"))
+    try:
+        runs.plot_runs(args.run, out)
+    except ImportError:
+        raise ValueError("tinygpt plot needs matplotlib: pip install 'tinygpt[data]' (or pip install matplotlib)") from None
+    say(f"loss curves of {', '.join(args.run)} -> {out}")
     return 0
 
 
@@ -279,9 +458,17 @@ def build_parser():
     parser.add_argument("--version", action="version", version=f"tinygpt {tinygpt.__version__}")
     sub = parser.add_subparsers(dest="command", metavar="command", parser_class=Parser)
 
-    train = sub.add_parser("train", parents=[common], help="train a language model (default: Shakespeare, char GPT)")
+    train = sub.add_parser("train", parents=[common], help="train a language model (default: Shakespeare, char GPT)",
+                           formatter_class=argparse.RawDescriptionHelpFormatter, description=TRAIN_DESCRIPTION,
+                           epilog=TRAIN_EXAMPLES)
     for flag, field, kind, text in TRAIN_OPTIONS:
-        train.add_argument(flag, dest=field, type=kind, default=None, help=text)
+        if isinstance(kind, tuple):  # a fixed set of words
+            train.add_argument(flag, dest=field, choices=kind, default=None, help=text)
+        else:
+            train.add_argument(flag, dest=field, type=kind, default=None, help=text)
+    train.add_argument("--overwrite", action="store_true", help="delete the run already in --out-dir first")
+    train.add_argument("--log-interval", type=int, default=None, metavar="N",
+                       help="when stderr is not a terminal, a progress line every N steps (steps/20, at most 100)")
     train.add_argument("--resume", metavar="RUN", help="continue RUN from its latest checkpoint")
     train.add_argument("--init-from", metavar="RUN", help="start from RUN's weights and tokenizer (new text)")
     train.set_defaults(func=cmd_train)
@@ -289,17 +476,19 @@ def build_parser():
     gen = sub.add_parser("generate", parents=[common], help="sample text from a trained run")
     gen.add_argument("--run", required=True, help="run directory")
     gen.add_argument("--prompt", help="text to continue (default: a newline)")
-    gen.add_argument("--max-new-tokens", type=int, default=200)
+    gen.add_argument("--max-new-tokens", type=int, default=200, help="tokens to generate per sample (200)")
     gen.add_argument("--temperature", type=float, default=0.8, help="0 = greedy (default 0.8)")
     gen.add_argument("--top-k", type=int, default=200, help="sample from the k most likely tokens (200)")
     gen.add_argument("--top-p", type=float, default=None, help="nucleus sampling: smallest set with this mass")
     gen.add_argument("--seed", type=int, default=None, help="random seed (default: different every time)")
     gen.add_argument("--stop", action="append", default=[], help="stop before this string (repeatable)")
-    gen.add_argument("--num-samples", type=int, default=1)
+    gen.add_argument("--num-samples", type=int, default=1, help="samples to print, separated by a line (1)")
     gen.add_argument("--no-stream", action="store_true", help="print each sample when it is complete")
     gen.set_defaults(func=cmd_generate)
 
-    ft = sub.add_parser("finetune", parents=[common], help="fine-tune a run to classify labelled texts")
+    ft = sub.add_parser("finetune", parents=[common], help="fine-tune a run to classify labelled texts",
+                        formatter_class=argparse.RawDescriptionHelpFormatter, description=FINETUNE_DESCRIPTION,
+                        epilog=FINETUNE_EXAMPLES)
     ft.add_argument("--from", dest="from_run", required=True, metavar="RUN", help="pretrained run directory")
     source = ft.add_mutually_exclusive_group(required=True)
     source.add_argument("--data", help="labelled .csv (text,label) or .jsonl file")
@@ -317,19 +506,29 @@ def build_parser():
                              ("--val-fraction", float, "share held out for the accuracy (0.2)"),
                              ("--train-size", int, "use this many training examples"),
                              ("--test-size", int, "use this many held-out examples"),
-                             ("--pooling", str, "last (default) or mean"),
+                             ("--pooling", ("last", "mean"), "last (default) or mean"),
                              ("--seed", int, "random seed (0)"),
                              ("--out-dir", str, "classifier run directory")):
-        ft.add_argument(flag, type=kind, default=None, help=text)
+        if isinstance(kind, tuple):
+            ft.add_argument(flag, choices=kind, default=None, help=text)
+        else:
+            ft.add_argument(flag, type=kind, default=None, help=text)
     ft.set_defaults(func=cmd_finetune)
 
     ev = sub.add_parser("evaluate", parents=[common], help="validation loss/perplexity, or classifier accuracy")
     ev.add_argument("--run", required=True, help="run directory (language model or classifier)")
     ev.add_argument("--data", help="evaluate on this file instead of the run's held-out split")
-    ev.add_argument("--errors", default="strict", help="bad UTF-8 in --data: strict or replace")
-    ev.add_argument("--batch-size", type=int, default=32)
+    ev.add_argument("--errors", default="strict", choices=("strict", "replace"),
+                    help="bad UTF-8 in --data: strict (refuse, default) or replace")
+    ev.add_argument("--batch-size", type=int, default=32, help="windows per forward pass (32); "
+                    "the loss does not depend on it, only the speed and memory do")
     ev.add_argument("--max-batches", type=int, default=None, help="stop after this many batches")
     ev.set_defaults(func=cmd_evaluate)
+
+    plot = sub.add_parser("plot", parents=[common], help="draw the loss curves of one or more runs into a PNG")
+    plot.add_argument("--run", nargs="+", required=True, metavar="RUN", help="run directories (several: compared)")
+    plot.add_argument("--out", help="PNG to write (default: RUN/loss.png for one run, comparison.png for several)")
+    plot.set_defaults(func=cmd_plot)
 
     sub.add_parser("info", parents=[common], help="version, backends and kernels, corpora").set_defaults(func=cmd_info)
     sub.add_parser("corpora", parents=[common], help="list the built-in corpora").set_defaults(func=cmd_corpora)
@@ -349,6 +548,19 @@ def split_bench_arguments(argv):
             return (argv[:i + 1], argv[i + 1:]) if arg == "bench" else (argv, [])
         takes_value = arg == "--backend"
     return argv, []
+
+
+# library hints written for Python callers -> what a command-line user types instead
+CLI_HINTS = (("pass errors='replace'", "pass --errors replace"),
+             ("or choose another --out-dir", "choose another --out-dir, or pass --overwrite to replace it"),
+             ("pass unk='<unk>'", "train the run with --unk '<unk>' (its tokenizer then encodes unseen "
+                                  "characters as <unk>)"))
+
+
+def for_the_command_line(text):
+    for python, cli in CLI_HINTS:
+        text = text.replace(python, cli)
+    return text
 
 
 def one_line(error):
@@ -384,7 +596,7 @@ def main(argv=None):
     except Exception as e:
         if debug:
             raise
-        say(f"tinygpt: error: {one_line(e)}", file=sys.stderr)
+        say(f"tinygpt: error: {for_the_command_line(one_line(e))}", file=sys.stderr)
         return EXIT_USAGE if isinstance(e, UsageError) else EXIT_ERROR
 
 

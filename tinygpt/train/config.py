@@ -38,6 +38,7 @@ class TrainConfig:
     # tokenizer
     tokenizer: str = "char"  # char | word | bpe
     vocab_size: int = 512  # bpe: the whole vocabulary; word: at most this many words (with <unk>)
+    unk: Optional[str] = None  # char: a token for characters the training text lacks (e.g. "<unk>")
     # model
     model: str = "gpt"  # gpt | lstm
     n_layer: int = 4
@@ -90,6 +91,9 @@ class TrainConfig:
         if not 0.0 < self.val_fraction:
             raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction!r}: "
                              f"the validation loss needs held-out tokens")
+        if self.unk is not None and (self.tokenizer != "char" or not isinstance(self.unk, str) or not self.unk):
+            raise ValueError(f"unk={self.unk!r} (--unk) needs tokenizer 'char' and a non-empty token such as "
+                             f"'<unk>', got tokenizer {self.tokenizer!r}; word has <unk> already, bpe reads any byte")
         if self.min_lr > self.max_lr:
             raise ValueError(f"min_lr ({self.min_lr}) must not exceed max_lr ({self.max_lr})")
         decay = self.steps if self.lr_decay_steps is None else self.lr_decay_steps

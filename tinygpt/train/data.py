@@ -29,7 +29,7 @@ def read_training_text(config):
 def build_tokenizer(config, text):
     """A new tokenizer of config.tokenizer's kind, trained on `text`."""
     if config.tokenizer == "char":
-        return CharTokenizer.train(text)
+        return CharTokenizer.train(text, unk=config.unk)
     if config.tokenizer == "word":
         return WordTokenizer.train(text, max_vocab=config.vocab_size)
     return ByteLevelBPETokenizer.train(text, config.vocab_size)

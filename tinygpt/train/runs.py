@@ -1,5 +1,5 @@
 """A run directory: config.json, tokenizer.json, tokens.bin, ckpt_<step>.{json,safetensors},
-metrics.csv and (with matplotlib) loss.png. Checkpoints go through tinygpt.checkpoint: arrays
+metrics.csv (one row per evaluation), train_steps.csv (step, loss, lr of every step) and loss.png. Checkpoints go through tinygpt.checkpoint: arrays
 (weights, optimizer moments) in safetensors, everything else (step, optimizer scalars, schedule,
 RNG states) in JSON. load_run() rebuilds a run's model and tokenizer for generate/evaluate/finetune.
 Not here: the training loop (trainer.py) or the file formats themselves (tinygpt.checkpoint).
@@ -20,9 +20,10 @@ from tinygpt.nn import Dropout
 from tinygpt.tokenizers import load_tokenizer
 from tinygpt.train.config import build_model, read_run_config
 
-CONFIG, TOKENIZER, TOKENS, METRICS, PLOT, SAMPLE = (
-    "config.json", "tokenizer.json", "tokens.bin", "metrics.csv", "loss.png", "sample.txt")
+CONFIG, TOKENIZER, TOKENS, METRICS, STEPS, PLOT, SAMPLE = (
+    "config.json", "tokenizer.json", "tokens.bin", "metrics.csv", "train_steps.csv", "loss.png", "sample.txt")
 METRIC_COLUMNS = ("step", "train_loss", "val_loss", "perplexity", "lr", "tokens_per_sec")
+STEP_COLUMNS = ("step", "loss", "lr")  # train_steps.csv: the loss of each step's own batch
 
 Run = namedtuple("Run", ["dir", "config", "model", "tokenizer", "step", "meta"])
 
@@ -186,28 +187,79 @@ def _format(value):
     return f"{value:.6g}" if isinstance(value, float) else str(value)
 
 
+def fresh_run_dir(path):
+    """path, or path-2, path-3, ...: the first that does not exist or is empty, so that running
+    the same `tinygpt train` again makes a new run instead of refusing."""
+    path = Path(path)
+    candidate, n = path, 1
+    while candidate.exists() and any(candidate.iterdir()):
+        n += 1
+        candidate = path.with_name(f"{path.name}-{n}")
+    return candidate
+
+
+def ema(values, beta=0.9):
+    """Exponential moving average with bias correction (as Adam's moments): the first points are
+    not pulled towards 0. values (N,) -> (N,)."""
+    out, average = [], 0.0
+    for k, v in enumerate(values, start=1):
+        average = beta * average + (1 - beta) * v
+        out.append(average / (1 - beta ** k))
+    return out
+
+
 def plot_metrics(metrics_path, png_path):
-    """Draw train and val loss against step; returns False (quietly) without matplotlib."""
+    """loss.png of the run that holds metrics_path; returns False (quietly) without matplotlib."""
     try:
-        import matplotlib
-        matplotlib.use("Agg")  # no display needed
-        import matplotlib.pyplot as plt
-        from matplotlib.ticker import MaxNLocator
+        plot_runs([Path(metrics_path).parent], png_path)
     except ImportError:
         return False
-    rows = [r for r in MetricsLog(metrics_path).rows() if r["val_loss"]]
-    fig, ax = plt.subplots(figsize=(6, 4))
-    steps = [int(r["step"]) for r in rows]
-    for column in ("train_loss", "val_loss"):
-        ax.plot(steps, [float(r[column]) for r in rows], marker="o", label=column.replace("_", " "))
+    return True
+
+
+def plot_runs(run_dirs, png_path):
+    """One PNG comparing runs: each step's training loss (faint) and its EMA, the evaluations'
+    train/val estimates as points, and the learning rate on a second axis. ImportError without
+    matplotlib, which is imported here only, so that training never needs it."""
+    import matplotlib
+    matplotlib.use("Agg")  # no display needed
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    lr_ax = ax.twinx()
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for k, run_dir in enumerate(run_dirs):
+        run_dir, color = Path(run_dir), colors[k % len(colors)]
+        name = run_dir.name if len(run_dirs) == 1 else str(run_dir)
+        steps = MetricsLog(run_dir / STEPS, STEP_COLUMNS).rows()
+        if steps:
+            x, loss = [int(r["step"]) for r in steps], [float(r["loss"]) for r in steps]
+            window = max(1, len(loss) // 50)  # smooth more on longer runs
+            ax.plot(x, loss, color=color, alpha=0.2, linewidth=0.8)
+            ax.plot(x, ema(loss, beta=1 - 1 / (window + 1)), color=color, linewidth=1.5,
+                    label=f"{name}: train loss per step (EMA)")
+            lr_ax.plot(x, [float(r["lr"]) for r in steps], color=color, linestyle=":", linewidth=1,
+                       label=f"{name}: learning rate")
+        evals = [r for r in MetricsLog(run_dir / METRICS).rows() if r["val_loss"]]
+        if evals:
+            x = [int(r["step"]) for r in evals]
+            ax.plot(x, [float(r["val_loss"]) for r in evals], color=color, marker="o", linestyle="--",
+                    label=f"{name}: val loss (estimate)")
+            ax.plot(x, [float(r["train_loss"]) for r in evals], color=color, marker="x", linestyle="none",
+                    label=f"{name}: train loss (estimate)")
+        if not steps and not evals:
+            raise ValueError(f"{run_dir} has neither {STEPS} nor {METRICS}; is it a run directory?")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # a short run would get ticks at step 2.5
-    ax.set_title(Path(metrics_path).parent.name)
+    ax.set_title(Path(run_dirs[0]).name if len(run_dirs) == 1 else "comparison")
     ax.set_xlabel("step")
     ax.set_ylabel("cross-entropy loss (nats/token)")
-    ax.legend()
+    lr_ax.set_ylabel("learning rate (dotted)")
+    lr_ax.set_ylim(bottom=0)
+    handles = ax.get_legend_handles_labels()
+    ax.legend(*handles, fontsize="small", loc="upper right")
     fig.tight_layout()
     png = io.BytesIO()
-    fig.savefig(png, format="png")
+    fig.savefig(png, format="png", dpi=100)
     plt.close(fig)
     write_atomically(png_path, png.getvalue())  # an interrupted run never leaves half a PNG
-    return True

@@ -68,6 +68,7 @@ class Trainer:
         config = config.resolved()
         self.run_dir = Path(config.out_dir)
         self.metrics = runs.MetricsLog(self.run_dir / runs.METRICS)
+        self.step_log = runs.MetricsLog(self.run_dir / runs.STEPS, runs.STEP_COLUMNS)  # every step's loss
         self.last_eval, self.saved_step, self.checkpoint = {}, None, None
         self._stop_requested = self._in_step = False
         (self._resume if config.resume else self._start)(config)
@@ -147,6 +148,7 @@ class Trainer:
         self.last_eval = {"train": meta.get("train_loss"), "val": meta.get("val_loss")}
         self.train_tokens, self.val_tokens = load_splits(self.run_dir / runs.TOKENS, config.val_fraction)
         self.metrics.truncate_after(self.step)
+        self.step_log.truncate_after(self.step)
         self._write_config(model_config)  # the new steps / eval settings
         self.log(f"resuming {self.run_dir} at step {self.step} from {path.name}")
 
@@ -209,7 +211,7 @@ class Trainer:
                 "train_loss": self.last_eval.get("train"), "val_loss": self.last_eval.get("val")}
         self.checkpoint = runs.save_step(self.run_dir, self.step, tensors, meta, self.config.keep_checkpoints)
         self.saved_step = self.step
-        self.log(f"saved {self.checkpoint}")
+        self.log(f"saved checkpoint {self.run_dir / self.checkpoint.stem} (.safetensors + .json)")
         return self.checkpoint
 
     def _evaluate(self, lr, tokens_per_sec):
@@ -237,6 +239,7 @@ class Trainer:
                     loss, lr = self.train_step()
                     self._in_step, dt = False, time.perf_counter() - t0
                     step_time.append(dt)
+                    self.step_log.append({"step": self.step, "loss": loss, "lr": lr})
                     interval_time, interval_tokens = interval_time + dt, interval_tokens + tokens_per_step
                     self.progress(TrainEvent("step", self.step, c.steps, loss=loss, lr=lr,
                                              tokens_per_sec=tokens_per_step / dt))
@@ -248,8 +251,7 @@ class Trainer:
             except KeyboardInterrupt:
                 if self._in_step:
                     raise  # a second Ctrl-C inside a step: its state may be half-updated; keep the last save
-                self.save()  # between steps the state is whole
-                self.log(f"interrupted at step {self.step}; continue with `tinygpt train --resume {self.run_dir}`")
+                self.save()  # between steps the state is whole; the caller reports the interruption
                 return self._result(started, step_time, interrupted=True)
         sample = None
         if c.sample_tokens:
@@ -303,15 +305,18 @@ def train(config, progress=None, log=None):
     return Trainer(config, progress, log).run()
 
 
-def evaluate_lm(model, tokens, block_size, batch_size=32, max_batches=None):
-    """Mean loss over consecutive windows of `tokens` -> {"loss", "perplexity", "tokens"}: every
-    token is predicted once (not a random sample), so the number is exact and repeatable."""
-    total, count = 0.0, 0
+def evaluate_lm(model, tokens, block_size, batch_size=32, max_batches=None, progress=None):
+    """Mean loss over consecutive windows of `tokens` -> {"loss", "perplexity", "tokens", "windows"}:
+    every token is predicted once (not a random sample), so the number is exact and repeatable, and
+    differs from training's estimate_loss (eval_iters random batches). progress(batches done)."""
+    total, count, windows = 0.0, 0, 0
     with inference(model):
         for i, (x, y, _) in enumerate(sequential_batches(tokens, batch_size, block_size)):
             if max_batches is not None and i >= max_batches:
                 break
             total += model(x, y)[1].item() * y.size
-            count += y.size
+            count, windows = count + y.size, windows + len(y)
+            if progress is not None:
+                progress(i + 1)
     loss = total / count
-    return {"loss": loss, "perplexity": math.exp(min(loss, 700.0)), "tokens": count}
+    return {"loss": loss, "perplexity": math.exp(min(loss, 700.0)), "tokens": count, "windows": windows}
