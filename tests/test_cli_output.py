@@ -227,3 +227,26 @@ def test_unk_with_a_tokenizer_that_needs_none_is_refused(here):
     done = tinygpt("train", "--data", "text.txt", "--out-dir", "r", "--tokenizer", "bpe", "--unk", "<unk>", cwd=here)
     assert done.returncode == 1 and "--unk" in done.stderr and "needs tokenizer 'char'" in done.stderr
     assert not (here / "r").exists()
+
+
+# ----- tinygpt profile ---------------------------------------------------------------------------
+
+
+def test_profile_prints_the_op_table_of_a_run_and_writes_a_trace(here):
+    import json
+    done = tinygpt("train", "--data", "text.txt", "--out-dir", "r", *TINY, cwd=here)
+    assert done.returncode == 0, done.stderr
+    done = tinygpt("profile", "--run", "r", "--trace", "step.json", cwd=here)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "one training step of r (forward, backward, clip, AdamW), after one warm-up step:"
+    assert lines[1].split()[:3] == ["op", "backend", "calls"]
+    ops = {line.split()[0] for line in lines[3:] if line and not line.startswith(("-", "in ops"))}
+    assert {"linear", "causal_self_attention", "layernorm", "cross_entropy", "embedding"} <= ops
+    events = json.loads((here / "step.json").read_text())["traceEvents"]
+    assert any(e.get("name") == "linear" and e.get("ph") == "X" for e in events)
+
+
+def test_profile_refuses_run_and_config_together(here):
+    done = tinygpt("profile", "--run", "r", "--config", "tiny", cwd=here)
+    assert done.returncode == 2 and done.stderr.strip() == "tinygpt: error: pass --run RUN or --config NAME, not both"

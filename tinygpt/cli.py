@@ -403,6 +403,31 @@ def cmd_plot(args):
     return 0
 
 
+def cmd_profile(args):
+    from tinygpt.profiler import profile_training_step
+
+    if args.run is not None and args.config is not None:
+        raise UsageError("pass --run RUN or --config NAME, not both")
+    what = args.config or "baby"
+    if args.run is not None:
+        from tinygpt.models import GPT
+        from tinygpt.train import load_run
+
+        run = load_run(args.run)
+        if run.config["kind"] != "lm" or not isinstance(run.model, GPT):
+            raise ValueError(f"{args.run} holds a {run.config['kind']} {type(run.model).__name__}; "
+                             f"tinygpt profile times a GPT language model's training step")
+        what = run.model
+    prof = profile_training_step(what, batch_size=args.batch_size)
+    label = args.run or f"--config {what}"
+    say(f"one training step of {label} (forward, backward, clip, AdamW), after one warm-up step:")
+    say(prof.table(sort_by=args.sort, limit=args.rows))
+    if args.trace:
+        prof.export_chrome_trace(args.trace)
+        say(f"trace written to {args.trace}: open it in https://ui.perfetto.dev or chrome://tracing")
+    return 0
+
+
 # ---------------------------------------------------------------------------------------------
 # info, corpora, bench
 # ---------------------------------------------------------------------------------------------
@@ -529,6 +554,23 @@ def build_parser():
     plot.add_argument("--run", nargs="+", required=True, metavar="RUN", help="run directories (several: compared)")
     plot.add_argument("--out", help="PNG to write (default: RUN/loss.png for one run, comparison.png for several)")
     plot.set_defaults(func=cmd_plot)
+
+    prof = sub.add_parser("profile", parents=[common], help="time every op of one training step, "
+                          "forward and backward, and say which kernel ran it",
+                          formatter_class=argparse.RawDescriptionHelpFormatter,
+                          description="Profile one GPT training step op by op (tinygpt.profile).",
+                          epilog="examples:\n  tinygpt profile --config baby\n"
+                                 "  tinygpt profile --run runs/shakespeare-char-gpt --trace step.json\n"
+                                 "  tinygpt profile --config small --backend numpy --sort forward")
+    prof.add_argument("--run", help="profile this run's model (random tokens of its vocabulary)")
+    prof.add_argument("--config", choices=("tiny", "small", "baby", "default"),
+                      help="a built-in model size (default: baby)")
+    prof.add_argument("--batch-size", type=int, default=None, help="windows per step (default: the config's)")
+    prof.add_argument("--sort", default="total", choices=("total", "forward", "backward", "calls", "flops", "op"),
+                      help="table order (default: total time)")
+    prof.add_argument("--rows", type=int, default=None, help="show only the first N rows")
+    prof.add_argument("--trace", help="also write a Chrome/Perfetto trace JSON to this path")
+    prof.set_defaults(func=cmd_profile)
 
     sub.add_parser("info", parents=[common], help="version, backends and kernels, corpora").set_defaults(func=cmd_info)
     sub.add_parser("corpora", parents=[common], help="list the built-in corpora").set_defaults(func=cmd_corpora)
