@@ -250,3 +250,23 @@ def test_profile_prints_the_op_table_of_a_run_and_writes_a_trace(here):
 def test_profile_refuses_run_and_config_together(here):
     done = tinygpt("profile", "--run", "r", "--config", "tiny", cwd=here)
     assert done.returncode == 2 and done.stderr.strip() == "tinygpt: error: pass --run RUN or --config NAME, not both"
+
+
+def test_text_without_a_newline_trains_samples_and_generates(tmp_path):
+    (tmp_path / "t.txt").write_text("to be or not to be that is the question " * 200, encoding="utf-8")
+    tiny = [a if a != "0" else "12" for a in TINY]  # --sample-tokens 12
+    done = tinygpt("train", "--data", "t.txt", "--out-dir", "r", *tiny, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "---- sample ----" in done.stdout
+    assert (tmp_path / "r" / "sample.txt").read_text(encoding="utf-8").strip()
+    assert (tmp_path / "r" / "loss.png").exists()
+    done = tinygpt("generate", "--run", "r", "--max-new-tokens", "5", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "\n" not in done.stdout.rstrip("\n") and len(done.stdout.strip()) >= 5
+
+
+def test_default_prompt_comes_from_the_vocabulary():
+    from tinygpt.generate import default_prompt
+    from tinygpt.tokenizers import CharTokenizer
+    assert default_prompt(CharTokenizer.train("ab\ncd")) == "\n"
+    assert default_prompt(CharTokenizer.train(" abc")) == "a"  # " " is text, but only whitespace

@@ -215,9 +215,20 @@ def encode_prompt(tokenizer, prompt):
 
 
 def default_prompt(tokenizer):
-    """What to start from when no prompt is given: a newline (nanoGPT's sample.py), or, for a
-    tokenizer that drops whitespace, the first token of the vocabulary."""
-    return "\n" if tokenizer.encode("\n") else tokenizer.decode([0])
+    """What to start from when no prompt is given: a newline (nanoGPT's sample.py) when the
+    vocabulary has one, else the first token of the vocabulary that is some text (a text with no
+    newline, a tokenizer that drops whitespace)."""
+    try:
+        if tokenizer.encode("\n"):
+            return "\n"
+    except ValueError:  # a character vocabulary without "\n"
+        pass
+    for token_id in range(tokenizer.vocab_size):
+        text = tokenizer.decode([token_id])
+        if text.strip() and tokenizer.encode(text):
+            return text
+    raise ValueError(f"default_prompt: no token of this {tokenizer.vocab_size}-token vocabulary "
+                     f"decodes to text; pass a prompt")
 
 
 def _check_stops(stop):

@@ -253,13 +253,18 @@ class Trainer:
                     raise  # a second Ctrl-C inside a step: its state may be half-updated; keep the last save
                 self.save()  # between steps the state is whole; the caller reports the interruption
                 return self._result(started, step_time, interrupted=True)
-        sample = None
-        if c.sample_tokens:
-            sample = generate_text(self.model, self.tokenizer, default_prompt(self.tokenizer), c.sample_tokens,
-                                   temperature=0.8, top_k=200, seed=c.seed)
-            runs.write_text_atomically(self.run_dir / runs.SAMPLE, sample)
+        # The run is finished and saved: the plot and the sample are extras, and neither may fail it.
         if runs.plot_metrics(self.run_dir / runs.METRICS, self.run_dir / runs.PLOT):
             self.log(f"loss curve -> {self.run_dir / runs.PLOT}")
+        sample = None
+        if c.sample_tokens:
+            try:
+                sample = generate_text(self.model, self.tokenizer, default_prompt(self.tokenizer),
+                                       c.sample_tokens, temperature=0.8, top_k=200, seed=c.seed)
+                runs.write_text_atomically(self.run_dir / runs.SAMPLE, sample)
+            except (ValueError, OSError) as error:
+                sample = None
+                self.log(f"no closing sample ({error}); the run itself is complete and saved")
         return self._result(started, step_time, sample=sample)
 
     def _result(self, started, step_time, interrupted=False, sample=None):
