@@ -22,6 +22,7 @@ from tinygpt.allocator import keep_freed_memory
 from tinygpt.checkpoint import latest_checkpoint, load_checkpoint, rng_from_json, rng_state_to_json
 from tinygpt.data import random_windows, sequential_batches, write_tokens
 from tinygpt.generate import default_prompt, generate_text, inference
+from tinygpt.train.limits import check_eval_work, check_step_fits
 from tinygpt.optim import AdamW, ConstantLR, WarmupCosine, clip_grad_norm_, weight_decay_groups
 from tinygpt.train import runs
 from tinygpt.train.config import TrainConfig, build_model, read_run_config
@@ -101,6 +102,9 @@ class Trainer:
         check_split_sizes(len(ids), config.val_fraction, config.block_size, config.data or f"corpus {config.corpus!r}")
         self.config, self.tokenizer = config, tokenizer
         self.model = build_model(model_config, seed=config.seed)
+        check_step_fits(model_config, config.batch_size, config.block_size, self.model.num_parameters())
+        check_eval_work(config.eval_iters, config.batch_size, config.block_size,
+                        len(ids) - int(len(ids) * (1.0 - config.val_fraction)))
         if config.init_from is not None:
             self.model.load_state_dict(source.model.state_dict())
         self._make_optimizer()
