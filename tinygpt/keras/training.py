@@ -16,8 +16,18 @@ from tinygpt.keras import losses as losses_module
 from tinygpt.keras import metrics as metrics_module
 from tinygpt.keras import optimizers
 from tinygpt.keras.callbacks import CallbackList, History, ProgbarLogger
-from tinygpt.keras.layers import Dense
+from tinygpt.keras.layers import Dense, split_weights
 from tinygpt.tensor import Tensor, no_grad
+
+
+def n_samples(x):
+    """The batch size of x: an array, or a list of arrays (one per input of a functional Model)."""
+    return len(x[0]) if isinstance(x, list) else len(x)
+
+
+def take(x, index):
+    """x[index] for an array, or for each array of a list (several inputs or several targets)."""
+    return [a[index] for a in x] if isinstance(x, list) else x[index]
 
 
 class _RunningMeans:
@@ -85,16 +95,20 @@ class Trainer:
         x = self.prepare_x(x, x_name)
         if y is None:
             raise ValueError(f"{y_name} is missing: training and evaluation need targets")
-        y = np.asarray(y)
-        if y.ndim == 0 or len(y) != len(x):
-            raise ValueError(f"{x_name} has {len(x)} samples but {y_name} has "
-                             f"{len(y) if y.ndim else 'none (a scalar)'}; they must be equal")
-        last = self.layers[-1]
-        desc = f"{self.output_shape} from {type(last).__name__} {last.name!r}"
-        y = self.loss.prepare_targets(y, self.output_shape, desc, y_name)
+        y = self._prepare_targets(y, n_samples(x), y_name)
         if self.optimizer.engine is None:
             self.optimizer.build(self.parameters())
         return x, y
+
+    def _prepare_targets(self, y, n, y_name):
+        """y -> the array the loss reads, checked against n samples and the model's output shape."""
+        y = np.asarray(y)
+        if y.ndim == 0 or len(y) != n:
+            raise ValueError(f"x has {n} samples but {y_name} has "
+                             f"{len(y) if y.ndim else 'none (a scalar)'}; they must be equal")
+        last = self.layers[-1]
+        desc = f"{self.output_shape} from {type(last).__name__} {last.name!r}"
+        return self.loss.prepare_targets(y, self.output_shape, desc, y_name)
 
     # ----- one batch ---------------------------------------------------------------------------
     def _fused_head(self):
@@ -125,7 +139,7 @@ class Trainer:
         self._require_compiled("train_on_batch")
         x, y = self._prepare_xy(x, y, "x", "y")
         means = _RunningMeans([name for name, _ in self.compiled_metrics])
-        means.add(len(x), *self._train_step(x, y))
+        means.add(n_samples(x), *self._train_step(x, y))
         logs = means.result()
         return logs["loss"] if len(logs) == 1 else list(logs.values())
 
@@ -134,6 +148,8 @@ class Trainer:
         loss, predictions = self._loss_and_predictions(x, y, training=True)
         self.optimizer.zero_grad()
         loss.backward()
+        for param in split_weights(self)[1]:  # trainable=False: no gradient, so the step skips it
+            param.grad = None
         self.optimizer.step()
         return loss.item(), self._metric_values(y, predictions)
 
@@ -156,14 +172,16 @@ class Trainer:
         elif validation_split:
             if not 0.0 < validation_split < 1.0:
                 raise ValueError(f"validation_split must be in (0, 1), got {validation_split!r}")
-            split_at = int(math.floor(len(x) * (1.0 - validation_split)))  # Keras' own rounding
-            if split_at in (0, len(x)):
-                raise ValueError(f"validation_split={validation_split} of {len(x)} samples leaves "
-                                 f"{split_at} for training and {len(x) - split_at} for validation; "
+            n = n_samples(x)
+            split_at = int(math.floor(n * (1.0 - validation_split)))  # Keras' own rounding
+            if split_at in (0, n):
+                raise ValueError(f"validation_split={validation_split} of {n} samples leaves "
+                                 f"{split_at} for training and {n - split_at} for validation; "
                                  f"both need at least one")
-            x, x_val, y, y_val = x[:split_at], x[split_at:], y[:split_at], y[split_at:]
+            head, tail = slice(None, split_at), slice(split_at, None)
+            x, x_val, y, y_val = take(x, head), take(x, tail), take(y, head), take(y, tail)
 
-        n, rng = len(x), self.shuffle_rng if seed is None else np.random.default_rng(seed)
+        n, rng = n_samples(x), self.shuffle_rng if seed is None else np.random.default_rng(seed)
         steps = math.ceil(n / batch_size)
         self.history = History()
         callback_list = ([ProgbarLogger(verbose)] if verbose else []) + list(callbacks or []) + [self.history]
@@ -178,7 +196,7 @@ class Trainer:
             for step in range(steps):
                 batch = order[step * batch_size:(step + 1) * batch_size]
                 callbacks.on_train_batch_begin(step)
-                means.add(len(batch), *self._train_step(x[batch], y[batch]))
+                means.add(len(batch), *self._train_step(take(x, batch), take(y, batch)))
                 callbacks.on_train_batch_end(step, means.result())
             logs = means.result()
             if x_val is not None:
@@ -202,12 +220,13 @@ class Trainer:
 
     def _evaluate_prepared(self, x, y, batch_size, verbose=0):
         means = _RunningMeans([name for name, _ in self.compiled_metrics])
-        starts = range(0, len(x), batch_size)
+        starts = range(0, n_samples(x), batch_size)
         with no_grad():  # no graph: evaluation only reads the weights
             for start in tqdm(starts, unit="batch", disable=verbose == 0):
-                xb, yb = x[start:start + batch_size], y[start:start + batch_size]
+                batch = slice(start, start + batch_size)
+                xb, yb = take(x, batch), take(y, batch)
                 loss, predictions = self._loss_and_predictions(xb, yb, training=False)
-                means.add(len(xb), loss.item(), self._metric_values(yb, predictions))
+                means.add(n_samples(xb), loss.item(), self._metric_values(yb, predictions))
         return means.result()
 
     def predict(self, x, batch_size=None, verbose=0):
@@ -217,6 +236,9 @@ class Trainer:
         x = self.prepare_x(x, "x")
         outputs = []
         with no_grad():
-            for start in tqdm(range(0, len(x), batch_size), unit="batch", disable=verbose == 0):
-                outputs.append(self.forward(x[start:start + batch_size], training=False).data)
+            for start in tqdm(range(0, n_samples(x), batch_size), unit="batch", disable=verbose == 0):
+                out = self.forward(take(x, slice(start, start + batch_size)), training=False)
+                outputs.append([o.data for o in out] if isinstance(out, list) else out.data)
+        if isinstance(outputs[0], list):  # several outputs: one array each, as Keras returns
+            return [np.concatenate(parts) for parts in zip(*outputs)]
         return np.concatenate(outputs)
