@@ -18,9 +18,10 @@ from tinygpt.tensor import Tensor
 
 
 def _float_tensor(x):
-    """An array or Tensor -> a float Tensor (integers and float64 become float32, as in Keras)."""
+    """An array or Tensor -> a float Tensor (integer and float64 arrays become float32, as in Keras;
+    a float Tensor passes as it is, so a float64 gradient check stays float64)."""
     if isinstance(x, Tensor):
-        return x if x.dtype == np.float32 or x.requires_grad else Tensor(x.data.astype(np.float32))
+        return x if x.dtype.kind == "f" else Tensor(x.data.astype(np.float32))
     return Tensor(np.asarray(x, dtype=np.float32))
 
 
@@ -333,9 +334,11 @@ __all__ = ["Layer", "Input", "InputLayer", "Embedding", "LSTM", "Dense", "Dropou
 
 # The other layers live in their own files (each imports Layer from here), and are re-exported
 # so that `from tinygpt.keras.layers import Conv1D` works as it does in Keras.
+from tinygpt.keras.layers_conv import Conv1D  # noqa: E402
 from tinygpt.keras.layers_merge import Add, Concatenate  # noqa: E402
 from tinygpt.keras.layers_reshape import (Activation, Flatten, GlobalAveragePooling1D,  # noqa: E402
                                           GlobalMaxPooling1D, RepeatVector, Reshape)
+from tinygpt.keras.layers_wrappers import Bidirectional, TimeDistributed  # noqa: E402
 
-__all__ += ["Add", "Concatenate", "Activation", "Flatten", "GlobalAveragePooling1D", "GlobalMaxPooling1D",
+__all__ += ["Conv1D", "Bidirectional", "TimeDistributed", "Add", "Concatenate", "Activation", "Flatten", "GlobalAveragePooling1D", "GlobalMaxPooling1D",
             "RepeatVector", "Reshape"]
