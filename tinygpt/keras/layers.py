@@ -1,11 +1,12 @@
-"""Keras-style layers: Input, Embedding, LSTM, Dense, Dropout. Each is a thin shell around the
-tinygpt.nn layer that does the work (nn.Embedding, nn.LSTM, nn.Linear, nn.Dropout).
+"""Keras-style layers: the Layer base, Embedding, LSTM, Dense, Dropout (the others: layers_*.py).
+Each is a thin shell around the tinygpt.nn layer that does the work (nn.Embedding, nn.LSTM, nn.Linear, nn.Dropout).
 
 A layer is built lazily: its weights are made from the first input shape it sees (so Dense infers
 its input size), drawn from Keras' initial distributions (initializers.py). Shapes are written as
 Keras prints them, the batch as None: `(None, 100, 64)`. Weights keep Keras' names and layouts
 (`kernel` (in, out), LSTM gates i, f, c, o), so `get_weights()` lists transfer from Keras as they are.
-Not here: Sequential (models.py), training (training.py), masking, or the functional API.
+Called on keras.Input tensors, a layer records the call instead (symbolic.py, functional.py).
+Not here: Sequential (models.py), training (training.py), masking.
 """
 
 import numpy as np

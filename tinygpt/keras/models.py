@@ -5,7 +5,7 @@ from Input(shape=...), a first layer's input_length / input_shape, model.build(s
 first batch given to fit, evaluate, predict or the model itself. Layer i draws its weights from
 seed stream i of the model's seed, so Sequential(layers, seed=0) is the same model every time.
 Training (compile, fit, evaluate, predict) is the Trainer in training.py.
-Not here: the functional API (Model(inputs, outputs)), subclassed models, or nested models.
+Not here: the functional API and subclassed models (functional.py); a Sequential as a layer of one.
 """
 
 import numpy as np

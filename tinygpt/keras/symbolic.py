@@ -12,6 +12,7 @@ import itertools
 import numpy as np
 
 _names = itertools.count()
+_input_names = itertools.count()  # Keras' input_layer, input_layer_1, ...
 
 
 class Node:
@@ -60,7 +61,12 @@ def Input(shape=None, batch_size=None, dtype=None, name=None):  # noqa: N802  (K
         dtype = np.dtype(dtype or "float32")
     except TypeError:
         raise TypeError(f"Input: dtype must name a NumPy dtype such as 'int32' or 'float32', got {dtype!r}") from None
-    return KerasTensor((batch_size,) + tuple(shape), dtype, name=name or f"input_layer_{next(_names)}")
+    return KerasTensor((batch_size,) + tuple(shape), dtype, name=name or _input_name())
+
+
+def _input_name():
+    k = next(_input_names)
+    return f"input_layer_{k}" if k else "input_layer"
 
 
 InputLayer = KerasTensor  # Sequential([Input(...), ...]) checks for this type
