@@ -149,3 +149,19 @@ def test_functional_errors_name_the_problem():
         model.predict(np.zeros((2, 3)))
     with pytest.raises(ValueError, match="without the inputs \\['b'\\]"):
         model.predict({"a": np.zeros((2, 3))})
+
+
+def test_functional_softmax_output_fuses_with_crossentropy_like_sequential():
+    x = np.random.default_rng(0).standard_normal((16, 3)).astype(np.float32)
+    y = np.random.default_rng(1).integers(0, 3, size=16)
+    seq = keras.Sequential([keras.Input(shape=(3,)), Dense(3, activation="softmax", seed=0)])
+    x_in = keras.Input(shape=(3,))
+    fun = keras.Model(x_in, Dense(3, activation="softmax", seed=0)(x_in))
+    big = [w * 200.0 for w in seq.get_weights()]  # saturated softmax: probabilities hit 0
+    for model in (seq, fun):
+        model.set_weights(big)
+        model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    loss_seq, loss_fun = seq.evaluate(x, y), fun.evaluate(x, y)
+    assert loss_fun == pytest.approx(loss_seq, rel=1e-6)
+    assert loss_fun > -np.log(1e-7)  # the logits path: not capped by clipping probabilities
+    np.testing.assert_allclose(fun.predict(x), seq.predict(x), rtol=1e-6)

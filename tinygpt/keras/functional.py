@@ -16,7 +16,7 @@ import numpy as np
 from tinygpt import nn
 from tinygpt.keras import losses as losses_module
 from tinygpt.keras import saving
-from tinygpt.keras.layers import Layer, split_weights
+from tinygpt.keras.layers import Dense, Layer, split_weights
 from tinygpt.keras.models import summary_table
 from tinygpt.keras.symbolic import KerasTensor, call_symbolic, flatten, is_symbolic
 from tinygpt.keras.training import Trainer
@@ -180,14 +180,19 @@ class Model(Trainer, Layer):
         raise NotImplementedError(f"{type(self).__name__}: a subclassed keras.Model must define "
                                   f"call(self, x, training=False), or be made as Model(inputs, outputs)")
 
-    def forward(self, x, training=False, layers=None):
-        """x: a list of arrays or Tensors, one per input -> a Tensor (a list for several outputs)."""
+    def forward(self, x, training=False, layers=None, logits_node=None):
+        """x: a list of arrays or Tensors, one per input -> a Tensor (a list for several outputs).
+        logits_node: a Dense output node to stop before its activation (the fused loss reads it)."""
         if not self.functional:
             return self._call(list(x), training)
         values = {id(t): a for t, a in zip(self.inputs, x)}
         for node in self.nodes:
             args = _fill(node.inputs, values)
-            out = node.layer(args, training=training, **node.kwargs)
+            if node is logits_node:
+                node.layer.train(training)
+                out = node.layer.pre_activation(args)
+            else:
+                out = node.layer(args, training=training, **node.kwargs)
             for t, o in zip(node.outputs, out if len(node.outputs) > 1 else [out]):
                 values[id(t)] = o
         outs = [values[id(t)] for t in self.outputs]
@@ -242,6 +247,11 @@ class Model(Trainer, Layer):
         return prepared
 
     def _loss_and_predictions(self, x, y, training):
+        head = self._fused_head()
+        if head is not None:  # as Sequential: the loss reads the Dense layer's logits (no log(0))
+            logits = self.forward(x, training=training, logits_node=head)
+            predictions = head.layer.activation(Tensor(logits.data)).data  # a constant for the metrics
+            return self.output_losses[0].compute(y, logits, from_logits=True), predictions
         if not self.functional or len(self.outputs) == 1:
             out = self.forward(x, training=training)
             return self.output_losses[0](y, out), out.data
@@ -253,6 +263,13 @@ class Model(Trainer, Layer):
         return total, [out.data for out in outs]
 
     def _fused_head(self):
+        """The output's node if it is a Dense whose activation the (single) loss can fuse with."""
+        if not self.functional or len(self.outputs) != 1 or self.outputs[0].node is None:
+            return None
+        node, loss = self.outputs[0].node, self.output_losses[0]
+        if (isinstance(node.layer, Dense) and not loss.from_logits and not node.kwargs
+                and node.layer.activation_name == loss.logits_activation):
+            return node
         return None
 
     # ----- weights and printing ---------------------------------------------------------------
