@@ -165,3 +165,21 @@ def test_functional_softmax_output_fuses_with_crossentropy_like_sequential():
     assert loss_fun == pytest.approx(loss_seq, rel=1e-6)
     assert loss_fun > -np.log(1e-7)  # the logits path: not capped by clipping probabilities
     np.testing.assert_allclose(fun.predict(x), seq.predict(x), rtol=1e-6)
+
+
+def test_functional_encoder_decoder_with_return_state_matches_direct_layer_calls():
+    from tinygpt.keras import layers, models
+    assert models.Model is keras.Model
+    enc_in = keras.Input(shape=(6, 3))
+    encoder = layers.LSTM(5, return_state=True, seed=0)
+    repeat, decoder = layers.RepeatVector(4), layers.LSTM(5, return_sequences=True, seed=1)
+    head = layers.TimeDistributed(Dense(2, seed=2))
+    _, h, c = encoder(enc_in)
+    model = keras.Model(enc_in, [head(decoder(repeat(h))), c])
+    x = np.random.default_rng(0).random((10, 6, 3)).astype(np.float32)
+    y_seq, y_c = model.predict(x)
+    _, h_direct, c_direct = encoder(x)
+    np.testing.assert_allclose(y_seq, head(decoder(repeat(h_direct))).data, rtol=1e-6)
+    np.testing.assert_allclose(y_c, c_direct.data, rtol=1e-6)
+    seq = keras.Sequential([layers.InputLayer(input_shape=(4,)), Dense(2)])
+    assert seq.output_shape == (None, 2)

@@ -12,8 +12,8 @@ import numpy as np
 
 from tinygpt import nn
 from tinygpt.keras import saving
-from tinygpt.keras.layers import Embedding, InputLayer, Layer, split_weights
-from tinygpt.keras.symbolic import is_symbolic
+from tinygpt.keras.layers import Embedding, Layer, split_weights
+from tinygpt.keras.symbolic import KerasTensor, is_symbolic
 from tinygpt.keras.training import Trainer
 from tinygpt.keras.utils import next_seed
 from tinygpt.tensor import Tensor
@@ -41,7 +41,7 @@ class Sequential(Trainer, nn.Module):
     # ----- structure ----------------------------------------------------------------------------
     def add(self, layer):
         """Append a layer (or, first, an Input); it is built at once if the model already is."""
-        if isinstance(layer, InputLayer):
+        if isinstance(layer, KerasTensor):  # Input(shape=...) / InputLayer(...)
             if len(self.layers):
                 raise ValueError("Input(...) must come first in a Sequential, before any layer")
             self.declared_input_shape = layer.shape
@@ -216,3 +216,7 @@ def summary_table(model, rows, header=("Layer (type)", "Output Shape", "Param #"
     return "\n".join([f'Model: "{model.name}"', rule, line(header), "=" * sum(widths), *map(line, rows),
                       "=" * sum(widths), f"Total params: {count(trainable + frozen)}",
                       f"Trainable params: {count(trainable)}", f"Non-trainable params: {count(frozen)}", rule])
+
+
+# keras.models.Model, as Keras spells it; functional.py imports summary_table from here, so last
+from tinygpt.keras.functional import Model  # noqa: E402

@@ -69,7 +69,9 @@ def _input_name():
     return f"input_layer_{k}" if k else "input_layer"
 
 
-InputLayer = KerasTensor  # Sequential([Input(...), ...]) checks for this type
+def InputLayer(shape=None, batch_size=None, dtype=None, name=None, input_shape=None):  # noqa: N802
+    """Keras' InputLayer(input_shape=(4,)) as a Sequential's first entry: the same as Input(shape)."""
+    return Input(shape if shape is not None else input_shape, batch_size=batch_size, dtype=dtype, name=name)
 
 
 def flatten(structure):
