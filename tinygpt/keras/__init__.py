@@ -16,5 +16,5 @@ from tinygpt.keras.functional import Model
 from tinygpt.keras.models import Sequential
 from tinygpt.keras.symbolic import Input, KerasTensor
 
-__all__ = ["Sequential", "Model", "Input", "KerasTensor", "layers", "models", "losses", "metrics", "optimizers", "callbacks",
-           "utils", "preprocessing"]
+__all__ = ["Sequential", "Model", "Input", "KerasTensor", "layers", "models", "losses", "metrics",
+           "optimizers", "callbacks", "utils", "preprocessing"]
