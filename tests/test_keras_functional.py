@@ -135,6 +135,27 @@ def test_subclassed_model_with_call_trains():
     assert model.count_params() == 3 * 8 + 8 + 8 + 1
 
 
+def test_subclassed_model_trains_layers_kept_in_a_list():
+    class Stack(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.blocks = [Dense(4, activation="tanh", seed=0), Dense(1, seed=1)]
+
+        def call(self, x):
+            for block in self.blocks:
+                x = block(x)
+            return x
+
+    model = Stack()
+    x = np.random.default_rng(0).standard_normal((32, 3)).astype(np.float32)
+    model.compile(optimizer="sgd", loss="mse")
+    model.fit(x, x[:, :1], epochs=1, verbose=0)
+    before = model.get_weights()
+    model.fit(x, x[:, :1], epochs=1, verbose=0)
+    assert len(model.trainable_weights) == 4
+    assert all(not np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+
+
 def test_functional_errors_name_the_problem():
     a, b = keras.Input(shape=(3,), name="a"), keras.Input(shape=(3,), name="b")
     out = Add()([a, b])

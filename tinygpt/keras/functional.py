@@ -94,6 +94,13 @@ class Model(Trainer, Layer):
         self.input_shape = [t.shape for t in self.inputs] if len(self.inputs) > 1 else self.inputs[0].shape
         self.built = True
 
+    def __setattr__(self, name, value):
+        # Keras tracks layers kept in a list attribute (self.blocks = [Dense(8), Dense(8)]); a plain
+        # list would hide their weights from parameters(), so fit would silently never train them
+        if isinstance(value, (list, tuple)) and value and all(isinstance(v, Layer) for v in value):
+            value = nn.ModuleList(list(value))
+        super().__setattr__(name, value)
+
     # ----- as a layer ---------------------------------------------------------------------------
     def compute_output_shape(self, input_shape):
         shapes = [t.shape for t in self.outputs]
@@ -166,7 +173,7 @@ class Model(Trainer, Layer):
         outs = out if isinstance(out, (list, tuple)) else [out]
         self.outputs = [KerasTensor((None,) + tuple(o.shape[1:])) for o in outs]
         self.input_shape = (None,) + arrays[0].shape[1:]
-        self.layers = nn.ModuleList([m for _, m in self.named_children() if isinstance(m, Layer)])
+        self.layers = nn.ModuleList(_top_layers(self))
         self.built = True
 
     def _call(self, arrays, training):
@@ -231,20 +238,24 @@ class Model(Trainer, Layer):
 
     def _prepare_targets(self, y, n_samples, y_name):
         if len(self.outputs) == 1:
-            return super()._prepare_targets(y, n_samples, y_name)
-        if isinstance(y, dict):
+            y = [y]
+        elif isinstance(y, dict):
             y = [y[name] for name in self.output_names]
         if not isinstance(y, (list, tuple)) or len(y) != len(self.outputs):
             raise ValueError(f"{y_name}: a model with {len(self.outputs)} outputs needs a list (or a dict "
                              f"by output name {self.output_names}) of that many target arrays")
         prepared = []
         for i, (yi, loss, t) in enumerate(zip(y, self.output_losses, self.outputs)):
-            yi = np.asarray(yi)
+            yi, what = np.asarray(yi), y_name if len(y) == 1 else f"{y_name}[{i}]"
             if yi.ndim == 0 or len(yi) != n_samples:
-                raise ValueError(f"{y_name}[{i}] has shape {yi.shape}; it needs {n_samples} samples")
-            prepared.append(loss.prepare_targets(yi, t.shape, f"{t.shape} from {self.output_names[i]!r}",
-                                                 f"{y_name}[{i}]"))
-        return prepared
+                raise ValueError(f"x has {n_samples} samples but {what} has shape {yi.shape}; "
+                                 f"they must be equal")
+            prepared.append(loss.prepare_targets(yi, t.shape, f"{t.shape} from {self._output_source(i)}", what))
+        return prepared if len(prepared) > 1 else prepared[0]
+
+    def _output_source(self, i):
+        t = self.outputs[i]
+        return f"{type(t.node.layer).__name__} {t.node.layer.name!r}" if t.node else f"input {t.name!r}"
 
     def _loss_and_predictions(self, x, y, training):
         head = self._fused_head()
@@ -314,6 +325,19 @@ class Model(Trainer, Layer):
             rows.append((f"{node.layer.name} ({type(node.layer).__name__})",
                          str(shapes[0] if len(shapes) == 1 else shapes), f"{node.layer.count_params():,}", sources))
         (print_fn or print)(summary_table(self, rows, ("Layer (type)", "Output Shape", "Param #", "Connected to")))
+
+
+def _top_layers(model):
+    """The Layers a subclassed model holds, in attribute order, looking inside lists (ModuleList)
+    but not inside other Layers (their sublayers belong to them)."""
+    found, stack = [], list(reversed(list(model._modules.values())))
+    while stack:
+        module = stack.pop()
+        if isinstance(module, Layer):
+            found.append(module)
+        else:
+            stack.extend(reversed(list(module._modules.values())))
+    return found
 
 
 def _fill(structure, values):
