@@ -86,6 +86,9 @@ def test_functional_several_outputs_and_a_model_used_as_a_layer():
     out2 = Dense(3, activation="softmax", seed=2, name="cls")(Add()([h, trunk(x_in)]))
     model = keras.Model(x_in, [out1, out2])
     assert model.output_names == ["reg", "cls"]
+    assert model.get_layer("cls") is model.layers[-1] and model.get_layer(index=0) is trunk
+    with pytest.raises(ValueError, match="no layer named 'nope'.*'reg'"):
+        model.get_layer("nope")
     rng = np.random.default_rng(0)
     x = rng.standard_normal((40, 4)).astype(np.float32)
     y1, y2 = x.sum(1, keepdims=True), rng.integers(0, 3, size=40)

@@ -283,6 +283,10 @@ class Model(Trainer, Layer):
             return node
         return None
 
+    def get_layer(self, name=None, index=None):
+        """A layer by its name (or position in model.layers), as Keras' get_layer."""
+        return _get_layer(self, name, index)
+
     # ----- weights and printing ---------------------------------------------------------------
     @property
     def trainable_weights(self):
@@ -325,6 +329,18 @@ class Model(Trainer, Layer):
             rows.append((f"{node.layer.name} ({type(node.layer).__name__})",
                          str(shapes[0] if len(shapes) == 1 else shapes), f"{node.layer.count_params():,}", sources))
         (print_fn or print)(summary_table(self, rows, ("Layer (type)", "Output Shape", "Param #", "Connected to")))
+
+
+def _get_layer(model, name, index):
+    if index is not None:
+        if not -len(model.layers) <= index < len(model.layers):
+            raise ValueError(f"get_layer(index={index}): {model.name!r} has {len(model.layers)} layers")
+        return model.layers[index]
+    for layer in model.layers:
+        if layer.name == name:
+            return layer
+    raise ValueError(f"get_layer: no layer named {name!r} in {model.name!r}; its layers are "
+                     f"{[layer.name for layer in model.layers]}")
 
 
 def _top_layers(model):

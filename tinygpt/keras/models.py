@@ -147,6 +147,10 @@ class Sequential(Trainer, nn.Module):
                                       "outputs) instead, which can be called like a layer")
         return self.forward(self.prepare_x(x), training=training)
 
+    def get_layer(self, name=None, index=None):
+        """A layer by its name (or position), as Keras' get_layer."""
+        return _get_layer(self, name, index)
+
     @property
     def trainable_weights(self):
         """The Parameters fit updates: every layer's, except those of layers with trainable=False."""
@@ -219,4 +223,4 @@ def summary_table(model, rows, header=("Layer (type)", "Output Shape", "Param #"
 
 
 # keras.models.Model, as Keras spells it; functional.py imports summary_table from here, so last
-from tinygpt.keras.functional import Model  # noqa: E402
+from tinygpt.keras.functional import Model, _get_layer  # noqa: E402
