@@ -101,6 +101,11 @@ def test_functional_several_outputs_and_a_model_used_as_a_layer():
     w1, b1 = model.layers[1].get_weights()
     np.testing.assert_allclose(p1, hx @ w1 + b1, rtol=1e-4, atol=1e-5)
     assert p2.shape == (40, 3)
+    loss_sum = model.evaluate(x, [y1, y2])
+    model.compile(optimizer="adam", loss=["mse", "sparse_categorical_crossentropy"], loss_weights=[2.0, 0.0])
+    mse = float(np.mean((p1 - y1) ** 2))
+    assert model.evaluate(x, [y1, y2]) == pytest.approx(2.0 * mse, rel=1e-4)
+    assert loss_sum > mse
     np.testing.assert_allclose(p2.sum(1), 1.0, rtol=1e-5)
 
 

@@ -218,10 +218,15 @@ class Model(Trainer, Layer):
         return self.forward(self.prepare_x(x), training=training)
 
     # ----- training with several outputs ---------------------------------------------------------
-    def compile(self, optimizer="rmsprop", loss=None, metrics=None):
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None, loss_weights=None):
         """As Sequential's; with several outputs, loss may be one loss for all, a list or a dict by
-        output layer name, and the total loss is their sum (Keras' default loss_weights)."""
+        output layer name, and the total loss is their sum, each times its loss_weights entry (1)."""
         n = len(self.outputs) if self.built else 1
+        if isinstance(loss_weights, dict):
+            loss_weights = [float(loss_weights.get(name, 1.0)) for name in self.output_names]
+        self.loss_weights = [1.0] * n if loss_weights is None else [float(w) for w in loss_weights]
+        if len(self.loss_weights) != n:
+            raise ValueError(f"compile: got {len(self.loss_weights)} loss_weights for {n} outputs")
         if isinstance(loss, dict):
             unknown = sorted(set(loss) - set(self.output_names))
             if unknown:
@@ -268,8 +273,8 @@ class Model(Trainer, Layer):
             return self.output_losses[0](y, out), out.data
         outs = self.forward(x, training=training)
         total = None
-        for loss, yi, out in zip(self.output_losses, y, outs):
-            term = loss(yi, out)
+        for loss, weight, yi, out in zip(self.output_losses, self.loss_weights, y, outs):
+            term = loss(yi, out) * weight
             total = term if total is None else total + term
         return total, [out.data for out in outs]
 
