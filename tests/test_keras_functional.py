@@ -173,6 +173,8 @@ def test_functional_errors_name_the_problem():
         a + b
     with pytest.raises(NotImplementedError, match="Sequential"):
         keras.Sequential([Dense(2)])(a)
+    with pytest.raises(NotImplementedError, match="initial_state.*not supported"):
+        LSTM(3)(keras.Input(shape=(4, 3)), initial_state=[a, b])
     model = keras.Model([a, b], out)
     with pytest.raises(ValueError, match="holds 1 arrays.*2 inputs"):
         model.predict(np.zeros((2, 3)))

@@ -81,11 +81,12 @@ class Layer(nn.Module):
     def __call__(self, x, training=False, **kwargs):
         """x: an array or Tensor, batch first -> a Tensor (a list of them for return_state).
         On symbolic tensors (keras.Input) -> symbolic tensors: the call is recorded, not run."""
+        if kwargs:  # e.g. Keras' LSTM(...)(x, initial_state=[h, c]) or mask=...
+            raise NotImplementedError(f"{type(self).__name__} {self.name!r}: the call arguments "
+                                      f"{sorted(kwargs)} are not supported by tinygpt.keras; its "
+                                      f"layers take (x, training=False)")
         if is_symbolic(x):
             return call_symbolic(self, x, kwargs)
-        if kwargs:
-            raise TypeError(f"{type(self).__name__} {self.name!r}: unexpected call arguments "
-                            f"{sorted(kwargs)}; tinygpt.keras layers take (x, training=False)")
         shape = map_structure(lambda t: (None,) + tuple(np.shape(t.data if isinstance(t, Tensor) else t))[1:], x)
         if not self.built:
             self.build(shape)
