@@ -206,6 +206,9 @@ class Model(Trainer, Layer):
         return outs if len(outs) > 1 else outs[0]
 
     def __call__(self, x, training=False, **kwargs):
+        if kwargs:
+            raise NotImplementedError(f"Model {self.name!r}: the call arguments {sorted(kwargs)} are not "
+                                      f"supported by tinygpt.keras; a model takes (x, training=False)")
         if is_symbolic(x):
             if not self.built:
                 raise NotImplementedError("calling an unbuilt subclassed keras.Model on keras.Input "
