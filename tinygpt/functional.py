@@ -9,6 +9,7 @@ Not here: the math (tinygpt/ops) or the graph (tinygpt/tensor.py).
 import numpy as np
 
 from tinygpt.ops import attention as _attention
+from tinygpt.ops import conv as _conv
 from tinygpt.ops import dropout as _dropout
 from tinygpt.ops import elementwise as _ew
 from tinygpt.ops import layernorm as _ln
@@ -253,6 +254,12 @@ def causal_self_attention(qkv, n_head):
                          f"divisible by n_head={n_head}, got shape {qkv.shape}")
     return apply(_attention.causal_self_attention_forward, _attention.causal_self_attention_backward,
                  qkv, n_head=n_head)
+
+
+def conv1d(x, w, stride=1, dilation=1, pad_left=0, pad_right=0):
+    """x: (B, T, C_in), w: (K, C_in, C_out) -> (B, T_out, C_out), batch and channels last as Keras."""
+    return apply(_conv.conv1d_forward, _conv.conv1d_backward, x, w, stride=stride, dilation=dilation,
+                 pad_left=pad_left, pad_right=pad_right)
 
 
 def lstm(x, h0, c0, w_ih, w_hh, b):

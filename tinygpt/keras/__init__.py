@@ -6,14 +6,15 @@
     model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
     history = model.fit(x, y, batch_size=64, epochs=10, validation_data=(x_val, y_val))
 
-Sequential models of Embedding, LSTM, Dense, Dropout layers; Keras' losses, metrics, optimizers
+Sequential, functional (Model(inputs, outputs)) and subclassed models; Keras' losses, metrics, optimizers
 and callbacks by name; weights saved as safetensors + JSON. What differs from Keras: docs/keras.md.
-Not here: the functional API, masking, custom training steps, HDF5 files, GPUs.
+Not here: masking, custom training steps, HDF5 files, GPUs.
 """
 
 from tinygpt.keras import callbacks, layers, losses, metrics, models, optimizers, preprocessing, utils
-from tinygpt.keras.layers import Input
+from tinygpt.keras.functional import Model
 from tinygpt.keras.models import Sequential
+from tinygpt.keras.symbolic import Input, KerasTensor
 
-__all__ = ["Sequential", "Input", "layers", "models", "losses", "metrics", "optimizers", "callbacks",
-           "utils", "preprocessing"]
+__all__ = ["Sequential", "Model", "Input", "KerasTensor", "layers", "models", "losses", "metrics",
+           "optimizers", "callbacks", "utils", "preprocessing"]

@@ -1,25 +1,28 @@
-"""Keras-style layers: Input, Embedding, LSTM, Dense, Dropout. Each is a thin shell around the
-tinygpt.nn layer that does the work (nn.Embedding, nn.LSTM, nn.Linear, nn.Dropout).
+"""Keras-style layers: the Layer base, Embedding, LSTM, Dense, Dropout (the others: layers_*.py).
+Each is a thin shell around the tinygpt.nn layer that does the work (nn.Embedding, nn.LSTM, nn.Linear, nn.Dropout).
 
 A layer is built lazily: its weights are made from the first input shape it sees (so Dense infers
 its input size), drawn from Keras' initial distributions (initializers.py). Shapes are written as
 Keras prints them, the batch as None: `(None, 100, 64)`. Weights keep Keras' names and layouts
 (`kernel` (in, out), LSTM gates i, f, c, o), so `get_weights()` lists transfer from Keras as they are.
-Not here: Sequential (models.py), training (training.py), masking, or the functional API.
+Called on keras.Input tensors, a layer records the call instead (symbolic.py, functional.py).
+Not here: Sequential (models.py), training (training.py), masking.
 """
 
 import numpy as np
 
 from tinygpt import nn
 from tinygpt.keras import activations, initializers
+from tinygpt.keras.symbolic import Input, InputLayer, call_symbolic, is_symbolic, map_structure
 from tinygpt.keras.utils import next_seed
 from tinygpt.tensor import Tensor
 
 
 def _float_tensor(x):
-    """An array or Tensor -> a float Tensor (integers and float64 become float32, as in Keras)."""
+    """An array or Tensor -> a float Tensor (integer and float64 arrays become float32, as in Keras;
+    a float Tensor passes as it is, so a float64 gradient check stays float64)."""
     if isinstance(x, Tensor):
-        return x if x.dtype == np.float32 or x.requires_grad else Tensor(x.data.astype(np.float32))
+        return x if x.dtype.kind == "f" else Tensor(x.data.astype(np.float32))
     return Tensor(np.asarray(x, dtype=np.float32))
 
 
@@ -42,6 +45,7 @@ class Layer(nn.Module):
         self.input_shape = None  # the (None, ...) shape the weights were built for
         # Keras 2's `input_shape=(100,)` on a first layer: the shape of one sample, batch excluded
         self.declared_input_shape = None if input_shape is None else (None,) + tuple(input_shape)
+        self.trainable = True  # False: fit leaves this layer's weights as they are (Keras' freezing)
 
     # ----- what subclasses define -----------------------------------------------------------
     def make_weights(self, input_shape, rng):
@@ -65,7 +69,7 @@ class Layer(nn.Module):
     def build(self, input_shape, rng=None):
         """(None, ...) -> make the weights for inputs of that shape. A layer's own `seed` wins
         over the model's `rng`; with neither, set_random_seed's stream (or fresh entropy)."""
-        input_shape = tuple(None if d is None else int(d) for d in input_shape)
+        input_shape = _norm_shape(input_shape)
         self.check_input_shape(input_shape)
         if self.seed is not None:
             rng = np.random.default_rng(self.seed)
@@ -74,14 +78,29 @@ class Layer(nn.Module):
         self.make_weights(input_shape, rng)
         self.input_shape, self.built = input_shape, True
 
-    def __call__(self, x, training=False):
-        """x: an array or Tensor, batch first -> a Tensor (a list of them for return_state)."""
-        shape = (None,) + tuple(np.shape(x.data if isinstance(x, Tensor) else x))[1:]
+    def __call__(self, x, training=False, **kwargs):
+        """x: an array or Tensor, batch first -> a Tensor (a list of them for return_state).
+        On symbolic tensors (keras.Input) -> symbolic tensors: the call is recorded, not run."""
+        if kwargs:  # e.g. Keras' LSTM(...)(x, initial_state=[h, c]) or mask=...
+            raise NotImplementedError(f"{type(self).__name__} {self.name!r}: the call arguments "
+                                      f"{sorted(kwargs)} are not supported by tinygpt.keras; its "
+                                      f"layers take (x, training=False)")
+        if is_symbolic(x):
+            return call_symbolic(self, x, kwargs)
+        shape = map_structure(lambda t: (None,) + tuple(np.shape(t.data if isinstance(t, Tensor) else t))[1:], x)
         if not self.built:
             self.build(shape)
         self.check_input_shape(shape)
         self.train(training)  # training=True turns dropout on; Keras' default call is inference
         return self.forward(x)
+
+    @property
+    def trainable_weights(self):
+        return split_weights(self)[0]
+
+    @property
+    def non_trainable_weights(self):
+        return split_weights(self)[1]
 
     # ----- weights as NumPy lists, the Keras way --------------------------------------------
     def get_weights(self):
@@ -109,28 +128,33 @@ class Layer(nn.Module):
         return ", ".join([repr(self.name)] + [f"{k}={v!r}" for k, v in self.get_config().items()])
 
 
+def _norm_shape(shape):
+    """(None, 100) or a list of such shapes (a layer with several inputs) -> tuples of ints / None."""
+    if isinstance(shape, list):
+        return [_norm_shape(s) for s in shape]
+    return tuple(None if d is None else int(d) for d in shape)
+
+
+def split_weights(module):
+    """-> (trainable, non-trainable) Parameters under `module`: a Parameter is frozen when any
+    Layer (or model) on its path has trainable=False, as in Keras. Walked with a stack, not recursion."""
+    trainable, frozen, seen = [], [], set()
+    stack = [(module, False)]
+    while stack:
+        mod, is_frozen = stack.pop()
+        is_frozen = is_frozen or not getattr(mod, "trainable", True)
+        for param in mod._parameters.values():
+            if id(param) not in seen:
+                seen.add(id(param))
+                (frozen if is_frozen else trainable).append(param)
+        stack.extend((child, is_frozen) for child in reversed(list(mod._modules.values())))
+    return trainable, frozen
+
+
 def _check_units(layer, **values):
     for key, value in values.items():
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             raise ValueError(f"{layer}: {key} must be an int >= 1, got {value!r}")
-
-
-class InputLayer:
-    """Input(shape=(100,)): the shape of one sample (batch excluded) for a Sequential's first layer.
-
-    NOTE: only a marker for Sequential; Keras' functional API (Model(inputs, outputs)) is not here."""
-
-    def __init__(self, shape, batch_size=None, dtype=None, name=None):
-        shape = (shape,) if isinstance(shape, (int, np.integer)) else shape
-        if shape is None or not all(d is None or (isinstance(d, (int, np.integer)) and d > 0) for d in shape):
-            raise ValueError(f"Input: shape must be a tuple of positive ints (or None) for one "
-                             f"sample, batch excluded, e.g. Input(shape=(100,)); got {shape!r}")
-        self.shape = (batch_size,) + tuple(shape)  # Keras' KerasTensor.shape includes the batch
-        self.dtype, self.name = dtype, name or "input"
-
-
-def Input(shape=None, batch_size=None, dtype=None, name=None):  # noqa: N802  (Keras' name)
-    return InputLayer(shape, batch_size=batch_size, dtype=dtype, name=name)
 
 
 class Embedding(Layer):
@@ -308,3 +332,15 @@ class Dropout(Layer):
 
 
 __all__ = ["Layer", "Input", "InputLayer", "Embedding", "LSTM", "Dense", "Dropout"]
+
+
+# The other layers live in their own files (each imports Layer from here), and are re-exported
+# so that `from tinygpt.keras.layers import Conv1D` works as it does in Keras.
+from tinygpt.keras.layers_conv import Conv1D  # noqa: E402
+from tinygpt.keras.layers_merge import Add, Concatenate  # noqa: E402
+from tinygpt.keras.layers_reshape import (Activation, Flatten, GlobalAveragePooling1D,  # noqa: E402
+                                          GlobalMaxPooling1D, RepeatVector, Reshape)
+from tinygpt.keras.layers_wrappers import Bidirectional, TimeDistributed  # noqa: E402
+
+__all__ += ["Conv1D", "Bidirectional", "TimeDistributed", "Add", "Concatenate", "Activation", "Flatten", "GlobalAveragePooling1D", "GlobalMaxPooling1D",
+            "RepeatVector", "Reshape"]

@@ -5,14 +5,15 @@ from Input(shape=...), a first layer's input_length / input_shape, model.build(s
 first batch given to fit, evaluate, predict or the model itself. Layer i draws its weights from
 seed stream i of the model's seed, so Sequential(layers, seed=0) is the same model every time.
 Training (compile, fit, evaluate, predict) is the Trainer in training.py.
-Not here: the functional API (Model(inputs, outputs)), subclassed models, or nested models.
+Not here: the functional API and subclassed models (functional.py); a Sequential as a layer of one.
 """
 
 import numpy as np
 
 from tinygpt import nn
 from tinygpt.keras import saving
-from tinygpt.keras.layers import Embedding, InputLayer, Layer
+from tinygpt.keras.layers import Embedding, Layer, split_weights
+from tinygpt.keras.symbolic import KerasTensor, is_symbolic
 from tinygpt.keras.training import Trainer
 from tinygpt.keras.utils import next_seed
 from tinygpt.tensor import Tensor
@@ -40,7 +41,7 @@ class Sequential(Trainer, nn.Module):
     # ----- structure ----------------------------------------------------------------------------
     def add(self, layer):
         """Append a layer (or, first, an Input); it is built at once if the model already is."""
-        if isinstance(layer, InputLayer):
+        if isinstance(layer, KerasTensor):  # Input(shape=...) / InputLayer(...)
             if len(self.layers):
                 raise ValueError("Input(...) must come first in a Sequential, before any layer")
             self.declared_input_shape = layer.shape
@@ -139,7 +140,25 @@ class Sequential(Trainer, nn.Module):
         return x
 
     def __call__(self, x, training=False):
+        if is_symbolic(x):
+            raise NotImplementedError("calling a Sequential on keras.Input tensors (a Sequential used "
+                                      "as a layer of a functional Model) is not supported by "
+                                      "tinygpt.keras; build the inner part as a keras.Model(inputs, "
+                                      "outputs) instead, which can be called like a layer")
         return self.forward(self.prepare_x(x), training=training)
+
+    def get_layer(self, name=None, index=None):
+        """A layer by its name (or position), as Keras' get_layer."""
+        return _get_layer(self, name, index)
+
+    @property
+    def trainable_weights(self):
+        """The Parameters fit updates: every layer's, except those of layers with trainable=False."""
+        return split_weights(self)[0]
+
+    @property
+    def non_trainable_weights(self):
+        return split_weights(self)[1]
 
     # ----- weights ------------------------------------------------------------------------------
     def get_weights(self):
@@ -178,20 +197,31 @@ class Sequential(Trainer, nn.Module):
         self._require_built("summary")
         rows = [(f"{layer.name} ({type(layer).__name__})", str(shape), f"{layer.count_params():,}")
                 for layer, shape in zip(self.layers, self._shapes()[1:])]
-        widths = (29, 26, 10)
-        rule = "_" * sum(widths)
-
-        def line(cells):
-            return "".join(f" {cell}".ljust(width) for cell, width in zip(cells, widths)).rstrip()
-
-        total = self.count_params()
-        megabytes = total * 4 / 2**20  # float32
-        text = "\n".join([f'Model: "{self.name}"', rule, line(("Layer (type)", "Output Shape", "Param #")),
-                          "=" * sum(widths), *map(line, rows), "=" * sum(widths),
-                          f"Total params: {total:,} ({megabytes:.2f} MB)",
-                          f"Trainable params: {total:,} ({megabytes:.2f} MB)",
-                          "Non-trainable params: 0 (0.00 MB)", rule])
-        (print_fn or print)(text)
+        (print_fn or print)(summary_table(self, rows))
 
     def extra_repr(self):
         return f"name={self.name!r}, built={self.built}, input_shape={self.input_shape}"
+
+
+def summary_table(model, rows, header=("Layer (type)", "Output Shape", "Param #")):
+    """Keras' summary text: the rows under header, columns as wide as their longest cell (at
+    least Keras' 29, 26, 10), then total / trainable / non-trainable counts."""
+    widths = [max([minimum, len(title) + 2] + [len(str(row[i])) + 2 for row in rows])
+              for i, (title, minimum) in enumerate(zip(header, (29, 26, 10, 26)))]
+    rule = "_" * sum(widths)
+
+    def line(cells):
+        return "".join(f" {cell}".ljust(width) for cell, width in zip(cells, widths)).rstrip()
+
+    trainable, frozen = (sum(p.size for p in ps) for ps in split_weights(model))
+
+    def count(n):
+        return f"{n:,} ({n * 4 / 2**20:.2f} MB)"  # float32
+
+    return "\n".join([f'Model: "{model.name}"', rule, line(header), "=" * sum(widths), *map(line, rows),
+                      "=" * sum(widths), f"Total params: {count(trainable + frozen)}",
+                      f"Trainable params: {count(trainable)}", f"Non-trainable params: {count(frozen)}", rule])
+
+
+# keras.models.Model, as Keras spells it; functional.py imports summary_table from here, so last
+from tinygpt.keras.functional import Model, _get_layer  # noqa: E402

@@ -15,9 +15,20 @@ from tqdm.auto import tqdm
 from tinygpt.keras import losses as losses_module
 from tinygpt.keras import metrics as metrics_module
 from tinygpt.keras import optimizers
+from tinygpt.keras.batches import BatchStream, is_batch_stream, split_batch
 from tinygpt.keras.callbacks import CallbackList, History, ProgbarLogger
-from tinygpt.keras.layers import Dense
+from tinygpt.keras.layers import Dense, split_weights
 from tinygpt.tensor import Tensor, no_grad
+
+
+def n_samples(x):
+    """The batch size of x: an array, or a list of arrays (one per input of a functional Model)."""
+    return len(x[0]) if isinstance(x, list) else len(x)
+
+
+def take(x, index):
+    """x[index] for an array, or for each array of a list (several inputs or several targets)."""
+    return [a[index] for a in x] if isinstance(x, list) else x[index]
 
 
 class _RunningMeans:
@@ -85,16 +96,20 @@ class Trainer:
         x = self.prepare_x(x, x_name)
         if y is None:
             raise ValueError(f"{y_name} is missing: training and evaluation need targets")
-        y = np.asarray(y)
-        if y.ndim == 0 or len(y) != len(x):
-            raise ValueError(f"{x_name} has {len(x)} samples but {y_name} has "
-                             f"{len(y) if y.ndim else 'none (a scalar)'}; they must be equal")
-        last = self.layers[-1]
-        desc = f"{self.output_shape} from {type(last).__name__} {last.name!r}"
-        y = self.loss.prepare_targets(y, self.output_shape, desc, y_name)
+        y = self._prepare_targets(y, n_samples(x), y_name)
         if self.optimizer.engine is None:
             self.optimizer.build(self.parameters())
         return x, y
+
+    def _prepare_targets(self, y, n, y_name):
+        """y -> the array the loss reads, checked against n samples and the model's output shape."""
+        y = np.asarray(y)
+        if y.ndim == 0 or len(y) != n:
+            raise ValueError(f"x has {n} samples but {y_name} has "
+                             f"{len(y) if y.ndim else 'none (a scalar)'}; they must be equal")
+        last = self.layers[-1]
+        desc = f"{self.output_shape} from {type(last).__name__} {last.name!r}"
+        return self.loss.prepare_targets(y, self.output_shape, desc, y_name)
 
     # ----- one batch ---------------------------------------------------------------------------
     def _fused_head(self):
@@ -125,7 +140,7 @@ class Trainer:
         self._require_compiled("train_on_batch")
         x, y = self._prepare_xy(x, y, "x", "y")
         means = _RunningMeans([name for name, _ in self.compiled_metrics])
-        means.add(len(x), *self._train_step(x, y))
+        means.add(n_samples(x), *self._train_step(x, y))
         logs = means.result()
         return logs["loss"] if len(logs) == 1 else list(logs.values())
 
@@ -134,40 +149,59 @@ class Trainer:
         loss, predictions = self._loss_and_predictions(x, y, training=True)
         self.optimizer.zero_grad()
         loss.backward()
+        for param in split_weights(self)[1]:  # trainable=False: no gradient, so the step skips it
+            param.grad = None
         self.optimizer.step()
         return loss.item(), self._metric_values(y, predictions)
 
     # ----- the loops ---------------------------------------------------------------------------
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
-            validation_split=0.0, validation_data=None, shuffle=True, initial_epoch=0, seed=None):
+            validation_split=0.0, validation_data=None, shuffle=True, initial_epoch=0, seed=None,
+            steps_per_epoch=None, validation_steps=None):
         """Train for `epochs` passes over (x, y) -> a History whose .history maps each of loss,
         the metrics, and (with validation) val_loss, val_<metric> to its list of per-epoch values.
 
         validation_split takes the *last* fraction of x and y, before any shuffling (as Keras);
-        validation_data=(x_val, y_val) wins over it. seed fixes the shuffling order."""
+        validation_data=(x_val, y_val) wins over it. seed fixes the shuffling order.
+        x may instead be a generator or iterable of (x, y) batches (batches.py), with steps_per_epoch
+        batches an epoch; validation_data may be one too, read for validation_steps batches."""
         self._require_compiled("fit")
         batch_size, verbose = _check_batch_size(batch_size), _verbosity(verbose)
         for name, value in (("epochs", epochs), ("initial_epoch", initial_epoch)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
                 raise ValueError(f"{name} must be an int >= 0 (0 trains nothing, as in Keras), got {value!r}")
-        x, y = self._prepare_xy(x, y, "x", "y")
-        x_val = y_val = None
-        if validation_data is not None:
+        stream = val_stream = x_val = y_val = None
+        if is_batch_stream(x):
+            if y is not None or validation_split:
+                raise ValueError("fit(x=<generator>): y and validation_split must be left out when x "
+                                 "yields (x, y) batches; pass validation_data=(x_val, y_val) instead")
+            stream = BatchStream(x, steps_per_epoch, "x")
+        else:
+            if steps_per_epoch is not None:
+                raise NotImplementedError("fit(steps_per_epoch=...) with arrays is not supported by "
+                                          "tinygpt.keras; it is for generators of (x, y) batches")
+            x, y = self._prepare_xy(x, y, "x", "y")
+        if is_batch_stream(validation_data):
+            val_stream = BatchStream(validation_data, validation_steps, "validation_data")
+        elif validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
                 raise ValueError("validation_data must be a tuple (x_val, y_val)")
             x_val, y_val = self._prepare_xy(*validation_data, "validation_data x", "validation_data y")
-        elif validation_split:
+        elif validation_split and stream is None:
             if not 0.0 < validation_split < 1.0:
                 raise ValueError(f"validation_split must be in (0, 1), got {validation_split!r}")
-            split_at = int(math.floor(len(x) * (1.0 - validation_split)))  # Keras' own rounding
-            if split_at in (0, len(x)):
-                raise ValueError(f"validation_split={validation_split} of {len(x)} samples leaves "
-                                 f"{split_at} for training and {len(x) - split_at} for validation; "
+            n = n_samples(x)
+            split_at = int(math.floor(n * (1.0 - validation_split)))  # Keras' own rounding
+            if split_at in (0, n):
+                raise ValueError(f"validation_split={validation_split} of {n} samples leaves "
+                                 f"{split_at} for training and {n - split_at} for validation; "
                                  f"both need at least one")
-            x, x_val, y, y_val = x[:split_at], x[split_at:], y[:split_at], y[split_at:]
+            head, tail = slice(None, split_at), slice(split_at, None)
+            x, x_val, y, y_val = take(x, head), take(x, tail), take(y, head), take(y, tail)
 
-        n, rng = len(x), self.shuffle_rng if seed is None else np.random.default_rng(seed)
-        steps = math.ceil(n / batch_size)
+        rng = self.shuffle_rng if seed is None else np.random.default_rng(seed)
+        n = None if stream else n_samples(x)
+        steps = stream.steps_hint if stream else math.ceil(n / batch_size)
         self.history = History()
         callback_list = ([ProgbarLogger(verbose)] if verbose else []) + list(callbacks or []) + [self.history]
         callbacks = CallbackList(callback_list, model=self, params={
@@ -176,16 +210,15 @@ class Trainer:
         callbacks.on_train_begin()
         for epoch in range(initial_epoch, epochs):
             callbacks.on_epoch_begin(epoch)
-            order = rng.permutation(n) if shuffle else np.arange(n)
             means = _RunningMeans([name for name, _ in self.compiled_metrics])
-            for step in range(steps):
-                batch = order[step * batch_size:(step + 1) * batch_size]
+            for step, (xb, yb) in enumerate(self._train_batches(stream, x, y, rng, shuffle, batch_size)):
                 callbacks.on_train_batch_begin(step)
-                means.add(len(batch), *self._train_step(x[batch], y[batch]))
+                means.add(n_samples(xb), *self._train_step(xb, yb))
                 callbacks.on_train_batch_end(step, means.result())
             logs = means.result()
-            if x_val is not None:
-                val_logs = self._evaluate_prepared(x_val, y_val, batch_size)
+            if x_val is not None or val_stream is not None:
+                val_logs = (self._evaluate_batches(self._stream_batches(val_stream, "validation_data"))
+                            if val_stream else self._evaluate_prepared(x_val, y_val, batch_size))
                 logs.update({f"val_{name}": value for name, value in val_logs.items()})
             callbacks.on_epoch_end(epoch, logs)
             if self.stop_training:
@@ -193,33 +226,67 @@ class Trainer:
         callbacks.on_train_end(logs)
         return self.history
 
-    def evaluate(self, x=None, y=None, batch_size=None, verbose=0, return_dict=False):
-        """-> the loss, or [loss, *metrics] with metrics (or a dict with return_dict), over (x, y)."""
+    def _train_batches(self, stream, x, y, rng, shuffle, batch_size):
+        """One epoch's (x, y) batches: from the generator, or shuffled slices of the arrays."""
+        if stream is not None:
+            yield from self._stream_batches(stream, "x")
+            return
+        n = n_samples(x)
+        order = rng.permutation(n) if shuffle else np.arange(n)
+        for start in range(0, n, batch_size):
+            batch = order[start:start + batch_size]
+            yield take(x, batch), take(y, batch)
+
+    def _stream_batches(self, stream, what):
+        for batch in stream.epoch():
+            xb, yb = split_batch(batch, what)
+            yield self._prepare_xy(xb, yb, f"a batch's x from {what}", f"a batch's y from {what}")
+
+    def evaluate(self, x=None, y=None, batch_size=None, verbose=0, return_dict=False, steps=None):
+        """-> the loss, or [loss, *metrics] with metrics (or a dict with return_dict), over (x, y),
+        or over `steps` batches (default: all) of a generator of (x, y) given as x."""
         self._require_compiled("evaluate")
         batch_size, verbose = _check_batch_size(batch_size), _verbosity(verbose)
-        x, y = self._prepare_xy(x, y, "x", "y")
-        logs = self._evaluate_prepared(x, y, batch_size, verbose)
+        if is_batch_stream(x):
+            if y is not None:
+                raise ValueError("evaluate(x=<generator>, y): y must be left out when x yields (x, y) batches")
+            logs = self._evaluate_batches(self._stream_batches(BatchStream(x, steps, "x"), "x"), verbose)
+        else:
+            x, y = self._prepare_xy(x, y, "x", "y")
+            logs = self._evaluate_prepared(x, y, batch_size, verbose)
         if return_dict:
             return logs
         return logs["loss"] if len(logs) == 1 else list(logs.values())
 
     def _evaluate_prepared(self, x, y, batch_size, verbose=0):
+        slices = (slice(start, start + batch_size) for start in range(0, n_samples(x), batch_size))
+        return self._evaluate_batches(((take(x, s), take(y, s)) for s in slices), verbose)
+
+    def _evaluate_batches(self, batches, verbose=0):
         means = _RunningMeans([name for name, _ in self.compiled_metrics])
-        starts = range(0, len(x), batch_size)
         with no_grad():  # no graph: evaluation only reads the weights
-            for start in tqdm(starts, unit="batch", disable=verbose == 0):
-                xb, yb = x[start:start + batch_size], y[start:start + batch_size]
+            for xb, yb in tqdm(batches, unit="batch", disable=verbose == 0):
                 loss, predictions = self._loss_and_predictions(xb, yb, training=False)
-                means.add(len(xb), loss.item(), self._metric_values(yb, predictions))
+                means.add(n_samples(xb), loss.item(), self._metric_values(yb, predictions))
         return means.result()
 
-    def predict(self, x, batch_size=None, verbose=0):
+    def predict(self, x, batch_size=None, verbose=0, steps=None):
         """x -> the model's outputs as one NumPy array (probabilities after a softmax layer).
+        x may be a generator of batches (x, or (x, y) whose y is ignored), read for `steps` batches.
         An unbuilt model is built from x first, as in Keras (with untrained weights)."""
         batch_size, verbose = _check_batch_size(batch_size), _verbosity(verbose)
-        x = self.prepare_x(x, "x")
+        if is_batch_stream(x):
+            batches = (self.prepare_x(split_batch(b, "x", need_y=False)[0], "a batch from x")
+                       for b in BatchStream(x, steps, "x").epoch())
+        else:
+            prepared = self.prepare_x(x, "x")
+            batches = (take(prepared, slice(start, start + batch_size))
+                       for start in range(0, n_samples(prepared), batch_size))
         outputs = []
         with no_grad():
-            for start in tqdm(range(0, len(x), batch_size), unit="batch", disable=verbose == 0):
-                outputs.append(self.forward(x[start:start + batch_size], training=False).data)
+            for xb in tqdm(batches, unit="batch", disable=verbose == 0):
+                out = self.forward(xb, training=False)
+                outputs.append([o.data for o in out] if isinstance(out, list) else out.data)
+        if isinstance(outputs[0], list):  # several outputs: one array each, as Keras returns
+            return [np.concatenate(parts) for parts in zip(*outputs)]
         return np.concatenate(outputs)

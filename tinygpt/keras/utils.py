@@ -1,15 +1,16 @@
-"""Keras' `utils` namespace: to_categorical (tinygpt.data's, re-exported) and set_random_seed.
+"""Keras' `utils` namespace: to_categorical and pad_sequences (tinygpt.data's, re-exported, as
+Keras 3 has keras.utils.pad_sequences) and set_random_seed.
 
 set_random_seed(s) makes every later model and layer that has no seed of its own draw its
 initial weights, dropout masks and shuffles from a stream seeded with s, as in Keras.
-Not here: pad_sequences (keras.preprocessing.sequence) or any array code of its own.
+Not here: any array code of its own.
 """
 
 import random
 
 import numpy as np
 
-from tinygpt.data import to_categorical
+from tinygpt.data import pad_sequences, to_categorical
 
 _global_rng = None  # set by set_random_seed; None means fresh OS entropy for every new seed
 
@@ -30,4 +31,4 @@ def next_seed():
     return None if _global_rng is None else int(_global_rng.integers(2**63))
 
 
-__all__ = ["to_categorical", "set_random_seed"]
+__all__ = ["to_categorical", "pad_sequences", "set_random_seed"]
