@@ -97,7 +97,7 @@ def cmd_train(args):
     if result.interrupted:
         say(f"interrupted at step {result.step}; saved {result.checkpoint}", file=sys.stderr)
         say(f"continue with: tinygpt train --resume {result.run_dir}", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return 128 + result.stop_signal if result.stop_signal else EXIT_INTERRUPTED  # 143 SIGTERM, 129 SIGHUP
     ms = f", {1000 * result.step_seconds:.0f} ms/step" if result.step_seconds else ""
     if result.val_loss is not None:
         say(f"step {result.step}: train loss {result.train_loss:.4f}, val loss {result.val_loss:.4f} "

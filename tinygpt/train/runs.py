@@ -6,8 +6,11 @@ Not here: the training loop (trainer.py) or the file formats themselves (tinygpt
 """
 
 import csv
+import errno
 import io
 import json
+import os
+import socket
 from collections import namedtuple
 from pathlib import Path
 
@@ -24,6 +27,8 @@ CONFIG, TOKENIZER, TOKENS, METRICS, PLOT, SAMPLE = (
     "config.json", "tokenizer.json", "tokens.bin", "metrics.csv", "loss.png", "sample.txt")
 METRIC_COLUMNS = ("step", "train_loss", "val_loss", "perplexity", "lr", "tokens_per_sec")
 
+LOCK = ".lock"  # the writer's pid and hostname while train/resume/finetune runs in the directory
+
 Run = namedtuple("Run", ["dir", "config", "model", "tokenizer", "step", "meta"])
 
 
@@ -34,6 +39,112 @@ def write_text_atomically(path, text):
 
 def write_json(path, data):
     write_text_atomically(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+# ---------------------------------------------------------------------------------------------
+# One writer per run directory
+# ---------------------------------------------------------------------------------------------
+
+
+class RunLock:
+    """An exclusive lock on a run directory: two writers would interleave metrics.csv and delete
+    each other's checkpoints. Readers (generate, evaluate) never take it.
+
+    The lock is fcntl.flock on run_dir/.lock, which holds the holder's "pid hostname". The kernel
+    drops a flock when its process dies, so a lock file left by a killed run (a dead pid) is simply
+    taken over. Where flock does not exist (Windows) only the pid check guards the directory.
+    """
+
+    def __init__(self, run_dir):
+        self.path, self.fd = Path(run_dir) / LOCK, None
+
+    def acquire(self):
+        try:
+            import fcntl
+        except ImportError:  # no flock: fall back to the pid in the file
+            fcntl = None
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            if fcntl is None:
+                holder = _read_holder(self.path)
+                if holder and holder[1] == socket.gethostname() and _pid_alive(holder[0]) and holder[0] != os.getpid():
+                    os.close(fd)
+                    raise _locked_error(self.path, holder)
+            else:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError as e:
+                    os.close(fd)
+                    if e.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                        raise
+                    raise _locked_error(self.path, _read_holder(self.path)) from None
+                # the holder may have unlinked the file between our open and our flock: then we
+                # hold a lock on a name nobody else sees; open the current file again
+                try:
+                    same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
+                except FileNotFoundError:
+                    same = False
+                if not same:
+                    os.close(fd)
+                    continue
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()} {socket.gethostname()}\n".encode("utf-8"))
+            os.fsync(fd)
+            self.fd = fd
+            return self
+
+    def release(self):
+        """Unlink, then unlock: a waiting writer that opened the old file sees it is gone and retries."""
+        if self.fd is None:
+            return
+        try:
+            self.path.unlink(missing_ok=True)
+        finally:
+            os.close(self.fd)  # closing the descriptor drops the flock
+            self.fd = None
+
+    def __enter__(self):
+        return self.acquire()
+
+    def __exit__(self, *exc):
+        self.release()
+
+
+def _read_holder(path):
+    """The lock file -> (pid, hostname), or None when it is empty or unreadable."""
+    try:
+        pid, host = path.read_text(encoding="utf-8").split()
+        return int(pid), host
+    except (OSError, ValueError):
+        return None
+
+
+def _pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # alive, but another user's
+    return True
+
+
+def _locked_error(path, holder):
+    who = f"process {holder[0]} on {holder[1]}" if holder else "another process"
+    return ValueError(f"{path.parent} is in use by {who} (lock file {path}); wait for it to finish or "
+                      f"stop it (kill {holder[0] if holder else '<pid>'}); only one train/finetune may "
+                      f"write a run directory at a time")
+
+
+def remove_leftover_temp_files(run_dir):
+    """Delete the .<name>.*.tmp files a killed writer left behind (write_atomically's temp names)
+    -> their names. Only a writer holding the RunLock may call this: a live writer's temp file
+    would be deleted under it."""
+    removed = []
+    for path in Path(run_dir).glob(".*.tmp"):
+        path.unlink(missing_ok=True)
+        removed.append(path.name)
+    return sorted(removed)
 
 
 # ---------------------------------------------------------------------------------------------

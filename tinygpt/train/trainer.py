@@ -51,10 +51,11 @@ class TrainResult:
     train_loss: Optional[float]  # the last estimates
     val_loss: Optional[float]
     checkpoint: Optional[Path]
-    interrupted: bool  # Ctrl-C: the checkpoint holds the state after the last whole step
+    interrupted: bool  # Ctrl-C/SIGTERM/SIGHUP: the checkpoint holds the state after the last whole step
     sample: Optional[str]  # generated at the end of an uninterrupted run
     seconds: float  # wall time of this call
     step_seconds: Optional[float]  # mean wall time of one training step (no evaluation)
+    stop_signal: Optional[int] = None  # the signal number that interrupted it (None: Ctrl-C as KeyboardInterrupt)
 
 
 class Trainer:
@@ -70,7 +71,24 @@ class Trainer:
         self.metrics = runs.MetricsLog(self.run_dir / runs.METRICS)
         self.last_eval, self.saved_step, self.checkpoint = {}, None, None
         self._stop_requested = self._in_step = False
-        (self._resume if config.resume else self._start)(config)
+        self.stop_signal = None  # the signal (SIGINT, SIGTERM, SIGHUP) that stopped the run
+        self._lock = None  # a runs.RunLock from setup until run() returns
+        try:
+            (self._resume if config.resume else self._start)(config)
+        except BaseException:
+            self._release_lock()
+            raise
+
+    def _take_lock(self):
+        """One writer per run directory; then the temp files a killed writer left are garbage."""
+        self._lock = runs.RunLock(self.run_dir).acquire()
+        for name in runs.remove_leftover_temp_files(self.run_dir):
+            self.log(f"removed {name}, left by an interrupted save")
+
+    def _release_lock(self):
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     # ----- setting up -------------------------------------------------------------------------
     def _start(self, config):
@@ -108,6 +126,9 @@ class Trainer:
         self.step, self.fresh = 0, True
 
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._take_lock()
+        if (self.run_dir / runs.CONFIG).exists():  # another train got here between the check and the lock
+            raise ValueError(f"{self.run_dir} already holds a run; resume it with --resume {self.run_dir}")
         write_tokens(self.run_dir / runs.TOKENS, ids, tokenizer.vocab_size)
         tokenizer.save(self.run_dir / runs.TOKENIZER)
         self._write_config(model_config)
@@ -118,6 +139,7 @@ class Trainer:
     def _resume(self, config):
         """Continue the run in out_dir from its latest checkpoint, exactly where it stopped."""
         saved = TrainConfig.from_run(self.run_dir)
+        self._take_lock()
         differences = config.differences(saved.resolved())
         if differences:
             name, given, was = differences[0]
@@ -226,7 +248,7 @@ class Trainer:
         c, started = self.config, time.perf_counter()
         step_time, interval_time, interval_tokens = [], 0.0, 0
         tokens_per_step = c.batch_size * c.block_size
-        with self._stop_after_step_on_sigint():
+        with self._lock_held(), self._stop_after_step_on_signal():
             try:
                 if self.fresh:
                     self._evaluate(self.schedule.lr_at(0), None)  # where the loss curve starts
@@ -248,8 +270,7 @@ class Trainer:
             except KeyboardInterrupt:
                 if self._in_step:
                     raise  # a second Ctrl-C inside a step: its state may be half-updated; keep the last save
-                self.save()  # between steps the state is whole
-                self.log(f"interrupted at step {self.step}; continue with `tinygpt train --resume {self.run_dir}`")
+                self.save()  # between steps the state is whole (the caller says how to resume)
                 return self._result(started, step_time, interrupted=True)
         sample = None
         if c.sample_tokens:
@@ -263,12 +284,21 @@ class Trainer:
     def _result(self, started, step_time, interrupted=False, sample=None):
         return TrainResult(self.run_dir, self.step, self.last_eval.get("train"), self.last_eval.get("val"),
                            self.checkpoint, interrupted, sample, time.perf_counter() - started,
-                           float(np.mean(step_time)) if step_time else None)
+                           float(np.mean(step_time)) if step_time else None,
+                           int(self.stop_signal) if interrupted and self.stop_signal is not None else None)
 
     @contextlib.contextmanager
-    def _stop_after_step_on_sigint(self):
-        """The first Ctrl-C asks the loop to stop after the current step, when the state is whole and
-        can be saved; a second one interrupts at once. (Signals can only be caught in the main thread.)"""
+    def _lock_held(self):
+        try:
+            yield
+        finally:
+            self._release_lock()
+
+    @contextlib.contextmanager
+    def _stop_after_step_on_signal(self):
+        """The first Ctrl-C (SIGINT), SIGTERM (kill, a job scheduler) or SIGHUP (the terminal closed)
+        asks the loop to stop after the current step, when the state is whole and can be saved; a
+        second one interrupts at once. (Signals can only be caught in the main thread.)"""
         if threading.current_thread() is not threading.main_thread():
             yield
             return
@@ -276,14 +306,17 @@ class Trainer:
         def handler(signum, frame):
             if self._stop_requested:
                 raise KeyboardInterrupt
-            self._stop_requested = True
-            self.log("Ctrl-C: stopping after this step (press again to stop at once)")
+            self._stop_requested, self.stop_signal = True, signal.Signals(signum)
+            name = "Ctrl-C" if signum == signal.SIGINT else self.stop_signal.name
+            self.log(f"{name}: stopping after this step (send it again to stop at once)")
 
-        previous = signal.signal(signal.SIGINT, handler)
+        wanted = [signal.SIGINT, signal.SIGTERM] + ([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])
+        previous = {s: signal.signal(s, handler) for s in wanted}
         try:
             yield
         finally:
-            signal.signal(signal.SIGINT, previous)
+            for s, old in previous.items():
+                signal.signal(s, old)
 
 
 def _matching_model(config, source_train, model_config):
