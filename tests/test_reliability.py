@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tinygpt.checkpoint import latest_checkpoint, load_checkpoint
 
@@ -144,3 +146,129 @@ def test_signal_saves_a_checkpoint_exits_128_plus_signal_and_resume_is_exact(tmp
     assert sorted(a) == sorted(b)
     for name in a:
         np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+
+
+# ----- 3. damaged checkpoints -----------------------------------------------------------------
+
+
+def damage(path, how):
+    data = bytearray(path.read_bytes())
+    if how == "truncate":
+        path.write_bytes(bytes(data[:len(data) // 2]))
+    else:
+        data[len(data) // 2] ^= 0x10
+        path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("how", ["truncate", "flip"])
+def test_damaged_newest_checkpoint_readers_fall_back_and_resume_offers_the_flag(tmp_path, text_file, how):
+    run_dir = train_run(tmp_path, text_file, "run", 8, 4)  # keeps ckpt_000004 and ckpt_000008
+    damage(run_dir / "ckpt_000008.safetensors", how)
+    code, out, err = tinygpt("evaluate", "--run", run_dir)
+    assert code == 0, err
+    line = first_line(err)
+    assert line.startswith("tinygpt: warning:") and "ckpt_000008" in line and "using ckpt_000004" in line, err
+    assert "at step 4" in out
+    code, out, err = tinygpt("generate", "--run", run_dir, "--max-new-tokens", 5, "--seed", 0)
+    assert code == 0 and "using ckpt_000004" in first_line(err), err
+
+    code, _, err = tinygpt("train", "--resume", run_dir, "--steps", 12)
+    assert code == 1 and "--checkpoint ckpt_000004" in first_line(err), err
+    code, _, err = tinygpt("train", "--resume", run_dir, "--steps", 12, "--checkpoint", "ckpt_000004")
+    assert code == 0, err
+    assert (run_dir / "damaged_ckpt_000008.safetensors").is_file()  # kept for a look, out of the way
+    straight = train_run(tmp_path, text_file, "straight", 12, 4, "--lr-decay-steps", 8)  # the same schedule
+    a, b = weights(straight), weights(run_dir)
+    for name in a:
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+
+
+def test_arrays_without_their_json_are_warned_about(tmp_path, text_file):
+    run_dir = train_run(tmp_path, text_file, "run", 8, 4)
+    (run_dir / "ckpt_000008.json").unlink()
+    code, out, err = tinygpt("evaluate", "--run", run_dir)
+    assert code == 0 and "at step 4" in out, err
+    line = first_line(err)
+    assert line.startswith("tinygpt: warning:") and "ckpt_000008.safetensors has no ckpt_000008.json" in line
+
+
+def test_leftover_temp_files_are_removed_by_the_next_writer(tmp_path, text_file):
+    run_dir = train_run(tmp_path, text_file, "run", 8, 4)
+    leftover = run_dir / ".ckpt_000012.safetensors.abc123.tmp"
+    leftover.write_bytes(b"half a save")
+    code, _, err = tinygpt("evaluate", "--run", run_dir)  # a reader leaves it: it might be a live save
+    assert code == 0 and leftover.exists()
+    code, _, err = tinygpt("train", "--resume", run_dir, "--steps", 12)
+    assert code == 0, err
+    assert not leftover.exists()
+
+
+def test_non_finite_tensor_is_refused_naming_it(tmp_path):
+    from tinygpt.checkpoint import CheckpointError, save_checkpoint
+    w = np.ones((2, 3), np.float32)
+    w[1, 2] = np.nan
+    save_checkpoint(tmp_path / "ckpt", {"ok": np.zeros(2, np.float32), "model.w": w}, {"step": 1})
+    with pytest.raises(CheckpointError, match=r"'model.w' \(2, 3\) has 1 non-finite"):
+        load_checkpoint(tmp_path / "ckpt")
+
+
+@pytest.mark.parametrize("edit, match", [
+    (lambda m: m.update(step=-3), r"step is -3, expected an int >= 0"),
+    (lambda m: m.update(step="8"), r"step is '8', expected an int >= 0"),
+    (lambda m: m.update(step=99), r"already at step 99, past steps=8"),
+    (lambda m: m["rng"].update(data={"kind": "Generator", "state": {"bit_generator": "Nope"}}), r"rng\['data'\]"),
+    (lambda m: m["rng"].pop("dropout"), r"rng is .*expected \{'data'"),
+    (lambda m: m.update(optimizer=[]), r"optimizer is \[\], expected"),
+])
+def test_hand_edited_checkpoint_json_names_file_field_value_and_expectation(tmp_path, text_file, edit, match):
+    import json
+    run_dir = train_run(tmp_path, text_file, "run", 8, 4)
+    record_path = run_dir / "ckpt_000008.json"
+    record = json.loads(record_path.read_text())
+    edit(record["meta"])
+    record_path.write_text(json.dumps(record))
+    code, _, err = tinygpt("train", "--resume", run_dir, "--steps", 8)
+    line = first_line(err)
+    assert code == 1 and line.startswith("tinygpt: error:") and "Error:" not in line, err
+    import re
+    assert re.search(match, line), line
+
+
+def test_optimizer_state_of_the_wrong_shape_is_refused(tmp_path, text_file):
+    from tinygpt.checkpoint import save_checkpoint
+    run_dir = train_run(tmp_path, text_file, "run", 8, 4)
+    tensors, meta = load_checkpoint(run_dir / "ckpt_000008")
+    name = next(n for n in tensors if n.startswith("optim.") and n.endswith("exp_avg"))
+    tensors[name] = np.zeros(tensors[name].shape + (2,), tensors[name].dtype)
+    save_checkpoint(run_dir / "ckpt_000008", tensors, meta)
+    code, _, err = tinygpt("train", "--resume", run_dir, "--steps", 8)
+    assert code == 1 and "ckpt_000008.json" in first_line(err) and "shape" in first_line(err), err
+
+
+SAVED = {"model.w": np.arange(12, dtype=np.float32).reshape(3, 4) / 7, "model.b": np.array([1.5, -2.0]),
+         "optim.0.exp_avg": np.full((3, 4), 1e-3, np.float32)}
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(which=st.sampled_from([".json", ".safetensors"]), how=st.sampled_from(["truncate", "flip"]),
+       where=st.floats(0, 1, exclude_max=True), bit=st.integers(0, 7))
+def test_damaged_checkpoint_is_loaded_exactly_or_refused_with_valueerror(tmp_path, which, how, where, bit):
+    from tinygpt.checkpoint import save_checkpoint
+    stem = tmp_path / "ckpt_000003"
+    save_checkpoint(stem, SAVED, {"kind": "lm", "step": 3, "rng": {"seed": [1, 2]}})
+    path = stem.with_suffix(which)
+    data = bytearray(path.read_bytes())
+    at = int(where * len(data))
+    if how == "truncate":
+        data = data[:at]
+    else:
+        data[at] ^= 1 << bit
+    path.write_bytes(bytes(data))
+    try:
+        tensors, meta = load_checkpoint(stem)
+    except ValueError:
+        return  # refused (CheckpointError is a ValueError); any other exception type fails the test
+    assert sorted(tensors) == sorted(SAVED)  # never half-loaded: every tensor, bit for bit
+    for name, array in SAVED.items():
+        assert tensors[name].dtype == array.dtype and tensors[name].tobytes() == array.tobytes(), name
+    assert isinstance(meta, dict)

@@ -91,7 +91,7 @@ def cmd_train(args):
             note(default_corpus_note())
     bar = ProgressBar("train")
     try:
-        result = train(config, progress=bar.update, log=bar.write)
+        result = train(config, progress=bar.update, log=bar.write, checkpoint=args.checkpoint)
     finally:
         bar.close()
     if result.interrupted:
@@ -283,6 +283,8 @@ def build_parser():
     for flag, field, kind, text in TRAIN_OPTIONS:
         train.add_argument(flag, dest=field, type=kind, default=None, help=text)
     train.add_argument("--resume", metavar="RUN", help="continue RUN from its latest checkpoint")
+    train.add_argument("--checkpoint", metavar="CKPT", help="with --resume: start from CKPT (e.g. ckpt_000020), "
+                       "not the newest")
     train.add_argument("--init-from", metavar="RUN", help="start from RUN's weights and tokenizer (new text)")
     train.set_defaults(func=cmd_train)
 
@@ -365,6 +367,8 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     keep_freed_memory()
     debug = "--debug" in argv
+    import warnings  # a library warning (e.g. a damaged checkpoint skipped) is one line, like errors
+    warnings.showwarning = lambda message, *rest, **kw: say(f"tinygpt: warning: {message}", file=sys.stderr)
     try:
         argv, passed_on = split_bench_arguments(argv)
         args = build_parser().parse_args(argv)

@@ -10,13 +10,17 @@ import errno
 import io
 import json
 import os
+import re
 import socket
+import warnings
 from collections import namedtuple
 from pathlib import Path
 
 import numpy as np
 
-from tinygpt.checkpoint import CheckpointError, checkpoint_path, latest_checkpoint, load_checkpoint
+from tinygpt.checkpoint import (CheckpointError, CheckpointWarning, checkpoint_path, latest_checkpoint,
+                                 load_checkpoint, load_newest_intact, orphan_arrays, rng_from_json,
+                                 step_checkpoints)
 from tinygpt.checkpoint import save_checkpoint, write_atomically
 from tinygpt.models import SequenceClassifier
 from tinygpt.nn import Dropout
@@ -220,6 +224,95 @@ def save_step(run_dir, step, tensors, meta, keep):
 
 
 # ---------------------------------------------------------------------------------------------
+# Choosing and checking the checkpoint a resumed run starts from
+# ---------------------------------------------------------------------------------------------
+
+
+def resume_checkpoint(run_dir, name=None):
+    """The checkpoint to resume run_dir from -> (path, tensors, meta, notes).
+
+    Without `name`, the newest; if it is damaged, a CheckpointError that names the newest intact
+    one and the flag to choose it (silently training on from an older step would surprise). With
+    `name` (e.g. "ckpt_000020"), that one; newer checkpoints are renamed damaged_ckpt_<step>.* so
+    they neither shadow the resumed run's saves nor get pruned in their place.
+    Only the holder of the RunLock may call this (it renames files)."""
+    run_dir, notes = Path(run_dir), []
+    if name is None:
+        path = latest_checkpoint(run_dir)
+        if path is None:
+            raise ValueError(f"{run_dir} has no checkpoint to resume from (ckpt_*.json)")
+        notes += [f"{o.name} has no {o.with_suffix('.json').name} (its save was interrupted); resuming from "
+                  f"{path.stem}" for o in orphan_arrays(run_dir)]
+        try:
+            tensors, meta = load_checkpoint(path)
+        except CheckpointError as e:
+            for older in step_checkpoints(run_dir)[1:]:
+                try:
+                    load_checkpoint(older)
+                except CheckpointError:
+                    continue
+                raise CheckpointError(f"cannot resume {run_dir}: {e}; the newest intact checkpoint is "
+                                      f"{older.stem}: resume from it with `tinygpt train --resume {run_dir} "
+                                      f"--checkpoint {older.stem}`") from None
+            raise
+        return path, tensors, meta, notes
+    path = run_dir / Path(str(name)).name
+    path = path.with_suffix(".json") if path.suffix in ("", ".safetensors") else path
+    match = re.match(r"^ckpt_(\d+)\.json$", path.name)
+    if match is None or not path.is_file():
+        have = ", ".join(p.stem for p in step_checkpoints(run_dir)) or "none"
+        raise ValueError(f"--checkpoint {name!r}: {run_dir} has no such checkpoint; expected one of: {have}")
+    tensors, meta = load_checkpoint(path)
+    step = int(match[1])
+    for newer in [p for p in step_checkpoints(run_dir) if int(p.stem[len("ckpt_"):]) > step] + \
+            [p for p in run_dir.glob("ckpt_*.safetensors") if int(p.stem[len("ckpt_"):]) > step]:
+        for part in (newer.with_suffix(".json"), newer.with_suffix(".safetensors")):
+            if part.exists():
+                part.rename(part.with_name("damaged_" + part.name))
+                notes.append(f"moved {part.name} aside to damaged_{part.name}")
+    return path, tensors, meta, notes
+
+
+def check_lm_meta(meta, where, max_step, model):
+    """A training checkpoint's JSON meta, checked field by field before anything is restored, so a
+    hand-edited file is one message naming the file, the field, the value and the expectation
+    instead of a KeyError deep in the optimizer."""
+    def bad(field, value, expected):
+        return CheckpointError(f"checkpoint {where}: {field} is {value!r:.80}, expected {expected}")
+
+    if meta.get("kind") != "lm":
+        raise bad("kind", meta.get("kind"), "'lm' (a language-model training checkpoint)")
+    step = meta.get("step")
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        raise bad("step", step, "an int >= 0")
+    if step > max_step:
+        raise ValueError(f"{Path(where).parent} is already at step {step}, past steps={max_step}; "
+                         f"pass a larger --steps to train on")
+    optimizer = meta.get("optimizer")
+    if not isinstance(optimizer, dict) or not isinstance(optimizer.get("param_groups"), list) \
+            or not isinstance(optimizer.get("state"), dict) \
+            or not all(isinstance(v, dict) for v in optimizer["state"].values()):
+        raise bad("optimizer", optimizer, "{'param_groups': [...], 'state': {index: {...}}}")
+    if not isinstance(meta.get("schedule"), dict):
+        raise bad("schedule", meta.get("schedule"), "a dict from the schedule's state_dict()")
+    rng = meta.get("rng")
+    if not isinstance(rng, dict) or not isinstance(rng.get("dropout"), dict):
+        raise bad("rng", rng, "{'data': <rng state>, 'dropout': {module name: <rng state>}}")
+    try:
+        rng_from_json(rng.get("data"))
+    except (ValueError, TypeError, KeyError) as e:
+        raise bad("rng['data']", rng.get("data"), f"a saved random generator state ({e})") from None
+    names = [name for name, _ in dropout_modules(model)]
+    if sorted(rng["dropout"]) != sorted(names):
+        raise bad("rng['dropout'] names", sorted(rng["dropout"]), f"the model's dropout modules {sorted(names)}")
+    for name in names:
+        try:
+            rng_from_json(rng["dropout"][name])
+        except (ValueError, TypeError, KeyError) as e:
+            raise bad(f"rng['dropout'][{name!r}]", rng["dropout"][name], f"a saved random generator state ({e})") from None
+
+
+# ---------------------------------------------------------------------------------------------
 # Loading a finished (or interrupted) run
 # ---------------------------------------------------------------------------------------------
 
@@ -250,10 +343,15 @@ def load_run(run_dir, checkpoint=None):
     if config["model"]["vocab_size"] != tokenizer.vocab_size:
         raise ValueError(f"{run_dir}: the model has vocab_size {config['model']['vocab_size']} but "
                          f"{TOKENIZER} has {tokenizer.vocab_size} tokens; they come from different runs")
-    where = checkpoint or latest_checkpoint(run_dir)
-    if where is None:
-        raise CheckpointError(f"{run_dir} has no checkpoint yet (ckpt_*.json); train it first")
-    tensors, meta = load_checkpoint(where)
+    if checkpoint is not None:
+        where = checkpoint
+        tensors, meta = load_checkpoint(where)
+    else:
+        if latest_checkpoint(run_dir) is None:
+            raise CheckpointError(f"{run_dir} has no checkpoint yet (ckpt_*.json); train it first")
+        where, tensors, meta, notes = load_newest_intact(run_dir)  # a reader may fall back
+        for message in notes:
+            warnings.warn(f"{run_dir}: {message}", CheckpointWarning, stacklevel=2)
     load_model_tensors(model, tensors, Path(where).name)
     model.eval()
     return Run(run_dir, config, model, tokenizer, meta.get("step"), meta)

@@ -19,7 +19,7 @@ import numpy as np
 
 import tinygpt
 from tinygpt.allocator import keep_freed_memory
-from tinygpt.checkpoint import latest_checkpoint, load_checkpoint, rng_from_json, rng_state_to_json
+from tinygpt.checkpoint import rng_from_json, rng_state_to_json
 from tinygpt.data import random_windows, sequential_batches, write_tokens
 from tinygpt.generate import default_prompt, generate_text, inference
 from tinygpt.optim import AdamW, ConstantLR, WarmupCosine, clip_grad_norm_, weight_decay_groups
@@ -61,7 +61,7 @@ class TrainResult:
 class Trainer:
     """Sets up a run (new, resumed, or initialised from another run) on construction; run() trains."""
 
-    def __init__(self, config, progress=None, log=None):
+    def __init__(self, config, progress=None, log=None, checkpoint=None):
         if not isinstance(config, TrainConfig):
             raise TypeError(f"Trainer needs a TrainConfig, got {type(config).__name__}")
         self.progress = progress or (lambda event: None)
@@ -73,6 +73,9 @@ class Trainer:
         self._stop_requested = self._in_step = False
         self.stop_signal = None  # the signal (SIGINT, SIGTERM, SIGHUP) that stopped the run
         self._lock = None  # a runs.RunLock from setup until run() returns
+        self.resume_from = checkpoint  # resume from this ckpt_<step> instead of the newest
+        if checkpoint is not None and not config.resume:
+            raise ValueError(f"checkpoint={checkpoint!r} chooses where a resumed run starts; it needs resume")
         try:
             (self._resume if config.resume else self._start)(config)
         except BaseException:
@@ -146,18 +149,13 @@ class Trainer:
             raise ValueError(f"cannot resume {self.run_dir}: {name} is {given!r} but the run was made with "
                              f"{was!r}; a resumed run keeps its settings (only steps and the evaluation "
                              f"settings may change)")
-        path = latest_checkpoint(self.run_dir)
-        if path is None:
-            raise ValueError(f"{self.run_dir} has no checkpoint to resume from (ckpt_*.json)")
-        tensors, meta = load_checkpoint(path)
-        if meta.get("kind") != "lm":
-            raise ValueError(f"{path} is not a language-model training checkpoint")
-        if meta["step"] > config.steps:
-            raise ValueError(f"{self.run_dir} is already at step {meta['step']}, past steps={config.steps}; "
-                             f"pass a larger --steps to train on")
+        path, tensors, meta, notes = runs.resume_checkpoint(self.run_dir, self.resume_from)
+        for message in notes:
+            self.log(message)
         model_config = read_run_config(self.run_dir)["model"]
         self.config, self.tokenizer = config, runs.load_run_tokenizer(self.run_dir)
         self.model = build_model(model_config, seed=config.seed)
+        runs.check_lm_meta(meta, path, config.steps, self.model)
         runs.load_model_tensors(self.model, tensors, path.name)
         self._make_optimizer()
         runs.load_optimizer(self.optimizer, tensors, meta["optimizer"], path.name)
@@ -331,9 +329,10 @@ def _matching_model(config, source_train, model_config):
     return dataclasses.replace(config, **shape)
 
 
-def train(config, progress=None, log=None):
-    """Set up and run a training run -> TrainResult. See TrainConfig for the settings."""
-    return Trainer(config, progress, log).run()
+def train(config, progress=None, log=None, checkpoint=None):
+    """Set up and run a training run -> TrainResult. See TrainConfig for the settings; `checkpoint`
+    (e.g. "ckpt_000020") resumes from that checkpoint instead of the newest."""
+    return Trainer(config, progress, log, checkpoint).run()
 
 
 def evaluate_lm(model, tokens, block_size, batch_size=32, max_batches=None):
