@@ -272,3 +272,52 @@ def test_damaged_checkpoint_is_loaded_exactly_or_refused_with_valueerror(tmp_pat
     for name, array in SAVED.items():
         assert tensors[name].dtype == array.dtype and tensors[name].tobytes() == array.tobytes(), name
     assert isinstance(meta, dict)
+
+
+# ----- 4. bad arguments and hand-edited config.json -------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("small")
+    (tmp / "text.txt").write_text(TEXT, encoding="utf-8")
+    return train_run(tmp, tmp / "text.txt", "run", 4, 4)
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["evaluate", "--max-batches", "0"], "max_batches must be an int >= 1"),
+    (["evaluate", "--batch-size", "0"], "batch_size must be an int >= 1"),
+    (["generate", "--seed", "-1"], "--seed must be an integer >= 0"),
+])
+def test_bad_reader_arguments_are_one_line_naming_the_argument(small_run, argv, expected):
+    code, _, err = tinygpt(argv[0], "--run", small_run, *argv[1:])
+    assert code == 1 and first_line(err).startswith(f"tinygpt: error: {expected}") and "got" in first_line(err), err
+
+
+@pytest.mark.parametrize("command", [["train", "--data"], ["finetune", "--from", "RUN", "--data"]])
+def test_negative_train_and_finetune_seed_is_one_line(small_run, command):
+    text = small_run.parent / "text.txt"
+    argv = [small_run if a == "RUN" else a for a in command] + [text, "--seed", "-1", "--out-dir", small_run.parent / "x"]
+    code, _, err = tinygpt(*argv)
+    assert code == 1 and "seed must be an integer >= 0, got -1" in first_line(err), err
+    assert not (small_run.parent / "x").exists()
+
+
+@pytest.mark.parametrize("edit, expected", [
+    (lambda c: c.pop("model"), "field 'model' is missing, expected a dict"),
+    (lambda c: c.update(train=3), "field 'train' is 3, expected a dict"),
+    (lambda c: c["model"].pop("type"), "field 'model' has no 'type'"),
+])
+def test_config_json_without_a_needed_field_names_the_file_and_field(small_run, tmp_path, edit, expected):
+    import json
+    import shutil
+    broken = tmp_path / "broken"
+    shutil.copytree(small_run, broken)
+    config = json.loads((broken / "config.json").read_text())
+    edit(config)
+    (broken / "config.json").write_text(json.dumps(config))
+    for argv in (["generate", "--run", broken], ["evaluate", "--run", broken], ["train", "--resume", broken]):
+        code, _, err = tinygpt(*argv)
+        line = first_line(err)
+        assert code == 1 and line.startswith("tinygpt: error:") and str(broken / "config.json") in line, (argv, err)
+        assert expected in line, (argv, line)

@@ -153,6 +153,8 @@ def cmd_generate(args):
     if run.config["kind"] != "lm":
         raise ValueError(f"{args.run} is a {run.config['kind']} run; generate needs a language-model run")
     prompt = default_prompt(run.tokenizer) if args.prompt is None else args.prompt
+    if args.seed is not None and args.seed < 0:  # NumPy would say only "expected non-negative integer"
+        raise ValueError(f"--seed must be an integer >= 0 (or left out: different every time), got {args.seed}")
     rng = np.random.default_rng(args.seed)  # one stream for all samples: each sample differs
     for k in range(args.num_samples):
         pieces = stream_text(run.model, run.tokenizer, prompt, args.max_new_tokens, args.temperature,

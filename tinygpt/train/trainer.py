@@ -338,6 +338,10 @@ def train(config, progress=None, log=None, checkpoint=None):
 def evaluate_lm(model, tokens, block_size, batch_size=32, max_batches=None):
     """Mean loss over consecutive windows of `tokens` -> {"loss", "perplexity", "tokens"}: every
     token is predicted once (not a random sample), so the number is exact and repeatable."""
+    for name, value in (("batch_size", batch_size), ("max_batches", max_batches)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ValueError(f"{name} must be an int >= 1 (or max_batches None: every batch), got {value!r}; "
+                             f"a mean over no batches has no value")
     total, count = 0.0, 0
     with inference(model):
         for i, (x, y, _) in enumerate(sequential_batches(tokens, batch_size, block_size)):
