@@ -112,6 +112,7 @@ def test_run_lock_in_process_second_lock_is_refused_and_release_frees_it(tmp_pat
     with pytest.raises(ValueError, match=f"process {os.getpid()} on"):
         RunLock(tmp_path).acquire()
     first.release()
+    RunLock(tmp_path).acquire()  # dropped without release(): garbage collection frees it
     with RunLock(tmp_path):
         assert (tmp_path / ".lock").read_text().split()[0] == str(os.getpid())
     assert not (tmp_path / ".lock").exists()
@@ -120,7 +121,7 @@ def test_run_lock_in_process_second_lock_is_refused_and_release_frees_it(tmp_pat
 # ----- 2. SIGTERM and SIGHUP ------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGHUP, 129)])
+@pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGHUP, 129), (signal.SIGINT, 130)])
 def test_signal_saves_a_checkpoint_exits_128_plus_signal_and_resume_is_exact(tmp_path, text_file, signum, code):
     straight = train_run(tmp_path, text_file, "straight", 3000, 3000)
     run_dir = tmp_path / "stopped"

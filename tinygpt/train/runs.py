@@ -94,7 +94,9 @@ class RunLock:
             os.ftruncate(fd, 0)
             os.write(fd, f"{os.getpid()} {socket.gethostname()}\n".encode("utf-8"))
             os.fsync(fd)
-            self.fd = fd
+            # a file object, not a bare descriptor: if the holder is dropped without release() (a
+            # Trainer that is never run), garbage collection closes it and so drops the lock
+            self.fd = os.fdopen(fd, "r+b", buffering=0)
             return self
 
     def release(self):
@@ -104,7 +106,7 @@ class RunLock:
         try:
             self.path.unlink(missing_ok=True)
         finally:
-            os.close(self.fd)  # closing the descriptor drops the flock
+            self.fd.close()  # closing the descriptor drops the flock
             self.fd = None
 
     def __enter__(self):
