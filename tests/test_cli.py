@@ -178,6 +178,9 @@ def test_generate_from_a_missing_run(tmp_path, capsys):
 def test_corrupt_checkpoint_is_one_line_and_exit_1(trained, tmp_path, capsys):
     broken = tmp_path / "broken"
     shutil.copytree(trained, broken)
+    for older in broken.glob("ckpt_*"):  # with an intact older checkpoint, readers would fall back to it
+        if not older.name.startswith("ckpt_000006."):
+            older.unlink()
     (broken / "ckpt_000006.json").write_text("{not json", encoding="utf-8")
     code, _, err = run(capsys, "generate", "--run", broken)
     assert code == 1

@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 import pytest
 
-from tinygpt.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint
+from tinygpt.checkpoint import CheckpointError, CheckpointWarning, latest_checkpoint, load_checkpoint
 from tinygpt.tokenizers import ByteLevelBPETokenizer, CharTokenizer, WordTokenizer
 from tinygpt.train import TrainConfig, Trainer, evaluate_lm, load_run, train
 from tinygpt.train.data import encode_in_pieces
@@ -214,10 +214,14 @@ def test_truncated_checkpoint_is_a_clear_error(tmp_path, text_file):
     train(tiny(tmp_path, text_file))
     arrays = tmp_path / "run" / "ckpt_000012.safetensors"
     arrays.write_bytes(arrays.read_bytes()[:100])
-    with pytest.raises(CheckpointError, match="truncated"):
-        load_run(tmp_path / "run")
-    with pytest.raises(CheckpointError, match="truncated"):
+    with pytest.warns(CheckpointWarning, match="truncated"):  # a reader falls back to the older one
+        assert load_run(tmp_path / "run").step == 8
+    with pytest.raises(CheckpointError, match="truncated.*--checkpoint ckpt_000008"):  # a writer refuses
         Trainer(TrainConfig.from_run(tmp_path / "run", resume=True))
+    for older in (tmp_path / "run").glob("ckpt_000008.*"):
+        older.unlink()
+    with pytest.raises(CheckpointError, match="truncated"):  # nothing intact left
+        load_run(tmp_path / "run")
 
 
 def test_checkpoint_of_another_model_shape_is_a_clear_error(tmp_path, text_file):

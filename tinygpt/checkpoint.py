@@ -29,6 +29,10 @@ class CheckpointError(ValueError):
     """A checkpoint that is missing, truncated, corrupt, or whose two files do not belong together."""
 
 
+class CheckpointWarning(UserWarning):
+    """A damaged or incomplete checkpoint was skipped in favour of an older, intact one."""
+
+
 def checkpoint_path(run_dir, step=None):
     """run_dir, step -> run_dir/ckpt_000123 (a stem: add .json/.safetensors), or run_dir/ckpt."""
     if step is None:
@@ -195,7 +199,60 @@ def load_checkpoint(path):
         raise CheckpointError(f"arrays file {tensors_file} has a bad safetensors header ({e})") from None
     # Copies: arrays over the file's bytes are read-only, and a resumed run updates them in place.
     tensors = {name: np.array(array) for name, array in loaded.items()}
+    for name, array in tensors.items():
+        # NOTE: the hash proves the file is what was saved, not that what was saved is usable: a run
+        # that diverged (or a hand-made file) can hold NaN, and a NaN weight poisons every output.
+        if np.issubdtype(array.dtype, np.inexact) and not np.isfinite(array).all():
+            bad = int(np.size(array) - np.isfinite(array).sum())
+            raise CheckpointError(f"arrays file {tensors_file}: tensor {name!r} {array.shape} has {bad} "
+                                  f"non-finite value(s) (NaN or inf); expected finite numbers")
+    if not isinstance(record["meta"], dict):
+        raise CheckpointError(f"checkpoint record {json_file}: meta is {type(record['meta']).__name__}, expected an object")
     return tensors, record["meta"]
+
+
+def step_checkpoints(run_dir):
+    """run_dir -> [ckpt_<step>.json paths], newest step first."""
+    found = [(int(m["step"]), p) for p in Path(run_dir).iterdir() if (m := _NAME.match(p.name)) and m["step"]]
+    return [p for _, p in sorted(found, reverse=True)]
+
+
+def orphan_arrays(run_dir):
+    """ckpt_<step>.safetensors newer than the newest ckpt_<step>.json and without a .json of their
+    own: a save killed between its two files (or a deleted .json). Newest first."""
+    latest = latest_checkpoint(run_dir)
+    newest = int(_NAME.match(latest.name)["step"] or -1) if latest is not None else -1
+    orphans = []
+    for p in Path(run_dir).glob("ckpt_*.safetensors"):
+        step = p.stem[len("ckpt_"):]
+        if step.isdigit() and int(step) > newest and not p.with_suffix(".json").exists():
+            orphans.append((int(step), p))
+    return [p for _, p in sorted(orphans, reverse=True)]
+
+
+def load_newest_intact(run_dir):
+    """run_dir -> (path, tensors, meta, notes): the newest checkpoint that loads, and one note per
+    newer one that was skipped (damaged, or arrays without their .json) naming both files.
+
+    For readers (generate, evaluate): a damaged newest save should not hide a good older one.
+    A writer must not do this silently (it would train on from an older step); see resume.
+    Raises the newest checkpoint's CheckpointError when none loads."""
+    notes = [f"{orphan.name} has no {orphan.with_suffix('.json').name} (its save was interrupted, or the "
+             f".json was deleted); it is ignored" for orphan in orphan_arrays(run_dir)]
+    candidates = step_checkpoints(run_dir) or ([Path(run_dir) / "ckpt.json"] if (Path(run_dir) / "ckpt.json").is_file() else [])
+    if not candidates:
+        raise CheckpointError(f"no checkpoint (ckpt*.json) in directory {run_dir}")
+    first_error, damaged = None, []
+    for path in candidates:
+        try:
+            tensors, meta = load_checkpoint(path)
+        except CheckpointError as e:
+            first_error = first_error or e
+            damaged.append((path, e))
+            continue
+        notes += [f"{bad.stem} is damaged ({e}); using {path.stem} instead" for bad, e in damaged]
+        return path, tensors, meta, notes
+    raise first_error
 
 
 def latest_checkpoint(run_dir):

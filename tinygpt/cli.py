@@ -146,14 +146,14 @@ def cmd_train(args):
             header += "\n" + default_corpus_note()
     bar = ProgressBar("train", args.log_interval, header, measured=estimate_size(config))
     try:
-        result = train(config, progress=bar.update, log=bar.write)
+        result = train(config, progress=bar.update, log=bar.write, checkpoint=args.checkpoint)
     finally:
         bar.close()
     if result.interrupted:
         saved = f"; saved checkpoint {Path(result.checkpoint).stem}" if result.checkpoint else ""
         say(f"interrupted at step {result.step}{saved}; continue with: tinygpt train --resume {result.run_dir}",
             file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return 128 + result.stop_signal if result.stop_signal else EXIT_INTERRUPTED  # 143 SIGTERM, 129 SIGHUP
     ms = f", {1000 * result.step_seconds:.0f} ms/step" if result.step_seconds else ""
     if result.val_loss is not None:
         say(f"step {result.step}: train loss {result.train_loss:.4f}, val loss {result.val_loss:.4f} "
@@ -284,6 +284,8 @@ def cmd_generate(args):
     if run.config["kind"] != "lm":
         raise ValueError(f"{args.run} is a {run.config['kind']} run; generate needs a language-model run")
     prompt = default_prompt(run.tokenizer) if args.prompt is None else args.prompt
+    if args.seed is not None and args.seed < 0:  # NumPy would say only "expected non-negative integer"
+        raise ValueError(f"--seed must be an integer >= 0 (or left out: different every time), got {args.seed}")
     rng = np.random.default_rng(args.seed)  # one stream for all samples: each sample differs
     for k in range(args.num_samples):
         pieces = stream_text(run.model, run.tokenizer, prompt, args.max_new_tokens, args.temperature,
@@ -495,6 +497,8 @@ def build_parser():
     train.add_argument("--log-interval", type=int, default=None, metavar="N",
                        help="when stderr is not a terminal, a progress line every N steps (steps/20, at most 100)")
     train.add_argument("--resume", metavar="RUN", help="continue RUN from its latest checkpoint")
+    train.add_argument("--checkpoint", metavar="CKPT", help="with --resume: start from CKPT (e.g. ckpt_000020), "
+                       "not the newest")
     train.add_argument("--init-from", metavar="RUN", help="start from RUN's weights and tokenizer (new text)")
     train.set_defaults(func=cmd_train)
 
@@ -619,6 +623,8 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     keep_freed_memory()
     debug = "--debug" in argv
+    import warnings  # a library warning (e.g. a damaged checkpoint skipped) is one line, like errors
+    warnings.showwarning = lambda message, *rest, **kw: say(f"tinygpt: warning: {message}", file=sys.stderr)
     try:
         argv, passed_on = split_bench_arguments(argv)
         args = build_parser().parse_args(argv)

@@ -187,41 +187,45 @@ def finetune(config, progress=None, log=None):
     rng = np.random.default_rng(config.seed)
     metrics = runs.MetricsLog(run_dir / runs.METRICS, ("step", "train_loss", "val_accuracy", "val_macro_f1"))
     run_dir.mkdir(parents=True, exist_ok=True)
-    step, losses = 0, []
-    model.train()
-    while step < steps:
-        order = rng.permutation(len(x_train))  # a new shuffle each epoch
-        for i in range(0, len(order), config.batch_size):
-            batch = order[i:i + config.batch_size]
-            schedule.step(optimizer)
-            if features is not None:
-                loss = F.cross_entropy(model.head(Tensor(features[batch])), y_train[batch])
-            else:
-                _, loss = model(x_train[batch], y_train[batch], len_train[batch])
-            optimizer.zero_grad()
-            loss.backward()
-            if config.grad_clip > 0:
-                clip_grad_norm_(optimizer.parameters(), config.grad_clip)
-            optimizer.step()
-            step += 1
-            losses.append(loss.item())
-            progress(TrainEvent("step", step, steps, loss=losses[-1]))
-            if step % eval_interval == 0 or step == steps:  # the last step is always scored
-                predicted = (predict(model, x_test, len_test) if test_features is None
-                             else predict_from_features(model, test_features))
-                report = classification_report(y_test, predicted, len(label_names))
-                metrics.append({"step": step, "train_loss": float(np.mean(losses[-eval_interval:])),
-                                "val_accuracy": report["accuracy"], "val_macro_f1": report["macro_f1"]})
-                progress(TrainEvent("eval", step, steps, train_loss=float(np.mean(losses[-eval_interval:])),
-                                    accuracy=report["accuracy"]))
-                model.train()
-            if step == steps:
-                break
+    lock = runs.RunLock(run_dir).acquire()  # one writer per run directory
+    try:
+        step, losses = 0, []
+        model.train()
+        while step < steps:
+            order = rng.permutation(len(x_train))  # a new shuffle each epoch
+            for i in range(0, len(order), config.batch_size):
+                batch = order[i:i + config.batch_size]
+                schedule.step(optimizer)
+                if features is not None:
+                    loss = F.cross_entropy(model.head(Tensor(features[batch])), y_train[batch])
+                else:
+                    _, loss = model(x_train[batch], y_train[batch], len_train[batch])
+                optimizer.zero_grad()
+                loss.backward()
+                if config.grad_clip > 0:
+                    clip_grad_norm_(optimizer.parameters(), config.grad_clip)
+                optimizer.step()
+                step += 1
+                losses.append(loss.item())
+                progress(TrainEvent("step", step, steps, loss=losses[-1]))
+                if step % eval_interval == 0 or step == steps:  # the last step is always scored
+                    predicted = (predict(model, x_test, len_test) if test_features is None
+                                 else predict_from_features(model, test_features))
+                    report = classification_report(y_test, predicted, len(label_names))
+                    metrics.append({"step": step, "train_loss": float(np.mean(losses[-eval_interval:])),
+                                    "val_accuracy": report["accuracy"], "val_macro_f1": report["macro_f1"]})
+                    progress(TrainEvent("eval", step, steps, train_loss=float(np.mean(losses[-eval_interval:])),
+                                        accuracy=report["accuracy"]))
+                    model.train()
+                if step == steps:
+                    break
 
-    _save_classifier(run_dir, config, source, model, label_names, report, step)
-    return FinetuneResult(run_dir, report["accuracy"], report["macro_f1"], report["confusion"], label_names,
-                          len(x_train), len(x_test), dropped_examples, dropped_train + dropped_test,
-                          time.perf_counter() - started)
+        _save_classifier(run_dir, config, source, model, label_names, report, step)
+        return FinetuneResult(run_dir, report["accuracy"], report["macro_f1"], report["confusion"], label_names,
+                              len(x_train), len(x_test), dropped_examples, dropped_train + dropped_test,
+                              time.perf_counter() - started)
+    finally:
+        lock.release()
 
 
 def _save_classifier(run_dir, config, source, model, label_names, report, step):

@@ -227,4 +227,13 @@ def read_run_config(run_dir):
         raise ValueError(f"{path} is not valid JSON ({e})") from None
     if not isinstance(config, dict) or config.get("kind") not in ("lm", "classifier"):
         raise ValueError(f"{path} is not a tinygpt run config (no kind 'lm' or 'classifier')")
+    # the fields every reader needs, checked here so a hand-edited file is one clear message, not a KeyError
+    needed = {"model": dict, **({"train": dict} if config["kind"] == "lm" else {"label_names": list, "pooling": str})}
+    for field, kind in needed.items():
+        if not isinstance(config.get(field), kind):
+            got = "missing" if field not in config else f"{config[field]!r:.60}"
+            raise ValueError(f"{path}: field {field!r} is {got}, expected a {kind.__name__} "
+                             f"(as `tinygpt {'train' if config['kind'] == 'lm' else 'finetune'}` writes it)")
+    if not isinstance(config["model"].get("type"), str):
+        raise ValueError(f"{path}: field 'model' has no 'type' (expected 'gpt' or 'lstm')")
     return config

@@ -6,14 +6,21 @@ Not here: the training loop (trainer.py) or the file formats themselves (tinygpt
 """
 
 import csv
+import errno
 import io
 import json
+import os
+import re
+import socket
+import warnings
 from collections import namedtuple
 from pathlib import Path
 
 import numpy as np
 
-from tinygpt.checkpoint import CheckpointError, checkpoint_path, latest_checkpoint, load_checkpoint
+from tinygpt.checkpoint import (CheckpointError, CheckpointWarning, checkpoint_path, latest_checkpoint,
+                                 load_checkpoint, load_newest_intact, orphan_arrays, rng_from_json,
+                                 step_checkpoints)
 from tinygpt.checkpoint import save_checkpoint, write_atomically
 from tinygpt.models import SequenceClassifier
 from tinygpt.nn import Dropout
@@ -25,6 +32,8 @@ CONFIG, TOKENIZER, TOKENS, METRICS, STEPS, PLOT, SAMPLE = (
 METRIC_COLUMNS = ("step", "train_loss", "val_loss", "perplexity", "lr", "tokens_per_sec")
 STEP_COLUMNS = ("step", "loss", "lr")  # train_steps.csv: the loss of each step's own batch
 
+LOCK = ".lock"  # the writer's pid and hostname while train/resume/finetune runs in the directory
+
 Run = namedtuple("Run", ["dir", "config", "model", "tokenizer", "step", "meta"])
 
 
@@ -35,6 +44,114 @@ def write_text_atomically(path, text):
 
 def write_json(path, data):
     write_text_atomically(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+# ---------------------------------------------------------------------------------------------
+# One writer per run directory
+# ---------------------------------------------------------------------------------------------
+
+
+class RunLock:
+    """An exclusive lock on a run directory: two writers would interleave metrics.csv and delete
+    each other's checkpoints. Readers (generate, evaluate) never take it.
+
+    The lock is fcntl.flock on run_dir/.lock, which holds the holder's "pid hostname". The kernel
+    drops a flock when its process dies, so a lock file left by a killed run (a dead pid) is simply
+    taken over. Where flock does not exist (Windows) only the pid check guards the directory.
+    """
+
+    def __init__(self, run_dir):
+        self.path, self.fd = Path(run_dir) / LOCK, None
+
+    def acquire(self):
+        try:
+            import fcntl
+        except ImportError:  # no flock: fall back to the pid in the file
+            fcntl = None
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            if fcntl is None:
+                holder = _read_holder(self.path)
+                if holder and holder[1] == socket.gethostname() and _pid_alive(holder[0]) and holder[0] != os.getpid():
+                    os.close(fd)
+                    raise _locked_error(self.path, holder)
+            else:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError as e:
+                    os.close(fd)
+                    if e.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                        raise
+                    raise _locked_error(self.path, _read_holder(self.path)) from None
+                # the holder may have unlinked the file between our open and our flock: then we
+                # hold a lock on a name nobody else sees; open the current file again
+                try:
+                    same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
+                except FileNotFoundError:
+                    same = False
+                if not same:
+                    os.close(fd)
+                    continue
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()} {socket.gethostname()}\n".encode("utf-8"))
+            os.fsync(fd)
+            # a file object, not a bare descriptor: if the holder is dropped without release() (a
+            # Trainer that is never run), garbage collection closes it and so drops the lock
+            self.fd = os.fdopen(fd, "r+b", buffering=0)
+            return self
+
+    def release(self):
+        """Unlink, then unlock: a waiting writer that opened the old file sees it is gone and retries."""
+        if self.fd is None:
+            return
+        try:
+            self.path.unlink(missing_ok=True)
+        finally:
+            self.fd.close()  # closing the descriptor drops the flock
+            self.fd = None
+
+    def __enter__(self):
+        return self.acquire()
+
+    def __exit__(self, *exc):
+        self.release()
+
+
+def _read_holder(path):
+    """The lock file -> (pid, hostname), or None when it is empty or unreadable."""
+    try:
+        pid, host = path.read_text(encoding="utf-8").split()
+        return int(pid), host
+    except (OSError, ValueError):
+        return None
+
+
+def _pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # alive, but another user's
+    return True
+
+
+def _locked_error(path, holder):
+    who = f"process {holder[0]} on {holder[1]}" if holder else "another process"
+    return ValueError(f"{path.parent} is in use by {who} (lock file {path}); wait for it to finish or "
+                      f"stop it (kill {holder[0] if holder else '<pid>'}); only one train/finetune may "
+                      f"write a run directory at a time")
+
+
+def remove_leftover_temp_files(run_dir):
+    """Delete the .<name>.*.tmp files a killed writer left behind (write_atomically's temp names)
+    -> their names. Only a writer holding the RunLock may call this: a live writer's temp file
+    would be deleted under it."""
+    removed = []
+    for path in Path(run_dir).glob(".*.tmp"):
+        path.unlink(missing_ok=True)
+        removed.append(path.name)
+    return sorted(removed)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -110,6 +227,95 @@ def save_step(run_dir, step, tensors, meta, keep):
 
 
 # ---------------------------------------------------------------------------------------------
+# Choosing and checking the checkpoint a resumed run starts from
+# ---------------------------------------------------------------------------------------------
+
+
+def resume_checkpoint(run_dir, name=None):
+    """The checkpoint to resume run_dir from -> (path, tensors, meta, notes).
+
+    Without `name`, the newest; if it is damaged, a CheckpointError that names the newest intact
+    one and the flag to choose it (silently training on from an older step would surprise). With
+    `name` (e.g. "ckpt_000020"), that one; newer checkpoints are renamed damaged_ckpt_<step>.* so
+    they neither shadow the resumed run's saves nor get pruned in their place.
+    Only the holder of the RunLock may call this (it renames files)."""
+    run_dir, notes = Path(run_dir), []
+    if name is None:
+        path = latest_checkpoint(run_dir)
+        if path is None:
+            raise ValueError(f"{run_dir} has no checkpoint to resume from (ckpt_*.json)")
+        notes += [f"{o.name} has no {o.with_suffix('.json').name} (its save was interrupted); resuming from "
+                  f"{path.stem}" for o in orphan_arrays(run_dir)]
+        try:
+            tensors, meta = load_checkpoint(path)
+        except CheckpointError as e:
+            for older in step_checkpoints(run_dir)[1:]:
+                try:
+                    load_checkpoint(older)
+                except CheckpointError:
+                    continue
+                raise CheckpointError(f"cannot resume {run_dir}: {e}; the newest intact checkpoint is "
+                                      f"{older.stem}: resume from it with `tinygpt train --resume {run_dir} "
+                                      f"--checkpoint {older.stem}`") from None
+            raise
+        return path, tensors, meta, notes
+    path = run_dir / Path(str(name)).name
+    path = path.with_suffix(".json") if path.suffix in ("", ".safetensors") else path
+    match = re.match(r"^ckpt_(\d+)\.json$", path.name)
+    if match is None or not path.is_file():
+        have = ", ".join(p.stem for p in step_checkpoints(run_dir)) or "none"
+        raise ValueError(f"--checkpoint {name!r}: {run_dir} has no such checkpoint; expected one of: {have}")
+    tensors, meta = load_checkpoint(path)
+    step = int(match[1])
+    for newer in [p for p in step_checkpoints(run_dir) if int(p.stem[len("ckpt_"):]) > step] + \
+            [p for p in run_dir.glob("ckpt_*.safetensors") if int(p.stem[len("ckpt_"):]) > step]:
+        for part in (newer.with_suffix(".json"), newer.with_suffix(".safetensors")):
+            if part.exists():
+                part.rename(part.with_name("damaged_" + part.name))
+                notes.append(f"moved {part.name} aside to damaged_{part.name}")
+    return path, tensors, meta, notes
+
+
+def check_lm_meta(meta, where, max_step, model):
+    """A training checkpoint's JSON meta, checked field by field before anything is restored, so a
+    hand-edited file is one message naming the file, the field, the value and the expectation
+    instead of a KeyError deep in the optimizer."""
+    def bad(field, value, expected):
+        return CheckpointError(f"checkpoint {where}: {field} is {value!r:.80}, expected {expected}")
+
+    if meta.get("kind") != "lm":
+        raise bad("kind", meta.get("kind"), "'lm' (a language-model training checkpoint)")
+    step = meta.get("step")
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        raise bad("step", step, "an int >= 0")
+    if step > max_step:
+        raise ValueError(f"{Path(where).parent} is already at step {step}, past steps={max_step}; "
+                         f"pass a larger --steps to train on")
+    optimizer = meta.get("optimizer")
+    if not isinstance(optimizer, dict) or not isinstance(optimizer.get("param_groups"), list) \
+            or not isinstance(optimizer.get("state"), dict) \
+            or not all(isinstance(v, dict) for v in optimizer["state"].values()):
+        raise bad("optimizer", optimizer, "{'param_groups': [...], 'state': {index: {...}}}")
+    if not isinstance(meta.get("schedule"), dict):
+        raise bad("schedule", meta.get("schedule"), "a dict from the schedule's state_dict()")
+    rng = meta.get("rng")
+    if not isinstance(rng, dict) or not isinstance(rng.get("dropout"), dict):
+        raise bad("rng", rng, "{'data': <rng state>, 'dropout': {module name: <rng state>}}")
+    try:
+        rng_from_json(rng.get("data"))
+    except (ValueError, TypeError, KeyError) as e:
+        raise bad("rng['data']", rng.get("data"), f"a saved random generator state ({e})") from None
+    names = [name for name, _ in dropout_modules(model)]
+    if sorted(rng["dropout"]) != sorted(names):
+        raise bad("rng['dropout'] names", sorted(rng["dropout"]), f"the model's dropout modules {sorted(names)}")
+    for name in names:
+        try:
+            rng_from_json(rng["dropout"][name])
+        except (ValueError, TypeError, KeyError) as e:
+            raise bad(f"rng['dropout'][{name!r}]", rng["dropout"][name], f"a saved random generator state ({e})") from None
+
+
+# ---------------------------------------------------------------------------------------------
 # Loading a finished (or interrupted) run
 # ---------------------------------------------------------------------------------------------
 
@@ -140,10 +346,15 @@ def load_run(run_dir, checkpoint=None):
     if config["model"]["vocab_size"] != tokenizer.vocab_size:
         raise ValueError(f"{run_dir}: the model has vocab_size {config['model']['vocab_size']} but "
                          f"{TOKENIZER} has {tokenizer.vocab_size} tokens; they come from different runs")
-    where = checkpoint or latest_checkpoint(run_dir)
-    if where is None:
-        raise CheckpointError(f"{run_dir} has no checkpoint yet (ckpt_*.json); train it first")
-    tensors, meta = load_checkpoint(where)
+    if checkpoint is not None:
+        where = checkpoint
+        tensors, meta = load_checkpoint(where)
+    else:
+        if latest_checkpoint(run_dir) is None:
+            raise CheckpointError(f"{run_dir} has no checkpoint yet (ckpt_*.json); train it first")
+        where, tensors, meta, notes = load_newest_intact(run_dir)  # a reader may fall back
+        for message in notes:
+            warnings.warn(f"{run_dir}: {message}", CheckpointWarning, stacklevel=2)
     load_model_tensors(model, tensors, Path(where).name)
     model.eval()
     return Run(run_dir, config, model, tokenizer, meta.get("step"), meta)

@@ -19,7 +19,7 @@ import numpy as np
 
 import tinygpt
 from tinygpt.allocator import keep_freed_memory
-from tinygpt.checkpoint import latest_checkpoint, load_checkpoint, rng_from_json, rng_state_to_json
+from tinygpt.checkpoint import rng_from_json, rng_state_to_json
 from tinygpt.data import random_windows, sequential_batches, write_tokens
 from tinygpt.generate import default_prompt, generate_text, inference
 from tinygpt.train.limits import check_eval_work, check_step_fits
@@ -52,16 +52,17 @@ class TrainResult:
     train_loss: Optional[float]  # the last estimates
     val_loss: Optional[float]
     checkpoint: Optional[Path]
-    interrupted: bool  # Ctrl-C: the checkpoint holds the state after the last whole step
+    interrupted: bool  # Ctrl-C/SIGTERM/SIGHUP: the checkpoint holds the state after the last whole step
     sample: Optional[str]  # generated at the end of an uninterrupted run
     seconds: float  # wall time of this call
     step_seconds: Optional[float]  # mean wall time of one training step (no evaluation)
+    stop_signal: Optional[int] = None  # the signal number that interrupted it (None: Ctrl-C as KeyboardInterrupt)
 
 
 class Trainer:
     """Sets up a run (new, resumed, or initialised from another run) on construction; run() trains."""
 
-    def __init__(self, config, progress=None, log=None):
+    def __init__(self, config, progress=None, log=None, checkpoint=None):
         if not isinstance(config, TrainConfig):
             raise TypeError(f"Trainer needs a TrainConfig, got {type(config).__name__}")
         self.progress = progress or (lambda event: None)
@@ -72,7 +73,27 @@ class Trainer:
         self.step_log = runs.MetricsLog(self.run_dir / runs.STEPS, runs.STEP_COLUMNS)  # every step's loss
         self.last_eval, self.saved_step, self.checkpoint = {}, None, None
         self._stop_requested = self._in_step = False
-        (self._resume if config.resume else self._start)(config)
+        self.stop_signal = None  # the signal (SIGINT, SIGTERM, SIGHUP) that stopped the run
+        self._lock = None  # a runs.RunLock from setup until run() returns
+        self.resume_from = checkpoint  # resume from this ckpt_<step> instead of the newest
+        if checkpoint is not None and not config.resume:
+            raise ValueError(f"checkpoint={checkpoint!r} chooses where a resumed run starts; it needs resume")
+        try:
+            (self._resume if config.resume else self._start)(config)
+        except BaseException:
+            self._release_lock()
+            raise
+
+    def _take_lock(self):
+        """One writer per run directory; then the temp files a killed writer left are garbage."""
+        self._lock = runs.RunLock(self.run_dir).acquire()
+        for name in runs.remove_leftover_temp_files(self.run_dir):
+            self.log(f"removed {name}, left by an interrupted save")
+
+    def _release_lock(self):
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     # ----- setting up -------------------------------------------------------------------------
     def _start(self, config):
@@ -113,6 +134,9 @@ class Trainer:
         self.step, self.fresh = 0, True
 
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._take_lock()
+        if (self.run_dir / runs.CONFIG).exists():  # another train got here between the check and the lock
+            raise ValueError(f"{self.run_dir} already holds a run; resume it with --resume {self.run_dir}")
         write_tokens(self.run_dir / runs.TOKENS, ids, tokenizer.vocab_size)
         tokenizer.save(self.run_dir / runs.TOKENIZER)
         self._write_config(model_config)
@@ -123,24 +147,20 @@ class Trainer:
     def _resume(self, config):
         """Continue the run in out_dir from its latest checkpoint, exactly where it stopped."""
         saved = TrainConfig.from_run(self.run_dir)
+        self._take_lock()
         differences = config.differences(saved.resolved())
         if differences:
             name, given, was = differences[0]
             raise ValueError(f"cannot resume {self.run_dir}: {name} is {given!r} but the run was made with "
                              f"{was!r}; a resumed run keeps its settings (only steps and the evaluation "
                              f"settings may change)")
-        path = latest_checkpoint(self.run_dir)
-        if path is None:
-            raise ValueError(f"{self.run_dir} has no checkpoint to resume from (ckpt_*.json)")
-        tensors, meta = load_checkpoint(path)
-        if meta.get("kind") != "lm":
-            raise ValueError(f"{path} is not a language-model training checkpoint")
-        if meta["step"] > config.steps:
-            raise ValueError(f"{self.run_dir} is already at step {meta['step']}, past steps={config.steps}; "
-                             f"pass a larger --steps to train on")
+        path, tensors, meta, notes = runs.resume_checkpoint(self.run_dir, self.resume_from)
+        for message in notes:
+            self.log(message)
         model_config = read_run_config(self.run_dir)["model"]
         self.config, self.tokenizer = config, runs.load_run_tokenizer(self.run_dir)
         self.model = build_model(model_config, seed=config.seed)
+        runs.check_lm_meta(meta, path, config.steps, self.model)
         runs.load_model_tensors(self.model, tensors, path.name)
         self._make_optimizer()
         runs.load_optimizer(self.optimizer, tensors, meta["optimizer"], path.name)
@@ -232,7 +252,7 @@ class Trainer:
         c, started = self.config, time.perf_counter()
         step_time, interval_time, interval_tokens = [], 0.0, 0
         tokens_per_step = c.batch_size * c.block_size
-        with self._stop_after_step_on_sigint():
+        with self._lock_held(), self._stop_after_step_on_signal():
             try:
                 if self.fresh:
                     self._evaluate(self.schedule.lr_at(0), None)  # where the loss curve starts
@@ -255,7 +275,7 @@ class Trainer:
             except KeyboardInterrupt:
                 if self._in_step:
                     raise  # a second Ctrl-C inside a step: its state may be half-updated; keep the last save
-                self.save()  # between steps the state is whole; the caller reports the interruption
+                self.save()  # between steps the state is whole (the caller says how to resume)
                 return self._result(started, step_time, interrupted=True)
         # The run is finished and saved: the plot and the sample are extras, and neither may fail it.
         if runs.plot_metrics(self.run_dir / runs.METRICS, self.run_dir / runs.PLOT):
@@ -274,12 +294,21 @@ class Trainer:
     def _result(self, started, step_time, interrupted=False, sample=None):
         return TrainResult(self.run_dir, self.step, self.last_eval.get("train"), self.last_eval.get("val"),
                            self.checkpoint, interrupted, sample, time.perf_counter() - started,
-                           float(np.mean(step_time)) if step_time else None)
+                           float(np.mean(step_time)) if step_time else None,
+                           int(self.stop_signal) if interrupted and self.stop_signal is not None else None)
 
     @contextlib.contextmanager
-    def _stop_after_step_on_sigint(self):
-        """The first Ctrl-C asks the loop to stop after the current step, when the state is whole and
-        can be saved; a second one interrupts at once. (Signals can only be caught in the main thread.)"""
+    def _lock_held(self):
+        try:
+            yield
+        finally:
+            self._release_lock()
+
+    @contextlib.contextmanager
+    def _stop_after_step_on_signal(self):
+        """The first Ctrl-C (SIGINT), SIGTERM (kill, a job scheduler) or SIGHUP (the terminal closed)
+        asks the loop to stop after the current step, when the state is whole and can be saved; a
+        second one interrupts at once. (Signals can only be caught in the main thread.)"""
         if threading.current_thread() is not threading.main_thread():
             yield
             return
@@ -287,14 +316,17 @@ class Trainer:
         def handler(signum, frame):
             if self._stop_requested:
                 raise KeyboardInterrupt
-            self._stop_requested = True
-            self.log("Ctrl-C: stopping after this step (press again to stop at once)")
+            self._stop_requested, self.stop_signal = True, signal.Signals(signum)
+            name = "Ctrl-C" if signum == signal.SIGINT else self.stop_signal.name
+            self.log(f"{name}: stopping after this step (send it again to stop at once)")
 
-        previous = signal.signal(signal.SIGINT, handler)
+        wanted = [signal.SIGINT, signal.SIGTERM] + ([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])
+        previous = {s: signal.signal(s, handler) for s in wanted}
         try:
             yield
         finally:
-            signal.signal(signal.SIGINT, previous)
+            for s, old in previous.items():
+                signal.signal(s, old)
 
 
 def _matching_model(config, source_train, model_config):
@@ -309,15 +341,20 @@ def _matching_model(config, source_train, model_config):
     return dataclasses.replace(config, **shape)
 
 
-def train(config, progress=None, log=None):
-    """Set up and run a training run -> TrainResult. See TrainConfig for the settings."""
-    return Trainer(config, progress, log).run()
+def train(config, progress=None, log=None, checkpoint=None):
+    """Set up and run a training run -> TrainResult. See TrainConfig for the settings; `checkpoint`
+    (e.g. "ckpt_000020") resumes from that checkpoint instead of the newest."""
+    return Trainer(config, progress, log, checkpoint).run()
 
 
 def evaluate_lm(model, tokens, block_size, batch_size=32, max_batches=None, progress=None):
     """Mean loss over consecutive windows of `tokens` -> {"loss", "perplexity", "tokens", "windows"}:
     every token is predicted once (not a random sample), so the number is exact and repeatable, and
     differs from training's estimate_loss (eval_iters random batches). progress(batches done)."""
+    for name, value in (("batch_size", batch_size), ("max_batches", max_batches)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ValueError(f"{name} must be an int >= 1 (or max_batches None: every batch), got {value!r}; "
+                             f"a mean over no batches has no value")
     total, count, windows = 0.0, 0, 0
     with inference(model):
         for i, (x, y, _) in enumerate(sequential_batches(tokens, batch_size, block_size)):
