@@ -286,8 +286,8 @@ def small_run(tmp_path_factory):
 
 
 @pytest.mark.parametrize("argv, expected", [
-    (["evaluate", "--max-batches", "0"], "max_batches must be an int >= 1"),
-    (["evaluate", "--batch-size", "0"], "batch_size must be an int >= 1"),
+    (["evaluate", "--max-batches", "0"], "--max-batches must be an int >= 1"),
+    (["evaluate", "--batch-size", "0"], "--batch-size must be an int >= 1"),
     (["generate", "--seed", "-1"], "--seed must be an integer >= 0"),
 ])
 def test_bad_reader_arguments_are_one_line_naming_the_argument(small_run, argv, expected):

@@ -377,6 +377,9 @@ def cmd_evaluate(args):
         tokens, what = load_splits(Path(args.run) / "tokens.bin", train_config["val_fraction"])[1], "validation split"
     if len(tokens) < block_size + 1:
         raise ValueError(f"{what} has {len(tokens)} tokens, fewer than block_size + 1 = {block_size + 1}")
+    for flag, value in (("--batch-size", args.batch_size), ("--max-batches", args.max_batches)):
+        if value is not None and value < 1:
+            raise ValueError(f"{flag} must be an int >= 1, got {value}; a mean over no batches has no value")
     windows = (len(tokens) - 1) // block_size
     total = -(-windows // args.batch_size)
     if args.max_batches is not None:
