@@ -107,7 +107,7 @@ def test_from_pretrained_accepts_unprefixed_keys_and_legacy_mask_buffers(tmp_pat
     from safetensors.numpy import save_file
     ref = hf_model()
     ref.save_pretrained(tmp_path, safe_serialization=True)
-    state = read_safetensors(tmp_path / "model.safetensors")
+    state = dict(read_safetensors(tmp_path / "model.safetensors"))
     legacy = {k.removeprefix("transformer."): v for k, v in state.items()}
     legacy["h.0.attn.bias"] = np.tril(np.ones((1, 1, 32, 32), np.float32))
     legacy["h.0.attn.masked_bias"] = np.array(-1e4, np.float32)
@@ -164,3 +164,32 @@ def test_from_pretrained_refuses_pickle_only_folders(tmp_path):
     with pytest.raises(HFModelError, match="convert it to safetensors"):
         GPT.from_pretrained(tmp_path)
     json.loads((tmp_path / "config.json").read_text())  # the folder is otherwise a model folder
+
+
+def test_load_model_from_path_returns_the_tokenizer_only_when_the_folder_has_one(tmp_path):
+    from tinygpt.models.hf_gpt2 import load_model_from_path
+    hf_model().save_pretrained(tmp_path, safe_serialization=True)
+    seen = []
+    model, tok = load_model_from_path(tmp_path, load_tokenizer=seen.append)
+    assert isinstance(model, GPT) and tok is None and seen == []
+    (tmp_path / "vocab.json").write_text("{}")
+    model, tok = load_model_from_path(tmp_path, load_tokenizer=lambda folder: ("tok", folder))
+    assert tok == ("tok", tmp_path)
+    assert load_model_from_path(tmp_path)[1] is None
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_from_pretrained_peak_memory_is_near_one_copy(tmp_path, dtype):
+    import tracemalloc  # NumPy reports its array allocations to tracemalloc
+    ref = hf_model(vocab_size=4000, n_positions=256, n_embd=256, n_layer=4, n_head=4)
+    ref.to(getattr(torch, dtype)).save_pretrained(tmp_path, safe_serialization=True)
+    GPT.from_pretrained(tmp_path)  # warm up imports and caches outside the measurement
+    tracemalloc.start()
+    try:
+        model = GPT.from_pretrained(tmp_path)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    weights = sum(p.data.nbytes for p in model.parameters())
+    # one copy, plus one tensor's raw bfloat16; holding the files' arrays beside the model would be ~2x
+    assert peak < 1.2 * weights, f"peak {peak / 2**20:.1f} MiB for {weights / 2**20:.1f} MiB of weights"

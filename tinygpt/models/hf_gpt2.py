@@ -1,7 +1,7 @@
 """Hugging Face GPT-2 model folders (config.json + model.safetensors, or sharded with
 model.safetensors.index.json) <-> tinygpt's GPT, with NumPy alone. The parameter names are the
 same on both sides (models/gpt.py), so loading is a config mapping plus a dtype widening.
-The safetensors header is parsed here and the file memory-mapped, because NumPy has no bfloat16.
+The safetensors header is parsed here and each tensor read into place, as NumPy has no bfloat16.
 Not here: tokenizers, pickle (pytorch_model.bin is refused, never unpickled), or the CLI.
 """
 
@@ -90,33 +90,46 @@ def config_to_hf(config):
 
 
 # ---------------------------------------------------------------------------------------------
-# safetensors, read through a memory map
+# safetensors, read one tensor at a time
 # ---------------------------------------------------------------------------------------------
 
 
-def read_safetensors(path):
-    """path -> {name: float32 array}, each copied once out of a memory map of the file.
-    Float16 and bfloat16 are widened; bfloat16 is the top half of a float32, so its bits shifted
-    left by 16 are that float32 exactly."""
+def _read_float32(f, offset, dtype, out):
+    """Read the tensor at file offset into the float32 array `out` (readinto: no intermediate
+    bytes object). Float16 and bfloat16 go through a raw array of half the size; bfloat16 is the
+    top half of a float32, so its bits shifted left by 16 are that float32 exactly.
+    NOTE: safetensors is little-endian, as is every host NumPy's float32 means here (x86, ARM)."""
+    raw = out if dtype == "F32" else np.empty(out.shape, _DTYPES[dtype])
+    f.seek(offset)
+    if f.readinto(memoryview(raw).cast("B")) != raw.nbytes:
+        raise HFModelError(f"{f.name}: file ends inside a tensor; the download is truncated")
+    if dtype == "BF16":
+        bits = out.view(np.uint32)  # the same memory as out, as uint32
+        bits[...] = raw
+        bits <<= 16
+    elif raw is not out:
+        out[...] = raw  # float16 / float64 -> float32
+    return out
+
+
+def read_safetensors(path, into=None):
+    """path -> yields (name, float32 array), one tensor at a time. into(name, shape) may give the
+    array to read into (so a model's own allocation is filled, never a second copy) or None to
+    skip the tensor; without it each tensor gets a new array. The format: an 8-byte little-endian
+    header length, a JSON header {name: {dtype, shape, data_offsets}}, then the data."""
     path = Path(path)
     with open(path, "rb") as f:
-        (n,) = struct.unpack("<Q", f.read(8))  # header length, little-endian u64
+        (n,) = struct.unpack("<Q", f.read(8))
         header = json.loads(f.read(n))
-    header.pop("__metadata__", None)
-    mm = np.memmap(path, dtype=np.uint8, mode="r")
-    start, out = 8 + n, {}
-    for name, info in header.items():
-        if info["dtype"] not in _DTYPES:
-            raise HFModelError(f"{path}: tensor {name!r} has dtype {info['dtype']}; "
-                               f"expected one of {sorted(_DTYPES)}")
-        lo, hi = info["data_offsets"]
-        raw = mm[start + lo:start + hi].view(_DTYPES[info["dtype"]]).reshape(info["shape"])
-        if info["dtype"] == "BF16":
-            out[name] = (raw.astype(np.uint32) << 16).view(np.float32)
-        else:
-            out[name] = np.array(raw, dtype=np.float32)  # a copy: writable, and free of the file
-    del mm
-    return out
+        header.pop("__metadata__", None)
+        for name, info in header.items():
+            if info["dtype"] not in _DTYPES:
+                raise HFModelError(f"{path}: tensor {name!r} has dtype {info['dtype']}; "
+                                   f"expected one of {sorted(_DTYPES)}")
+            shape = tuple(info["shape"])
+            out = np.empty(shape, np.float32) if into is None else into(name, shape)
+            if out is not None:
+                yield name, _read_float32(f, 8 + n + info["data_offsets"][0], info["dtype"], out)
 
 
 def _weight_files(folder):
@@ -141,7 +154,7 @@ def _weight_files(folder):
 
 
 def load_gpt2(path):
-    """A local HF GPT-2 folder -> GPT (float32), weights assigned straight from the files."""
+    """A local HF GPT-2 folder -> GPT (float32) in eval mode, each weight read straight into place."""
     from tinygpt.models.gpt import GPT
     folder = Path(path)
     if not (folder / "config.json").is_file():
@@ -149,29 +162,33 @@ def load_gpt2(path):
     hf = json.loads((folder / "config.json").read_text())
     config = config_from_hf(hf)
     files = _weight_files(folder)
-    model = GPT(config, seed=EmptyRng(), init=False)  # allocated, never filled: loading fills it
-    own = dict(model.named_parameters())
-    state = {}
+    model = GPT(config, seed=EmptyRng(), init=False)  # allocated, not filled: the files fill it
+    own, loaded, head = dict(model.named_parameters()), set(), []
+
+    def into(name, shape):
+        """Where tensor `name` of a file goes: its Parameter's own (empty) array, or None."""
+        if name.endswith((".attn.bias", ".attn.masked_bias")):
+            return None  # legacy causal-mask buffers: tinygpt's attention masks by itself
+        key = name if name.startswith(("transformer.", "lm_head.")) else "transformer." + name
+        if key == "lm_head.weight":
+            head.append(np.empty(shape, np.float32))  # compared with wte once all files are read
+            return head[-1]
+        if key not in own:
+            raise HFModelError(f"{folder}: tensor {name!r} has no place in tinygpt's GPT-2")
+        if shape != own[key].shape:
+            raise HFModelError(f"{folder}: {name} has shape {shape}, config.json implies {own[key].shape}")
+        loaded.add(key)
+        return own[key].data
+
     for file in files:
-        for name, array in read_safetensors(file).items():
-            if name.endswith((".attn.bias", ".attn.masked_bias")):
-                continue  # legacy causal-mask buffers: tinygpt's attention masks by itself
-            key = name if name.startswith(("transformer.", "lm_head.")) else "transformer." + name
-            state[key] = array
-    head = state.pop("lm_head.weight", None)
-    if head is not None and not np.array_equal(head, state.get("transformer.wte.weight")):
+        for _ in read_safetensors(file, into):
+            pass  # each tensor is read straight into its Parameter
+    missing = sorted(set(own) - loaded)
+    if missing:
+        raise HFModelError(f"{folder}: the weight files lack {len(missing)} tensors, e.g. {missing[:5]}")
+    if head and not np.array_equal(head[0], model.transformer.wte.weight.data):
         raise HFModelError(f"{folder}: lm_head.weight differs from wte.weight (tie_word_embeddings="
                            f"{hf.get('tie_word_embeddings', True)}); tinygpt's head is always tied")
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    if missing or unexpected:
-        raise HFModelError(f"{folder}: weights do not match a GPT-2 of this config; "
-                           f"missing {missing[:5]}, unexpected {unexpected[:5]}")
-    for name, param in own.items():
-        if state[name].shape != param.shape:
-            raise HFModelError(f"{folder}: {name} has shape {state[name].shape}, "
-                               f"config.json implies {param.shape}")
-        param.data = state.pop(name)  # assigned, not copied: peak memory stays near one copy
     return model.eval()
 
 
@@ -200,3 +217,19 @@ def save_gpt2(model, path):
     write_atomically(folder / "model.safetensors", blob)
     write_atomically(folder / "config.json", config.encode("utf-8"))
     return folder
+
+
+TOKENIZER_FILES = ("tokenizer.json", "vocab.json")  # either marks a folder that ships its tokenizer
+
+
+def load_model_from_path(path, load_tokenizer=None):
+    """A HF GPT-2 folder -> (GPT, tokenizer or None), for the CLI's --model PATH.
+
+    load_tokenizer(folder) reads the folder's tokenizer; it is passed in (the CLI passes the HF
+    tokenizer reader from tinygpt.tokenizers) so that this module stays about model files.
+    The tokenizer is None when no reader is given or the folder has no tokenizer files."""
+    model = load_gpt2(path)
+    folder = Path(path)
+    if load_tokenizer is None or not any((folder / f).is_file() for f in TOKENIZER_FILES):
+        return model, None
+    return model, load_tokenizer(folder)
