@@ -193,3 +193,11 @@ def test_from_pretrained_peak_memory_is_near_one_copy(tmp_path, dtype):
     weights = sum(p.data.nbytes for p in model.parameters())
     # one copy, plus one tensor's raw bfloat16; holding the files' arrays beside the model would be ~2x
     assert peak < 1.2 * weights, f"peak {peak / 2**20:.1f} MiB for {weights / 2**20:.1f} MiB of weights"
+
+
+def test_from_pretrained_gives_each_dropout_its_own_mask_stream(tmp_path):
+    from tinygpt.nn import Dropout
+    hf_model().save_pretrained(tmp_path, safe_serialization=True)
+    rngs = [m.rng for m in GPT.from_pretrained(tmp_path).modules() if isinstance(m, Dropout)]
+    draws = [tuple(rng.random(4)) for rng in rngs]
+    assert len(rngs) > 2 and len(set(draws)) == len(draws)  # fine-tuning with dropout needs real masks

@@ -25,11 +25,11 @@ class HFModelError(ValueError):
 
 
 class EmptyRng(np.random.Generator):
-    """An rng whose draws are np.empty: layers built with it allocate their weights without
-    computing (or touching the pages of) a random init that loading would overwrite anyway."""
+    """An rng whose weight draws (uniform, normal, standard_normal) are np.empty: layers built
+    with it allocate their weights without computing a random init that loading would overwrite."""
 
-    def __init__(self):
-        super().__init__(np.random.PCG64(0))
+    def __init__(self, bit_generator=None):
+        super().__init__(bit_generator or np.random.PCG64(0))
 
     def uniform(self, low=0.0, high=1.0, size=None):
         return np.empty(size, np.float32)
@@ -40,8 +40,8 @@ class EmptyRng(np.random.Generator):
     def standard_normal(self, size=None, dtype=np.float64, out=None):
         return np.empty(size, np.float32)
 
-    def spawn(self, n_children):
-        return [EmptyRng() for _ in range(n_children)]  # Dropout's own rng; reseed for training
+    # NOTE: random() is inherited and real: Dropout draws its masks with it, and spawn() gives
+    # each Dropout its own stream, as it would in a freshly initialised GPT.
 
 
 # ---------------------------------------------------------------------------------------------
