@@ -201,3 +201,15 @@ def test_from_pretrained_gives_each_dropout_its_own_mask_stream(tmp_path):
     rngs = [m.rng for m in GPT.from_pretrained(tmp_path).modules() if isinstance(m, Dropout)]
     draws = [tuple(rng.random(4)) for rng in rngs]
     assert len(rngs) > 2 and len(set(draws)) == len(draws)  # fine-tuning with dropout needs real masks
+
+
+def test_save_pretrained_over_a_sharded_folder_replaces_its_shards(tmp_path):
+    hf_model(n_embd=64).save_pretrained(tmp_path, safe_serialization=True, max_shard_size="60KB")
+    (tmp_path / "README.md").write_text("kept")
+    model = GPT(GPTConfig(vocab_size=101, block_size=32, n_layer=2, n_head=4, n_embd=32), seed=1)
+    model.save_pretrained(tmp_path)
+    names = sorted(p.name for p in tmp_path.iterdir())  # transformers' generation_config.json stays
+    assert names == ["README.md", "config.json", "generation_config.json", "model.safetensors"]
+    idx = tokens(101, (1, 8))
+    ref = transformers.GPT2LMHeadModel.from_pretrained(tmp_path).eval()
+    np.testing.assert_allclose(hf_logits(ref, idx), model.eval()(idx)[0].data, atol=1e-5, rtol=0)

@@ -17,7 +17,6 @@ from tinygpt.checkpoint import write_atomically
 EPS = 1e-5  # tinygpt's LayerNorm eps (nn/layers.py); GPTConfig has no field to pass another
 GELUS = ("gelu_new", "gelu_pytorch_tanh")  # both are the tanh approximation tinygpt's GELU computes
 _DTYPES = {"F32": np.float32, "F16": np.float16, "F64": np.float64, "BF16": np.uint16}
-_HF_FILES = {"config.json", "model.safetensors", "model.safetensors.index.json", "generation_config.json"}
 
 
 class HFModelError(ValueError):
