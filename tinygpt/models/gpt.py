@@ -3,7 +3,8 @@ language-model head that reuses the token embedding matrix (weight tying).
 
 Parameter names and layouts are GPT-2's (`transformer.h.0.attn.c_attn.weight`, stored (in, out)),
 so a Hugging Face GPT-2 state dict maps onto this one name for name. Not here: sampling loops
-(generate.py), training loops (train.py), or loading Hugging Face files (checkpoint.py).
+(generate.py), training loops (train.py), or reading Hugging Face files (models/hf_gpt2.py,
+reached through GPT.from_pretrained and save_pretrained).
 """
 
 import math
@@ -89,7 +90,8 @@ class LMHead(Module):
 class GPT(Module):
     """idx: (B, T) token ids -> (logits (B, T, V), loss or None)."""
 
-    def __init__(self, config, seed=0):
+    def __init__(self, config, seed=0, init=True):
+        """init=False skips GPT-2's initialisation, for weights about to be assigned (from_pretrained)."""
         super().__init__()
         if not isinstance(config, GPTConfig):
             raise TypeError(f"GPT needs a GPTConfig, got {type(config).__name__}")
@@ -104,7 +106,19 @@ class GPT(Module):
             ln_f=LayerNorm(C, bias=config.bias),
         )
         self.lm_head = LMHead(self.transformer.wte.weight)  # tied: listed and saved once, as wte
-        self._init_weights(rng)
+        if init:
+            self._init_weights(rng)
+
+    @classmethod
+    def from_pretrained(cls, path):
+        """A local Hugging Face GPT-2 folder (config.json + safetensors) -> GPT in eval mode."""
+        from tinygpt.models.hf_gpt2 import load_gpt2
+        return load_gpt2(path)
+
+    def save_pretrained(self, path):
+        """Write path/config.json + path/model.safetensors for transformers' GPT2LMHeadModel."""
+        from tinygpt.models.hf_gpt2 import save_gpt2
+        return save_gpt2(self, path)
 
     def _init_weights(self, rng):
         """GPT-2's initialisation: weights normal(0, 0.02), biases 0, LayerNorm gains 1; and the
