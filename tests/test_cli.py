@@ -310,3 +310,36 @@ def test_real_ctrl_c_stops_after_the_step_saves_and_resumes(tmp_path, text_file)
     assert "interrupted at step" in err and "Traceback" not in err
     saved = sorted((tmp_path / "run").glob("ckpt_*.json"))
     assert len(saved) == 1 and int(saved[0].stem.split("_")[1]) > 0
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--model", "lstm", "--n-layer", "3"], "--n-layer shapes a GPT and would be ignored by --model lstm; "
+                                            "its size flags are --lstm-layers, --lstm-hidden"),
+    (["--lstm-hidden", "64"], "--lstm-hidden shapes an LSTM and would be ignored by --model gpt"),
+    (["--vocab-size", "300"], "--vocab-size 300 does nothing with the char tokenizer"),
+    (["--tokenizer", "word", "--vocab-size", "1"], "vocab_size must be >= 2 for the word tokenizer"),
+    (["--resume", "somewhere", "--out-dir", "elsewhere"], "--resume somewhere continues that run in its "
+                                                          "own directory; --out-dir would be ignored"),
+    (["--resume", "somewhere", "--init-from", "other"], "--init-from would be ignored"),
+])
+def test_train_flags_that_would_be_ignored_are_refused(capsys, text_file, tmp_path, extra, message):
+    out_dir = [] if "--resume" in extra else ["--out-dir", tmp_path / "r"]
+    code, _, err = run(capsys, "train", "--data", text_file, *out_dir, *extra)
+    assert_one_line_error(code, err, message)
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--num-samples", "0"], "--num-samples 0: expected --num-samples >= 1"),
+    (["--max-new-tokens", "-3"], "--max-new-tokens -3: expected"),
+])
+def test_generate_refuses_a_request_for_nothing(capsys, trained, extra, message):
+    code, out, err = run(capsys, "generate", "--run", trained, *extra)
+    assert_one_line_error(code, err, message)
+    assert out == ""
+
+
+def test_finetune_refuses_a_frozen_random_body():
+    from tinygpt.finetune import FinetuneConfig
+    with pytest.raises(ValueError, match=r"^freeze_body \(--freeze-body\) with from_scratch"):
+        FinetuneConfig(from_run="run", data="x.csv", freeze_body=True, from_scratch=True)

@@ -130,11 +130,35 @@ TRAIN_OPTIONS = [
 ]
 
 
+# flags that shape one kind of model, and do nothing for the other
+GPT_ONLY, LSTM_ONLY = ("n_layer", "n_head"), ("lstm_layers", "lstm_hidden")
+
+
+def refuse_contradicting_train_flags(args, given):
+    """Refuse combinations that would be silently ignored: the user surely meant something else."""
+    flag = lambda field: "--" + field.replace("_", "-")  # noqa: E731
+    if args.resume and (args.init_from or "out_dir" in given):
+        other = "--init-from" if args.init_from else "--out-dir"
+        raise UsageError(f"--resume {args.resume} continues that run in its own directory; {other} "
+                         f"would be ignored: drop it (or start a new run without --resume)")
+    model = given.get("model", "gpt")
+    unused = [f for f in (GPT_ONLY if model == "lstm" else LSTM_ONLY) if f in given]
+    if unused:
+        instead = "--lstm-layers, --lstm-hidden" if model == "lstm" else "--n-layer, --n-head, --n-embd"
+        raise UsageError(f"{', '.join(map(flag, unused))} shape{'s' if len(unused) == 1 else ''} "
+                         f"{'a GPT' if model == 'lstm' else 'an LSTM'} and would be ignored by "
+                         f"--model {model}; its size flags are {instead}")
+    if "vocab_size" in given and given.get("tokenizer", "char") == "char":
+        raise UsageError(f"--vocab-size {given['vocab_size']} does nothing with the char tokenizer "
+                         f"(its vocabulary is the text's characters); use --tokenizer bpe or word")
+
+
 def cmd_train(args):
     from tinygpt.corpora import default_corpus_note
     from tinygpt.train import TrainConfig, train
 
     given = {field: getattr(args, field) for _, field, _, _ in TRAIN_OPTIONS if getattr(args, field) is not None}
+    refuse_contradicting_train_flags(args, given)
     if args.resume:
         config = TrainConfig.from_run(args.resume, **{**given, "resume": True, "out_dir": args.resume})
         header = None  # the trainer's own first line says "resuming <run> at step N"
@@ -286,6 +310,10 @@ def cmd_generate(args):
     prompt = default_prompt(run.tokenizer) if args.prompt is None else args.prompt
     if args.seed is not None and args.seed < 0:  # NumPy would say only "expected non-negative integer"
         raise ValueError(f"--seed must be an integer >= 0 (or left out: different every time), got {args.seed}")
+    if args.num_samples < 1 or args.max_new_tokens < 0:
+        bad = (f"--num-samples {args.num_samples}" if args.num_samples < 1
+               else f"--max-new-tokens {args.max_new_tokens}")
+        raise UsageError(f"{bad}: expected --num-samples >= 1 and --max-new-tokens >= 0")
     rng = np.random.default_rng(args.seed)  # one stream for all samples: each sample differs
     for k in range(args.num_samples):
         pieces = stream_text(run.model, run.tokenizer, prompt, args.max_new_tokens, args.temperature,

@@ -60,6 +60,9 @@ class FinetuneConfig:
         if (self.data is None) == (self.corpus is None):
             raise ValueError("give exactly one of data (a labelled .csv/.jsonl file) or corpus "
                              f"(e.g. 'sentiment-zh'), got data={self.data!r}, corpus={self.corpus!r}")
+        if self.freeze_body and self.from_scratch:
+            raise ValueError("freeze_body (--freeze-body) with from_scratch (--from-scratch) would "
+                             "train a head on a frozen random body; drop one of them")
         for name, minimum in (("epochs", 1), ("batch_size", 1), ("max_len", 1), ("seed", 0)):
             _check_int(name, getattr(self, name), minimum)
         for name in ("steps", "eval_interval", "train_size", "test_size"):

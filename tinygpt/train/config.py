@@ -103,6 +103,9 @@ class TrainConfig:
         if self.model == "gpt" and self.n_embd % self.n_head:
             raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head}): "
                              f"each head gets n_embd // n_head channels")
+        if self.tokenizer == "word" and self.vocab_size < 2:
+            raise ValueError(f"vocab_size must be >= 2 for the word tokenizer (<unk> takes one id, so "
+                             f"{self.vocab_size} leaves no word: every text would encode to <unk>)")
         if self.tokenizer == "bpe" and self.vocab_size < 256:
             raise ValueError(f"vocab_size must be >= 256 for the bpe tokenizer (one id per byte), "
                              f"got {self.vocab_size}")
