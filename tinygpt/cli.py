@@ -557,6 +557,8 @@ def build_parser():
     ft.add_argument("--freeze-body", action="store_true", default=None, help="train the classifier head only")
     ft.add_argument("--from-scratch", action="store_true", default=None,
                     help="baseline: same model and tokenizer, random initial weights")
+    ft.add_argument("--allow-unknown", action="store_true", default=None,
+                    help="fine-tune even when over 5%% of the characters are not in the run's vocabulary")
     for flag, kind, text in (("--epochs", int, "passes over the training examples (3)"),
                              ("--steps", int, "optimizer steps (overrides --epochs)"),
                              ("--eval-interval", int, "score the held-out examples every N steps (every epoch)"),

@@ -33,6 +33,9 @@ from tinygpt.train.config import build_model
 from tinygpt.train.trainer import TrainEvent
 
 
+UNKNOWN_LIMIT = 0.05  # a char model that cannot read more than this share of the texts is refused
+
+
 @dataclass
 class FinetuneConfig:
     from_run: str  # a language-model run directory (tinygpt train)
@@ -53,6 +56,7 @@ class FinetuneConfig:
     weight_decay: float = 0.01
     grad_clip: float = 1.0
     pooling: str = "last"  # last | mean
+    allow_unknown: bool = False  # train even when over UNKNOWN_LIMIT of the characters are unknown
     seed: int = 0
     out_dir: Optional[str] = None  # None: runs/<from_run>-<data>-cls
 
@@ -169,6 +173,13 @@ def finetune(config, progress=None, log=None):
     x_train, len_train, y_train = to_batch_arrays(train_ids, train_labels, config.max_len)
     x_test, len_test, y_test = to_batch_arrays(test_ids, test_labels, config.max_len)
     dropped_examples = len(train_ids) + len(test_ids) - len(x_train) - len(x_test)
+    n_chars = sum(len(t) for t in train_texts) + sum(len(t) for t in test_texts)
+    unknown_share = (dropped_train + dropped_test) / max(n_chars, 1)
+    if unknown_share > UNKNOWN_LIMIT and not config.allow_unknown:
+        raise ValueError(f"{dropped_train + dropped_test:,} of the {n_chars:,} characters of the labelled "
+                         f"texts ({unknown_share:.0%}) are not in the pretrained run's vocabulary and "
+                         f"would be dropped; pretrain on text like these, or pass --allow-unknown "
+                         f"(allow_unknown=True) to fine-tune on what is left")
     if len(x_train) == 0 or len(x_test) == 0:
         raise ValueError("no example has a token this tokenizer knows; the texts and the pretrained "
                          "run's vocabulary do not overlap")
