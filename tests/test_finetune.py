@@ -232,3 +232,16 @@ def test_texts_mostly_unknown_to_a_char_model_are_refused_unless_allowed(pretrai
         finetune(config(pretrained, path, tmp_path, epochs=1))
     result = finetune(config(pretrained, path, tmp_path, epochs=1, allow_unknown=True))
     assert result.n_train > 0
+
+
+def test_float_labels_are_said_to_be_class_names(pretrained, tmp_path):
+    path = tmp_path / "floats.csv"
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["text", "label"])
+        for i in range(40):
+            writer.writerow([POSITIVE[i % 4] if i % 2 else NEGATIVE[i % 4], "0.5" if i % 2 else "1e30"])
+    said = []
+    result = finetune(config(pretrained, path, tmp_path, epochs=1), log=said.append)
+    assert sorted(result.label_names) == ["0.5", "1e30"]
+    assert any(line.startswith("note: labels such as") and "class name" in line for line in said), said

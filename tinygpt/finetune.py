@@ -33,6 +33,14 @@ from tinygpt.train.config import build_model
 from tinygpt.train.trainer import TrainEvent
 
 
+def _looks_like_a_number(text):
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 UNKNOWN_LIMIT = 0.05  # a char model that cannot read more than this share of the texts is refused
 
 
@@ -167,6 +175,10 @@ def finetune(config, progress=None, log=None):
                          f"pass --max-len {block_size} or less")
 
     texts, labels, label_names = load_examples(config)
+    numeric = [name for name in label_names if _looks_like_a_number(name)]
+    if numeric and any(not name.lstrip("-").isdigit() for name in numeric):
+        log(f"note: labels such as {numeric[:3]} look like numbers; each distinct label is a class "
+            f"name ({len(label_names)} classes), not a value to regress on")
     (train_texts, train_labels), (test_texts, test_labels) = split_examples(config, texts, labels, label_names)
     train_ids, dropped_train = encode_texts(source.tokenizer, train_texts)
     test_ids, dropped_test = encode_texts(source.tokenizer, test_texts)
