@@ -98,6 +98,26 @@ def test_crash_before_replace_leaves_the_old_checkpoint_intact(tmp_path, monkeyp
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.json", "ckpt.safetensors"]  # temps removed
 
 
+def test_disk_full_names_the_file_and_leaves_the_previous_checkpoint_intact(tmp_path, monkeypatch):
+    import errno
+    old = _tensors(0)
+    save_checkpoint(tmp_path / "ckpt", old, {"step": 1})
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(OSError, match=r"no space left to write .*ckpt\.safetensors \([\d,]+ bytes\); "
+                                      r"ckpt\.safetensors is unchanged if it existed, and earlier "
+                                      r"checkpoints are intact"):
+        save_checkpoint(tmp_path / "ckpt", _tensors(1), {"step": 2})
+    monkeypatch.undo()
+    loaded, meta = load_checkpoint(tmp_path / "ckpt")
+    _assert_same(old, loaded)
+    assert meta == {"step": 1}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.json", "ckpt.safetensors"]
+
+
 def test_crash_between_the_two_files_is_detected_not_half_loaded(tmp_path, monkeypatch):
     save_checkpoint(tmp_path / "ckpt", _tensors(0), {"step": 1})
     real_replace, calls = os.replace, []
@@ -196,5 +216,5 @@ def test_checkpoint_module_never_uses_pickle():
                 for alias in node.names} | {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
     assert not {"pickle", "cPickle", "dill", "joblib"} & imported
     assert "allow_pickle" not in ast.unparse(tree) and not imported - {
-        "hashlib", "json", "os", "re", "secrets", "pathlib", "Path", "numpy", "safetensors", "SafetensorError",
+        "errno", "hashlib", "json", "os", "re", "secrets", "pathlib", "Path", "numpy", "safetensors", "SafetensorError",
         "safetensors.numpy", "load", "save"}, imported  # and nothing from the rest of tinygpt

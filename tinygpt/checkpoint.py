@@ -6,6 +6,7 @@ pickle is never used: safetensors cannot run code on load and JSON is plain text
 Not here: deciding what to save (train.py does that) or anything that knows about Tensors.
 """
 
+import errno
 import hashlib
 import json
 import os
@@ -94,9 +95,13 @@ def write_atomically(path, data):
             f.flush()
             os.fsync(f.fileno())  # the bytes reach the disk before the name points at them
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as error:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise OSError(error.errno, f"no space left to write {path} ({len(data):,} bytes); "
+                                       f"{path.name} is unchanged if it existed, and earlier "
+                                       f"checkpoints are intact: free some space and resume") from None
         raise
 
 
