@@ -4,6 +4,7 @@ damaged checkpoints never block readers or get half-loaded. The CLI tests run
 `python -m tinygpt` in subprocesses, so signals and exit codes are the real ones."""
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -322,3 +323,40 @@ def test_config_json_without_a_needed_field_names_the_file_and_field(small_run, 
         line = first_line(err)
         assert code == 1 and line.startswith("tinygpt: error:") and str(broken / "config.json") in line, (argv, err)
         assert expected in line, (argv, line)
+
+
+BARE_EXCEPTION = re.compile(r"\b(Key|Index|Attribute|ZeroDivision|Type|Name|Unbound|Assertion|"
+                            r"NotImplemented|Recursion|Lookup|Runtime)(Error)?\b: |Traceback|\bKeyError\b")
+
+
+def test_the_cli_never_prints_a_bare_exception_type(small_run, tmp_path):
+    """Every bad invocation here ends in one line that names the argument or file, never in an
+    internal exception's type (KeyError: 'rng' is not a message)."""
+    (tmp_path / "config_only").mkdir()
+    (tmp_path / "config_only" / "config.json").write_text("{}", encoding="utf-8")
+    (tmp_path / "a_file").write_text("x", encoding="utf-8")
+    cases = [
+        ["evaluate", "--run", small_run, "--max-batches", "0"],
+        ["evaluate", "--run", small_run, "--batch-size", "0"],
+        ["evaluate", "--run", tmp_path / "config_only"],
+        ["evaluate", "--run", tmp_path / "missing"],
+        ["generate", "--run", tmp_path / "a_file"],
+        ["generate", "--run", small_run, "--seed", "-1"],
+        ["generate", "--run", small_run, "--num-samples", "0"],
+        ["generate", "--run", small_run, "--top-p", "7"],
+        ["train", "--data", tmp_path / "missing.txt"],
+        ["train", "--data", tmp_path / "a_file", "--steps", "-1"],
+        ["train", "--resume", tmp_path / "config_only"],
+        ["train", "--resume", small_run, "--init-from", small_run],
+        ["train", "--model", "lstm", "--n-layer", "2"],
+        ["finetune", "--from", small_run, "--data", tmp_path / "missing.csv"],
+        ["finetune", "--from", tmp_path / "a_file", "--data", tmp_path / "a_file"],
+        ["plot", "--run", tmp_path / "missing"],
+        ["profile", "--run", tmp_path / "missing"],
+    ]
+    for argv in cases:
+        code, out, err = tinygpt(*argv)
+        assert code in (1, 2), (argv, code, err)
+        lines = [line for line in err.splitlines() if line.strip()]
+        assert lines and lines[-1].startswith("tinygpt: error: "), (argv, err)
+        assert not BARE_EXCEPTION.search(err), (argv, err)
