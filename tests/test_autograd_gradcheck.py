@@ -88,7 +88,7 @@ def test_gradcheck_catches_a_backward_that_a_plain_sum_would_pass():
 
 def test_gradcheck_handles_several_outputs_integer_inputs_and_wrt():
     x, idx = np.arange(6.0).reshape(3, 2) / 7, np.array([2, 0, 2])
-    assert gradcheck(lambda w, i: (F.embedding(w, i), w.sum()), [x, idx])
+    assert gradcheck(lambda w, i: (F.embedding(i, w), w.sum()), [x, idx])
     assert gradcheck(lambda a, b: a * b, [x, x + 1.0], wrt=[1])
 
 

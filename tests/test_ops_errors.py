@@ -45,9 +45,9 @@ def test_matmul_with_mismatched_shapes_names_both_shapes(a_shape, b_shape, messa
 def test_embedding_index_out_of_range_names_the_index_and_the_vocabulary_size(bad):
     weight = Tensor(np.ones((5, 3)), requires_grad=True)
     with pytest.raises(ValueError, match=rf"embedding: index {bad} is out of range for a vocabulary of 5 rows"):
-        F.embedding(weight, np.array([[0, bad, 1]]))
+        F.embedding(np.array([[0, bad, 1]]), weight)
     with pytest.raises(TypeError, match="indices must be integers, got dtype float"):
-        F.embedding(weight, np.array([0.0, 1.0]))
+        F.embedding(np.array([0.0, 1.0]), weight)
 
 
 @pytest.mark.parametrize("bad", [4, -1])

@@ -93,7 +93,7 @@ CASES = {
                            lambda a: a[torch.tensor([[0], [2]]), torch.tensor([1, 1, 0])], [normal(3, 2)]),
     "getitem_bool_mask": (lambda a: a[np.array([True, False, True])],
                           lambda a: a[torch.tensor([True, False, True])], [normal(3, 2)]),
-    "embedding": (F.embedding, lambda w, i: TF.embedding(i, w),
+    "embedding": (lambda w, i: F.embedding(i, w), lambda w, i: TF.embedding(i, w),
                   [normal(5, 3), np.array([[4, 0, 4], [1, 4, 4]])]),
     "concatenate": (lambda *t: F.concatenate(t, axis=-1), lambda *t: torch.cat(t, dim=-1),
                     [normal(2, 1), normal(2, 3), normal(2, 2)]),

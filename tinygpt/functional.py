@@ -73,19 +73,39 @@ def masked_fill(x, mask, value):
 
 
 # ----- reductions ---------------------------------------------------------------------------
-def sum(x, axis=None, keepdims=False):  # noqa: A001
+# NumPy's names (axis, keepdims) and PyTorch's (dim, keepdim) both work; give one of each pair.
+def _pick(op, numpy_name, numpy_value, torch_name, torch_value, default):
+    if numpy_value is not None and torch_value is not None:
+        raise TypeError(f"{op}: give {numpy_name}= or {torch_name}=, not both")
+    return default if numpy_value is None and torch_value is None else (
+        numpy_value if torch_value is None else torch_value)
+
+
+def _reduce_args(op, axis, keepdims, dim, keepdim):
+    return (_pick(op, "axis", axis, "dim", dim, None),
+            _pick(op, "keepdims", keepdims, "keepdim", keepdim, False))
+
+
+def sum(x, axis=None, keepdims=None, *, dim=None, keepdim=None):  # noqa: A001
+    axis, keepdims = _reduce_args("sum", axis, keepdims, dim, keepdim)
     return apply(_red.sum_forward, _red.sum_backward, x, axis=axis, keepdims=keepdims)
 
 
-def mean(x, axis=None, keepdims=False):
+def mean(x, axis=None, keepdims=None, *, dim=None, keepdim=None):
+    axis, keepdims = _reduce_args("mean", axis, keepdims, dim, keepdim)
     return apply(_red.mean_forward, _red.mean_backward, x, axis=axis, keepdims=keepdims)
 
 
-def max(x, axis=None, keepdims=False):  # noqa: A001
+def max(x, axis=None, keepdims=None, *, dim=None, keepdim=None):  # noqa: A001
+    """The largest values (NumPy's max): unlike torch.max(x, dim), no indices are returned."""
+    axis, keepdims = _reduce_args("max", axis, keepdims, dim, keepdim)
     return apply(_red.max_forward, _red.max_backward, x, axis=axis, keepdims=keepdims)
 
 
-def var(x, axis=None, keepdims=False, ddof=0):
+def var(x, axis=None, keepdims=None, ddof=0, *, dim=None, keepdim=None):
+    """NumPy's var: divides by (count - ddof), so ddof=0 is the biased variance; torch.var's
+    default divides by count - 1 (pass ddof=1 for that)."""
+    axis, keepdims = _reduce_args("var", axis, keepdims, dim, keepdim)
     return apply(_red.var_forward, _red.var_backward, x, axis=axis, keepdims=keepdims, ddof=ddof)
 
 
@@ -121,18 +141,19 @@ def getitem(x, index):
     return apply(_shape.getitem_forward, _shape.getitem_backward, x, index=index)
 
 
-def embedding(weight, idx):
-    """weight: (V, C), idx: integer (...) -> (..., C); each index picks one row of weight."""
-    idx = np.asarray(idx.data if isinstance(idx, Tensor) else idx)
+def embedding(input, weight):  # noqa: A002  (PyTorch's argument names and order)
+    """input: integer (...), weight: (V, C) -> (..., C); each index picks one row of weight."""
+    idx = np.asarray(input.data if isinstance(input, Tensor) else input)
     return apply(_shape.embedding_forward, _shape.embedding_backward, weight, idx)
 
 
-def concatenate(tensors, axis=0):
+def concatenate(tensors, axis=0):  # torch.concatenate's names too
     return apply(_shape.concatenate_forward, _shape.concatenate_backward,
                  *[_operand(t) for t in tensors], axis=axis)
 
 
-def stack(tensors, axis=0):
+def stack(tensors, dim=None, *, axis=None):
+    axis = _pick("stack", "axis", axis, "dim", dim, 0)
     return apply(_shape.stack_forward, _shape.stack_backward, *[_operand(t) for t in tensors], axis=axis)
 
 
@@ -152,14 +173,17 @@ def _check_axis(op, x, axis):
                          f"dimensions; expected an int in [{-ndim}, {ndim - 1}]")
 
 
-def softmax(x, axis=-1):
-    _check_axis("softmax", x, axis)
-    return apply(_sm.softmax_forward, _sm.softmax_backward, x, axis=axis)
+def softmax(input, dim=None, *, axis=None):  # noqa: A002  (PyTorch's names; NumPy's axis too)
+    """Probabilities along `dim` (default the last axis)."""
+    axis = _pick("softmax", "axis", axis, "dim", dim, -1)
+    _check_axis("softmax", input, axis)
+    return apply(_sm.softmax_forward, _sm.softmax_backward, input, axis=axis)
 
 
-def log_softmax(x, axis=-1):
-    _check_axis("log_softmax", x, axis)
-    return apply(_sm.log_softmax_forward, _sm.log_softmax_backward, x, axis=axis)
+def log_softmax(input, dim=None, *, axis=None):  # noqa: A002
+    axis = _pick("log_softmax", "axis", axis, "dim", dim, -1)
+    _check_axis("log_softmax", input, axis)
+    return apply(_sm.log_softmax_forward, _sm.log_softmax_backward, input, axis=axis)
 
 
 def cross_entropy(logits, targets, ignore_index=-100, reduction="mean"):

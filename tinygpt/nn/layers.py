@@ -46,7 +46,7 @@ class Embedding(Module):
         self.weight = Parameter(rng.standard_normal((num_embeddings, embedding_dim)), dtype=dtype)
 
     def forward(self, idx):
-        return F.embedding(self.weight, idx)
+        return F.embedding(idx, self.weight)
 
     def extra_repr(self):
         return f"{self.num_embeddings}, {self.embedding_dim}"
