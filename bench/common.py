@@ -72,15 +72,15 @@ def import_torch(load=True):
 
 
 def keep_freed_memory():
-    """tinygpt.allocator.keep_freed_memory() (glibc mallopt: freed arrays stay in the process), the
+    """tinygpt.malloc_settings.keep_freed_memory() (glibc mallopt: freed arrays stay in the process), the
     setting `tinygpt train` and Trainer.run() use, applied to a bench process of either library so
     that both run on the same malloc settings -> True if it took effect.
 
-    NOTE: allocator.py is loaded from its file, not through `import tinygpt`: a torch worker must
+    NOTE: malloc_settings.py is loaded from its file, not through `import tinygpt`: a torch worker must
     not import tinygpt (see set_threads), and a memory child's baseline must not include it."""
     spec = importlib.util.find_spec("tinygpt")  # a top-level find_spec imports nothing
-    path = Path(spec.submodule_search_locations[0]) / "allocator.py"
-    module_spec = importlib.util.spec_from_file_location("_bench_tinygpt_allocator", path)
+    path = Path(spec.submodule_search_locations[0]) / "malloc_settings.py"
+    module_spec = importlib.util.spec_from_file_location("_bench_tinygpt_malloc_settings", path)
     module = importlib.util.module_from_spec(module_spec)
     module_spec.loader.exec_module(module)
     return module.keep_freed_memory()

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 import tinygpt
-from tinygpt.allocator import keep_freed_memory
+from tinygpt.malloc_settings import keep_freed_memory
 
 EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 

@@ -18,7 +18,7 @@ from typing import Optional
 import numpy as np
 
 import tinygpt
-from tinygpt.allocator import keep_freed_memory
+from tinygpt.malloc_settings import keep_freed_memory
 from tinygpt.checkpoint import rng_from_json, rng_state_to_json
 from tinygpt.data import random_windows, sequential_batches, write_tokens
 from tinygpt.generate import default_prompt, generate_text, inference
@@ -248,7 +248,7 @@ class Trainer:
     # ----- the loop ---------------------------------------------------------------------------
     def run(self):
         """Train to config.steps (or until Ctrl-C) -> TrainResult."""
-        keep_freed_memory()  # no page faults for each step's activations (tinygpt/allocator.py)
+        keep_freed_memory()  # no page faults for each step's activations (tinygpt/malloc_settings.py)
         c, started = self.config, time.perf_counter()
         step_time, interval_time, interval_tokens = [], 0.0, 0
         tokens_per_step = c.batch_size * c.block_size

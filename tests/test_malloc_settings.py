@@ -11,7 +11,7 @@ import pytest
 STEP_TWICE = """
 import resource, sys
 import numpy as np
-from tinygpt.allocator import keep_freed_memory
+from tinygpt.malloc_settings import keep_freed_memory
 if sys.argv[1] == "keep":
     assert keep_freed_memory()
 def step():

@@ -2,8 +2,8 @@
 
 Every op allocates fresh output arrays. glibc serves a large one with mmap and unmaps it when it is
 freed (or trims the heap), so the next training step gets its memory back from the OS as zeroed
-pages and page-faults it in: 47 / 157 / 291 ms a step at the bench's tiny / small / baby GPTs,
-more than the arithmetic at tiny. Raising the mmap and trim thresholds keeps that memory mapped;
+pages and page-faults it in, which at small sizes costs more than the arithmetic
+(bench/RESULTS.md). Raising the mmap and trim thresholds keeps that memory mapped;
 peak memory does not change. Not here: any caching allocator of our own (NumPy's allocator is
 used as is) or other C libraries (musl, macOS), where this does nothing.
 """
