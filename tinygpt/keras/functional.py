@@ -154,6 +154,9 @@ class Model(Trainer, Layer):
             a = np.asarray(a.data if isinstance(a, Tensor) else a)
             if a.dtype.kind in "bf":
                 a = a.astype(np.float32, copy=False)
+            elif a.dtype.kind in "OUS" and self.functional and self.inputs[i].dtype.kind == "O":
+                a = a.astype(object, copy=False)  # Input(dtype="string"): a TextVectorization's texts
+                a = a[:, None] if a.ndim == 1 and len(self.inputs[i].shape) == 2 else a  # (B,) texts -> (B, 1)
             elif a.dtype.kind not in "iu":
                 raise TypeError(f"{what}[{i}] must hold numbers, got dtype {a.dtype}")
             if a.ndim == 0 or len(a) == 0 or len(a) != len(x[0]):

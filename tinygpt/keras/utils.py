@@ -31,4 +31,8 @@ def next_seed():
     return None if _global_rng is None else int(_global_rng.integers(2**63))
 
 
-__all__ = ["to_categorical", "pad_sequences", "set_random_seed"]
+from tinygpt.keras.datasets_utils import (PyDataset, text_dataset_from_directory,  # noqa: E402
+                                          timeseries_dataset_from_array)
+
+__all__ = ["to_categorical", "pad_sequences", "set_random_seed", "PyDataset",
+           "text_dataset_from_directory", "timeseries_dataset_from_array"]
