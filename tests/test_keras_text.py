@@ -128,6 +128,7 @@ def test_functional_text_classifier_trains_from_string_input():
     assert history.history["loss"][-1] < 0.5 * history.history["loss"][0]
     assert history.history["accuracy"][-1] > 0.9
     assert model.predict(np.array(["great love nice", "awful hate poor"])).ravel().round().tolist() == [1.0, 0.0]
+    assert model.predict(["great love nice", "awful hate poor"]).ravel().round().tolist() == [1.0, 0.0]
 
 
 def test_timeseries_windows_match_the_keras_docs_example():

@@ -142,8 +142,8 @@ class Model(Trainer, Layer):
                     raise ValueError(f"{what} is a dict without the inputs {missing}; its keys are "
                                      f"{sorted(x)}, the model's inputs are {names}")
                 x = [x[n] for n in names]
-            elif not isinstance(x, (list, tuple)):
-                x = [x]
+            elif not isinstance(x, (list, tuple)) or all(isinstance(s, str) for s in x):
+                x = [x]  # one array, or one list of texts for a string Input
             if len(x) != len(self.inputs):
                 raise ValueError(f"{what} holds {len(x)} arrays, but {self.name!r} has "
                                  f"{len(self.inputs)} inputs {[t.name for t in self.inputs]}")
