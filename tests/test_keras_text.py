@@ -106,6 +106,11 @@ def test_text_vectorization_has_no_weights_and_leads_a_sequential():
     model.compile(optimizer="adam", loss="mse")
     model.fit(np.array(TEXTS), np.array([1.0, 0.0, 1.0, 0.0]), epochs=1, verbose=0)
     assert tv.get_weights() == [] and model.predict(["the cat"]).shape == (1, 1)
+    on_input = keras.Sequential([keras.Input(shape=(1,), dtype="string"), tv, Embedding(tv.vocabulary_size(), 4),
+                                 GlobalAveragePooling1D(), Dense(1)])
+    on_input.compile(optimizer="adam", loss="mse")
+    on_input.fit(np.array(TEXTS)[:, None], np.array([1.0, 0.0, 1.0, 0.0]), epochs=1, verbose=0)
+    assert on_input.predict(["the cat", "a dog"]).shape == (2, 1)  # texts (B,) for an input of (None, 1)
 
 
 def test_functional_text_classifier_trains_from_string_input():
