@@ -207,6 +207,8 @@ def test_text_dataset_validation_split_is_disjoint_and_seeded(tmp_path):
     assert sorted(np.concatenate([b[0] for b in val]).tolist()) == sorted(np.concatenate([b[0] for b in again]).tolist())
     with pytest.raises(ValueError, match="seed"):
         utils.text_dataset_from_directory(str(tmp_path), validation_split=0.2, subset="training")
+    with pytest.raises(ValueError, match="leaves 0 for validation"):
+        utils.text_dataset_from_directory(str(tmp_path), seed=0, validation_split=0.1, subset="training")
 
 
 def test_text_dataset_feeds_a_string_input_model(tmp_path):

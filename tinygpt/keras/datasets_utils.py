@@ -148,6 +148,9 @@ def text_dataset_from_directory(directory, labels="inferred", label_mode="int", 
     elif y is not None:
         y = None  # label_mode=None: texts only
     n_val = 0 if validation_split is None else int(validation_split * len(paths))
+    if validation_split is not None and not 0 < n_val < len(paths):
+        raise ValueError(f"{fn}: validation_split={validation_split} of {len(paths)} files leaves "
+                         f"{n_val} for validation and {len(paths) - n_val} for training; both need >= 1")
 
     def part(s, later_seed):
         return TextBatches(x[s], None if y is None else y[s], batch_size, shuffle, later_seed,
