@@ -142,8 +142,8 @@ class Model(Trainer, Layer):
                     raise ValueError(f"{what} is a dict without the inputs {missing}; its keys are "
                                      f"{sorted(x)}, the model's inputs are {names}")
                 x = [x[n] for n in names]
-            elif not isinstance(x, (list, tuple)):
-                x = [x]
+            elif not isinstance(x, (list, tuple)) or all(isinstance(s, str) for s in x):
+                x = [x]  # one array, or one list of texts for a string Input
             if len(x) != len(self.inputs):
                 raise ValueError(f"{what} holds {len(x)} arrays, but {self.name!r} has "
                                  f"{len(self.inputs)} inputs {[t.name for t in self.inputs]}")
@@ -154,6 +154,9 @@ class Model(Trainer, Layer):
             a = np.asarray(a.data if isinstance(a, Tensor) else a)
             if a.dtype.kind in "bf":
                 a = a.astype(np.float32, copy=False)
+            elif a.dtype.kind in "OUS" and self.functional and self.inputs[i].dtype.kind == "O":
+                a = a.astype(object, copy=False)  # Input(dtype="string"): a TextVectorization's texts
+                a = a[:, None] if a.ndim == 1 and len(self.inputs[i].shape) == 2 else a  # (B,) texts -> (B, 1)
             elif a.dtype.kind not in "iu":
                 raise TypeError(f"{what}[{i}] must hold numbers, got dtype {a.dtype}")
             if a.ndim == 0 or len(a) == 0 or len(a) != len(x[0]):

@@ -340,7 +340,8 @@ from tinygpt.keras.layers_conv import Conv1D  # noqa: E402
 from tinygpt.keras.layers_merge import Add, Concatenate  # noqa: E402
 from tinygpt.keras.layers_reshape import (Activation, Flatten, GlobalAveragePooling1D,  # noqa: E402
                                           GlobalMaxPooling1D, RepeatVector, Reshape)
+from tinygpt.keras.layers_text import StringLookup, TextVectorization  # noqa: E402
 from tinygpt.keras.layers_wrappers import Bidirectional, TimeDistributed  # noqa: E402
 
 __all__ += ["Conv1D", "Bidirectional", "TimeDistributed", "Add", "Concatenate", "Activation", "Flatten", "GlobalAveragePooling1D", "GlobalMaxPooling1D",
-            "RepeatVector", "Reshape"]
+            "RepeatVector", "Reshape", "TextVectorization", "StringLookup"]

@@ -122,6 +122,9 @@ class Sequential(Trainer, nn.Module):
                 raise TypeError(f"{what} has dtype {x.dtype}, but the first layer, Embedding "
                                 f"{first.name!r}, takes integer token ids; convert with "
                                 f"{what}.astype('int64') (Keras casts silently)")
+        elif getattr(first, "takes_strings", False):  # TextVectorization / StringLookup: raw strings
+            x = x if x.dtype.kind in "OUS" else x.astype(object)
+            x = x[:, None] if x.ndim == 1 and self.built and len(self.input_shape) == 2 else x  # (B,) -> (B, 1)
         elif x.dtype.kind in "biuf":
             x = x.astype(np.float32, copy=False)
         else:

@@ -58,7 +58,7 @@ def Input(shape=None, batch_size=None, dtype=None, name=None):  # noqa: N802  (K
         raise ValueError(f"Input: shape must be a tuple of positive ints (or None) for one "
                          f"sample, batch excluded, e.g. Input(shape=(100,)); got {shape!r}")
     try:
-        dtype = np.dtype(dtype or "float32")
+        dtype = np.dtype(object if dtype in ("string", "str") else dtype or "float32")  # strings: Python objects
     except TypeError:
         raise TypeError(f"Input: dtype must name a NumPy dtype such as 'int32' or 'float32', got {dtype!r}") from None
     return KerasTensor((batch_size,) + tuple(shape), dtype, name=name or _input_name())

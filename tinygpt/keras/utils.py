@@ -1,5 +1,6 @@
 """Keras' `utils` namespace: to_categorical and pad_sequences (tinygpt.data's, re-exported, as
-Keras 3 has keras.utils.pad_sequences) and set_random_seed.
+Keras 3 has keras.utils.pad_sequences), set_random_seed, and the dataset helpers of
+datasets_utils.py (timeseries_dataset_from_array, text_dataset_from_directory, PyDataset).
 
 set_random_seed(s) makes every later model and layer that has no seed of its own draw its
 initial weights, dropout masks and shuffles from a stream seeded with s, as in Keras.
@@ -31,4 +32,8 @@ def next_seed():
     return None if _global_rng is None else int(_global_rng.integers(2**63))
 
 
-__all__ = ["to_categorical", "pad_sequences", "set_random_seed"]
+from tinygpt.keras.datasets_utils import (PyDataset, text_dataset_from_directory,  # noqa: E402
+                                          timeseries_dataset_from_array)
+
+__all__ = ["to_categorical", "pad_sequences", "set_random_seed", "PyDataset",
+           "text_dataset_from_directory", "timeseries_dataset_from_array"]
