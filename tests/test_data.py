@@ -7,9 +7,10 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from tinygpt.data import (load_labelled, pad_sequences, random_windows, read_text, read_tokens,
-                          sequential_batches, split_tokens, to_categorical, train_val_split,
-                          write_tokens)
+from tinygpt.data import (pad_sequences, random_windows, sequential_batches, split_tokens,
+                          to_categorical, train_val_split)
+from tinygpt.text_files import load_labelled, read_text
+from tinygpt.token_files import read_tokens, write_tokens
 
 # --- pad_sequences ----------------------------------------------------------------------------
 

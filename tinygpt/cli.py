@@ -385,7 +385,7 @@ class BatchProgress:
 def cmd_evaluate(args):
     from tinygpt.train import evaluate_lm, load_run
     from tinygpt.train.data import encode_in_pieces, load_splits
-    from tinygpt.data import read_text
+    from tinygpt.text_files import read_text
 
     run = load_run(args.run)
     if run.config["kind"] == "classifier":

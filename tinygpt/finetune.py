@@ -22,7 +22,7 @@ import numpy as np
 import tinygpt
 from tinygpt import functional as F
 from tinygpt.checkpoint import checkpoint_path, save_checkpoint
-from tinygpt.data import load_labelled
+from tinygpt.text_files import load_labelled
 from tinygpt.finetune_data import encode_texts, load_examples, split_examples, to_batch_arrays
 from tinygpt.generate import inference
 from tinygpt.models import SequenceClassifier

@@ -11,7 +11,8 @@ import math
 import numpy as np
 
 from tinygpt.corpora import load_labelled_corpus
-from tinygpt.data import load_labelled, pad_sequences
+from tinygpt.data import pad_sequences
+from tinygpt.text_files import load_labelled
 from tinygpt.tokenizers import CharTokenizer
 
 

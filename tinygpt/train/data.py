@@ -3,13 +3,15 @@
 The text is encoded once, piece by piece, into run_dir/tokens.bin; batches are random windows of
 the memory-mapped ids. The first (1 - val_fraction) of the tokens train and the rest validate: a
 contiguous cut, as in nanoGPT, so no window straddles the two.
-Not here: strict UTF-8 reading (tinygpt.data.read_text) or the corpora themselves (tinygpt.corpora).
+Not here: strict UTF-8 reading (tinygpt.text_files.read_text) or the corpora themselves (tinygpt.corpora).
 """
 
 import numpy as np
 
 from tinygpt.corpora import list_corpora, load_corpus
-from tinygpt.data import read_text, read_tokens, split_tokens
+from tinygpt.data import split_tokens
+from tinygpt.text_files import read_text
+from tinygpt.token_files import read_tokens
 from tinygpt.tokenizers import ByteLevelBPETokenizer, CharTokenizer, WordTokenizer
 
 PIECE_CHARS = 1 << 20  # encode about a million characters at a time

@@ -20,7 +20,8 @@ import numpy as np
 import tinygpt
 from tinygpt.malloc_settings import keep_freed_memory
 from tinygpt.checkpoint import rng_from_json, rng_state_to_json
-from tinygpt.data import random_windows, sequential_batches, write_tokens
+from tinygpt.data import random_windows, sequential_batches
+from tinygpt.token_files import write_tokens
 from tinygpt.generate import default_prompt, generate_text, inference
 from tinygpt.train.limits import check_eval_work, check_step_fits
 from tinygpt.optim import AdamW, ConstantLR, WarmupCosine, clip_grad_norm_, weight_decay_groups
