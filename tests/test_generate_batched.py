@@ -156,7 +156,8 @@ def test_generate_rejects_bad_options_by_name():
         generate(model, PROMPTS, 2, seed=[1, 2])
 
 
-def test_generate_left_padded_greedy_matches_transformers(tmp_path):
+def hf_folder(tmp_path):
+    """A random-init GPT2LMHeadModel saved to tmp_path -> (the HF model, tinygpt's load of it)."""
     transformers = pytest.importorskip("transformers")
     torch = pytest.importorskip("torch")
     torch.manual_seed(0)
@@ -164,12 +165,30 @@ def test_generate_left_padded_greedy_matches_transformers(tmp_path):
                                      n_head=4, bos_token_id=100, eos_token_id=100)
     ref = transformers.GPT2LMHeadModel(config).eval()
     ref.save_pretrained(tmp_path, safe_serialization=True)
-    model = GPT.from_pretrained(tmp_path)
-    prompts = [[5], [7, 1, 3], [2, 9, 4, 4, 8, 1, 6]]
-    idx, mask = left_pad(prompts, pad_token_id=0)
+    return ref, GPT.from_pretrained(tmp_path)
+
+
+def hf_generate(ref, idx, mask, **kw):
+    import torch
     with torch.no_grad():
-        expected = ref.generate(torch.from_numpy(idx), attention_mask=torch.from_numpy(mask),
-                                do_sample=False, max_new_tokens=20, pad_token_id=0,
-                                eos_token_id=None).numpy()
+        return ref.generate(torch.from_numpy(idx), attention_mask=torch.from_numpy(mask),
+                            do_sample=False, max_new_tokens=20, pad_token_id=0,
+                            eos_token_id=None, **kw).numpy()
+
+
+def test_generate_left_padded_greedy_matches_transformers(tmp_path):
+    ref, model = hf_folder(tmp_path)
+    idx, mask = left_pad(PROMPTS, pad_token_id=0)
     got = generate(model, idx, 20, temperature=0, attention_mask=mask, pad_token_id=0)
+    np.testing.assert_array_equal(got, hf_generate(ref, idx, mask))
+
+
+def test_generate_repetition_penalty_matches_transformers(tmp_path):
+    ref, model = hf_folder(tmp_path)
+    # no padding: Hugging Face counts pad ids as present tokens, tinygpt does not
+    idx = np.array([[7, 1, 3, 3], [2, 9, 4, 8]])
+    mask = np.ones_like(idx)
+    got = generate(model, idx, 20, temperature=0, repetition_penalty=1.3)
+    expected = hf_generate(ref, idx, mask, repetition_penalty=1.3)
     np.testing.assert_array_equal(got, expected)
+    assert not np.array_equal(got, generate(model, idx, 20, temperature=0))  # the penalty mattered
