@@ -9,7 +9,7 @@ import pytest
 from tinygpt import backend
 from tinygpt.generate import apply_repetition_penalty, generate, iter_tokens, left_pad
 from tinygpt.models import GPT, GPTConfig
-from tinygpt.ops.attention import attention_forward
+from tinygpt.ops.attention import attention_backward, attention_forward
 
 PROMPTS = [[5], [7, 1, 3], [2, 9, 4, 4, 8, 1, 6]]  # lengths 1, 3, 7
 
@@ -79,6 +79,22 @@ def test_attention_key_mask_hides_keys_like_dropping_them():
         np.testing.assert_allclose(out[0, :, 2:], kept[0], rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(out[1], full[0], rtol=1e-5, atol=1e-6)
         np.testing.assert_array_equal(out[0, :, :2], 0.0)  # a pad query sees no key: 0, not nan
+
+
+def test_attention_key_mask_backward_equals_dropping_the_hidden_keys():
+    rng = np.random.default_rng(1)
+    q, k, v, dout = (rng.standard_normal((1, 2, 6, 4)).astype(np.float32) for _ in range(4))
+    mask = np.array([[0, 0, 0, 1, 1, 1]], dtype=bool)
+    for name in available_backends():
+        with backend.use(name):  # the masked cache goes back to the reference on every backend
+            _, cache = attention_forward(q, k, v, True, key_mask=mask)
+            dq, dk, dv = attention_backward(dout, cache)
+            _, kept_cache = attention_forward(q[:, :, 3:], k[:, :, 3:], v[:, :, 3:], True)
+            kq, kk, kv = attention_backward(dout[:, :, 3:], kept_cache)
+        for full, kept in ((dq, kq), (dk, kk), (dv, kv)):
+            np.testing.assert_allclose(full[:, :, 3:], kept, rtol=1e-4, atol=1e-5)
+        for grad in (dq, dk, dv):  # pad queries see nothing, hidden keys are seen by no one
+            np.testing.assert_array_equal(grad[:, :, :3], 0.0)
 
 
 def test_generate_eos_stops_a_row_and_pads_it():
