@@ -3,7 +3,9 @@
 A GPT reads the prompt once into a KV cache, then one new token per step, so a token's cost does
 not grow with the prompt; an LSTM carries its (h, c) state the same way. Text generation streams
 pieces through the tokenizer's StreamingDecoder (never half a UTF-8 character) and honours stop
-strings. Not here: beam search, repetition penalties, or prompts of different lengths in a batch.
+strings. Prompts of different lengths run as one batch, left-padded, with an attention mask that
+hides the padding (a GPT only); rows stop at eos_token_id; repetition_penalty and
+num_return_sequences follow Hugging Face's generate. Not here: beam search.
 """
 
 import contextlib
@@ -70,10 +72,48 @@ def sample(probs, rng):
     """probs: (B, V) -> ids: (B,) int64, one uniform draw per row through the cumulative sum.
 
     The id is the first whose cumulative probability exceeds u: a token of probability 0 adds
-    nothing to the sum, so it can never be the first to exceed it."""
+    nothing to the sum, so it can never be the first to exceed it. rng is one Generator, or a
+    list of B Generators, one per row."""
     cdf = np.cumsum(probs, axis=-1)  # (B, V)
-    u = rng.random(probs.shape[0]) * cdf[:, -1]  # scaled by the total: rounding may leave it at 0.9999...
+    if isinstance(rng, list):  # one stream per row: row b draws exactly what it would alone
+        draws = np.array([r.random() for r in rng])
+    else:
+        draws = rng.random(probs.shape[0])
+    u = draws * cdf[:, -1]  # scaled by the total: rounding may leave it at 0.9999...
     return (cdf <= u[:, None]).sum(axis=-1).astype(np.int64)
+
+
+def apply_repetition_penalty(logits, tokens, penalty, mask=None):
+    """logits: (B, V), tokens: (B, t) the ids so far, mask: (B, t) bool (False: padding, not
+    counted) -> new logits (B, V) with every token already present penalised once.
+
+    The CTRL rule, as in Hugging Face's RepetitionPenaltyLogitsProcessor: a present token's logit
+    is divided by the penalty when positive and multiplied by it when negative, so penalty > 1
+    always makes it less likely. Padding is not counted (Hugging Face counts pad ids too)."""
+    logits = np.array(logits, copy=True)
+    B, t = tokens.shape
+    keep = np.ones((B, t), dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
+    rows = np.broadcast_to(np.arange(B)[:, None], (B, t))
+    present = np.zeros(logits.shape, dtype=bool)
+    present[rows[keep], tokens[keep]] = True  # a token present twice is penalised once
+    penalised = np.where(logits < 0, logits * penalty, logits / penalty)
+    return np.where(present, penalised, logits).astype(logits.dtype, copy=False)
+
+
+def left_pad(prompts, pad_token_id=0):
+    """prompts: a list of B id sequences of any lengths >= 1 -> (idx (B, T), attention_mask (B, T)):
+    each prompt right-aligned, padding on the left, mask 1 on real tokens and 0 on padding.
+    Left, so every row's next token goes in the same last column."""
+    rows = [np.asarray(p, dtype=np.int64).reshape(-1) for p in prompts]
+    if not rows or any(r.size == 0 for r in rows):
+        raise ValueError(f"prompts must be a non-empty list of non-empty id sequences, got lengths "
+                         f"{[r.size for r in rows]}")
+    T = max(r.size for r in rows)
+    idx = np.full((len(rows), T), pad_token_id, dtype=np.int64)
+    mask = np.zeros((len(rows), T), dtype=np.int64)
+    for b, r in enumerate(rows):
+        idx[b, T - r.size:], mask[b, T - r.size:] = r, 1
+    return idx, mask
 
 
 # ---------------------------------------------------------------------------------------------
@@ -129,6 +169,31 @@ class GPTContext:
         return self.model.lm_head(x[:, -1:]).data[:, -1]
 
 
+class PaddedGPTContext:
+    """The next-token logits of a GPT for a left-padded batch: padding hidden by a key mask, and
+    position ids counted from each row's first real token, so each row sees what it would alone.
+
+    Runs on GPTDecoder; the masked attention runs on the NumPy reference kernel (ops/attention.py).
+    The cache cannot slide (positions differ per row), so the padded prompt plus the new tokens
+    must fit in block_size."""
+
+    def __init__(self, model, batch_size, use_cache=True):
+        if type(model) is not GPT:
+            raise TypeError(f"an attention_mask with padding needs a tinygpt GPT, got a "
+                            f"{type(model).__name__}; generate its prompts one at a time")
+        self.model, self.block_size = model, model.config.block_size
+        self.cache = model.make_kv_cache(batch_size) if use_cache else None
+        self.decoder = GPTDecoder(model)
+
+    def next_logits(self, tokens, n_new, mask):
+        """tokens, mask: (B, t) all tokens so far and their mask, the last n_new not yet fed"""
+        positions = np.maximum(np.cumsum(mask, axis=1) - 1, 0)  # (B, t): 0 at the first real token
+        if self.cache is None:
+            return self.decoder.logits(tokens, None, positions, mask.astype(bool))
+        return self.decoder.logits(tokens[:, -n_new:], self.cache, positions[:, -n_new:],
+                                   mask.astype(bool))
+
+
 class LSTMContext:
     """The next-token logits of an LSTM LM: feed the new tokens and carry the (h, c) state.
     With use_cache=False the whole sequence is re-read each step (a reference for tests)."""
@@ -159,40 +224,131 @@ def model_context(model, batch_size, use_cache=True):
 # ---------------------------------------------------------------------------------------------
 
 
-def iter_tokens(model, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, seed=None,
-                use_cache=True):
-    """idx: (B, T) prompt ids -> yields max_new_tokens arrays (B,): each step's new token per row.
+def _check_generation_options(eos_token_id, pad_token_id, repetition_penalty, num_return_sequences):
+    for name, value in (("eos_token_id", eos_token_id), ("pad_token_id", pad_token_id)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer))
+                                  or value < 0):
+            raise ValueError(f"{name} must be None or an integer token id >= 0, got {value!r}")
+    if isinstance(repetition_penalty, bool) or not isinstance(repetition_penalty, (int, float)) \
+            or not repetition_penalty > 0:
+        raise ValueError(f"repetition_penalty must be a number > 0 (1.0 means none), got "
+                         f"{repetition_penalty!r}")
+    if isinstance(num_return_sequences, bool) or not isinstance(num_return_sequences, (int, np.integer)) \
+            or num_return_sequences < 1:
+        raise ValueError(f"num_return_sequences must be an integer >= 1, got {num_return_sequences!r}")
 
-    seed: an int, a np.random.Generator, or None (fresh randomness). Greedy (temperature 0)
-    draws no random numbers; otherwise each step draws exactly B, cached or not."""
+
+def _rngs(seed, B):
+    """seed -> one Generator, or a list of B (seed a list/tuple: one seed or Generator per row)"""
+    if isinstance(seed, (list, tuple)):
+        if len(seed) != B:
+            raise ValueError(f"seed is a list of {len(seed)} per-row seeds, expected one per row: {B}")
+        return [as_rng(s) for s in seed]
+    return as_rng(seed)
+
+
+def _check_mask(attention_mask, shape):
+    mask = np.asarray(attention_mask)
+    if mask.shape != shape:
+        raise ValueError(f"attention_mask has shape {mask.shape}, expected the prompt's {shape}")
+    if not np.isin(mask, (0, 1)).all():
+        raise ValueError("attention_mask must hold only 0 (padding) and 1 (real token)")
+    if not mask[:, -1].all() or (np.diff(mask, axis=1) < 0).any():
+        raise ValueError("attention_mask must be left padding: zeros then ones in every row, "
+                         "with at least one real token; hint: tinygpt.generate.left_pad(prompts)")
+    return mask.astype(np.int64)
+
+
+def iter_tokens(model, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, seed=None,
+                use_cache=True, *, attention_mask=None, eos_token_id=None, pad_token_id=None,
+                repetition_penalty=1.0):
+    """idx: (B, T) prompt ids -> yields up to max_new_tokens arrays (B,): each step's new token per row.
+
+    seed: an int, a np.random.Generator, None (fresh randomness), or a list of B of those: one
+    stream per row, so a row samples what it would alone. Greedy (temperature 0) draws no random
+    numbers; otherwise each step draws exactly B, cached or not.
+    attention_mask: (B, T) of 0/1, zeros on the left marking padding (see left_pad); a GPT then
+    hides the padding and counts positions from each row's first real token.
+    eos_token_id: a row that emits it is finished; from then on it gets pad_token_id (default:
+    eos_token_id), and iteration ends early once every row is finished.
+    repetition_penalty: > 1 makes tokens already in the row (prompt or generated) less likely."""
     idx = check_idx(idx)
     check_sampling(temperature, top_k, top_p, max_new_tokens)
-    rng = as_rng(seed)
+    _check_generation_options(eos_token_id, pad_token_id, repetition_penalty, 1)
     B, T = idx.shape
+    rng = _rngs(seed, B)
+    pad = eos_token_id if pad_token_id is None else pad_token_id
+    mask = None if attention_mask is None else _check_mask(attention_mask, (B, T))
+    if mask is not None and mask.all():
+        mask = None  # no padding: the ordinary (faster, any-model) path
     # one buffer for prompt + continuation: appending a token copies nothing
     tokens = np.empty((B, T + max_new_tokens), dtype=np.int64)
     tokens[:, :T] = idx
-    context = model_context(model, B, use_cache)
+    if mask is None:
+        context, full_mask = model_context(model, B, use_cache), None
+    else:
+        if T + max_new_tokens - 1 > model.config.block_size:
+            raise ValueError(f"a padded batch of {T} prompt columns + {max_new_tokens} new tokens "
+                             f"needs {T + max_new_tokens - 1} positions, past block_size "
+                             f"{model.config.block_size}: padded generation cannot crop; lower "
+                             f"max_new_tokens or generate the long prompts alone")
+        context = PaddedGPTContext(model, B, use_cache)
+        full_mask = np.ones((B, T + max_new_tokens), dtype=np.int64)  # generated tokens are real
+        full_mask[:, :T] = mask
+    finished = np.zeros(B, dtype=bool)
     t, n_new = T, T  # tokens so far; how many of them the model has not been fed yet
     for _ in range(max_new_tokens):
         with inference(model):
-            logits = context.next_logits(tokens[:, :t], n_new)  # (B, V)
+            if full_mask is None:
+                logits = context.next_logits(tokens[:, :t], n_new)  # (B, V)
+            else:
+                logits = context.next_logits(tokens[:, :t], n_new, full_mask[:, :t])
+        if repetition_penalty != 1.0:
+            logits = apply_repetition_penalty(
+                logits, tokens[:, :t], repetition_penalty,
+                None if full_mask is None else full_mask[:, :t].astype(bool))
         if temperature == 0:
             next_ids = logits.argmax(axis=-1).astype(np.int64)  # greedy: no random draw
         else:
             next_ids = sample(next_token_probs(logits, temperature, top_k, top_p), rng)
+        if eos_token_id is not None:
+            next_ids = np.where(finished, pad, next_ids)  # a finished row only pads
+            finished |= next_ids == eos_token_id
         tokens[:, t] = next_ids
         t, n_new = t + 1, 1
         yield next_ids
+        if eos_token_id is not None and finished.all():
+            return
 
 
 def generate(model, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, seed=None,
-             use_cache=True):
-    """idx: (B, T) -> (B, T + max_new_tokens): the prompt followed by the sampled tokens (as in
-    nanoGPT's model.generate). See iter_tokens for the arguments."""
-    idx = check_idx(idx)
-    new = list(iter_tokens(model, idx, max_new_tokens, temperature, top_k, top_p, seed, use_cache))
-    return np.concatenate([idx.astype(np.int64)] + [ids[:, None] for ids in new], axis=1)
+             use_cache=True, *, attention_mask=None, eos_token_id=None, pad_token_id=None,
+             repetition_penalty=1.0, num_return_sequences=1):
+    """idx: (B, T) -> (B * num_return_sequences, T + max_new_tokens): the prompt followed by the
+    sampled tokens (as in nanoGPT's model.generate).
+
+    idx may also be a list of prompts of different lengths: they are left-padded with
+    pad_token_id (default eos_token_id, else 0) and masked (see left_pad). Rows finished at
+    eos_token_id are padded with pad_token_id up to the full length. num_return_sequences repeats
+    each prompt that many times, adjacent (rows b*n .. b*n + n - 1 continue prompt b), each with
+    its own draws. See iter_tokens for the other arguments."""
+    _check_generation_options(eos_token_id, pad_token_id, repetition_penalty, num_return_sequences)
+    pad = pad_token_id if pad_token_id is not None else (eos_token_id if eos_token_id is not None else 0)
+    if isinstance(idx, (list, tuple)) and attention_mask is None:
+        idx, attention_mask = left_pad(idx, pad)
+    idx = check_idx(idx).astype(np.int64)
+    if num_return_sequences > 1:
+        idx = np.repeat(idx, num_return_sequences, axis=0)
+        if attention_mask is not None:
+            attention_mask = np.repeat(np.asarray(attention_mask), num_return_sequences, axis=0)
+    new = list(iter_tokens(model, idx, max_new_tokens, temperature, top_k, top_p, seed, use_cache,
+                           attention_mask=attention_mask, eos_token_id=eos_token_id,
+                           pad_token_id=pad, repetition_penalty=repetition_penalty))
+    out = np.full((idx.shape[0], idx.shape[1] + max_new_tokens), pad, dtype=np.int64)
+    out[:, :idx.shape[1]] = idx
+    for i, ids in enumerate(new):  # fewer than max_new_tokens when every row met eos early
+        out[:, idx.shape[1] + i] = ids
+    return out
 
 
 # ---------------------------------------------------------------------------------------------

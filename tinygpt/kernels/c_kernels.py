@@ -127,8 +127,10 @@ def matmul_backward(dout, cache):
 
 # ---- attention ------------------------------------------------------------------------------
 
-def attention_forward(q, k, v, causal=True, scale=None):
+def attention_forward(q, k, v, causal=True, scale=None, key_mask=None):
     """q: (B, nh, Tq, hs), k, v: (B, nh, Tk, hs) -> out: (B, nh, Tq, hs), cache (q, k, v, out, lse, ...)"""
+    if key_mask is not None:
+        return NotImplemented  # a key-padding mask runs on the NumPy reference only
     if not _f32(q, k, v) or q.ndim != 4 or k.shape != v.shape or k.ndim != 4 \
             or q.shape[:2] != k.shape[:2] or q.shape[3] != k.shape[3] or 0 in q.shape or 0 in k.shape:
         return NotImplemented
@@ -147,6 +149,8 @@ def attention_forward(q, k, v, causal=True, scale=None):
 
 def attention_backward(dout, cache):
     """dout: (B, nh, Tq, hs) -> dq, dk, dv, shaped like q, k, v"""
+    if len(cache) != 7:
+        return NotImplemented  # a key_mask at the end of the cache: the reference's
     q, k, v, out, lse, causal, scale = cache
     if not _f32(dout, q, k, v, out, lse) or q.ndim != 4 or dout.shape != q.shape:
         return NotImplemented

@@ -106,8 +106,10 @@ def _takes(q, k, v, causal):
     return not (causal and q.shape[2] > k.shape[2])  # the first queries would see no key at all
 
 
-def attention_forward(q, k, v, causal=True, scale=None):
+def attention_forward(q, k, v, causal=True, scale=None, key_mask=None):
     """q: (B, nh, Tq, hs), k, v: (B, nh, Tk, hs) -> out: (B, nh, Tq, hs), cache (q, k, v, out, lse, ...)"""
+    if key_mask is not None:
+        return NotImplemented  # a key-padding mask runs on the NumPy reference only
     if not _takes(q, k, v, causal):
         return NotImplemented
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else float(scale)
@@ -196,6 +198,8 @@ def _attention_backward_heads(q, k, v, out, dout, lse, causal, scale, dq, dk, dv
 
 def attention_backward(dout, cache):
     """dout: (B, nh, Tq, hs) -> dq, dk, dv, shaped like q, k, v"""
+    if len(cache) != 7:
+        return NotImplemented  # a key_mask at the end of the cache: the reference's
     q, k, v, out, lse, causal, scale = cache
     if not _takes(q, k, v, causal) or not all(
             isinstance(a, np.ndarray) and a.dtype == np.float32 for a in (out, lse, dout)) \

@@ -61,9 +61,14 @@ class GPTDecoder:
                        for b in tr.h]
         self.ln_f_w, self.ln_f_b = tr.ln_f.weight.data, _data(tr.ln_f.bias)
 
-    def logits(self, idx, kv_cache=None):
+    def logits(self, idx, kv_cache=None, positions=None, key_mask=None):
         """idx: (B, T) int -> logits: (B, V) of the last position. With a KVCache, idx holds only
-        the tokens it has not seen; their positions start at kv_cache.length."""
+        the tokens it has not seen; their positions start at kv_cache.length.
+
+        Left-padded batches: positions (B, T) int gives each new token's position id (0 at a
+        row's first real token, as Hugging Face derives them from the attention mask), and
+        key_mask (B, start + T) bool marks the real tokens among all keys so far (cached and
+        new); padding is then hidden from every query's attention."""
         B, T = idx.shape
         start = 0 if kv_cache is None else kv_cache.length
         if start + T > self.block_size:
@@ -73,7 +78,16 @@ class GPTDecoder:
         C = self.wte.shape[1]
         nh, hs = self.n_head, C // self.n_head
         tok, _ = embedding_forward(self.wte, idx)  # (B, T, C); an id outside the vocabulary raises
-        x = tok + self.wpe[start:start + T]  # (B, T, C) + (T, C) -> (B, T, C)
+        if positions is None:
+            x = tok + self.wpe[start:start + T]  # (B, T, C) + (T, C) -> (B, T, C)
+        else:
+            positions = np.asarray(positions)
+            if positions.shape != (B, T):
+                raise ValueError(f"positions has shape {positions.shape}, expected (B, T) = {(B, T)}")
+            x = tok + self.wpe[positions]  # (B, T, C) + (B, T, C); wpe[...] raises past block_size
+        if key_mask is not None and np.shape(key_mask) != (B, start + T):
+            raise ValueError(f"key_mask has shape {np.shape(key_mask)}, expected "
+                             f"(B, cached + new) = {(B, start + T)}")
         x = x.reshape(B * T, C)  # rows: every matmul below is one 2-D product
         for i, blk in enumerate(self.blocks):
             # attention: x + c_proj(attention(ln_1(x)))
@@ -84,7 +98,10 @@ class GPTDecoder:
             if kv_cache is not None:
                 k, v = kv_cache.layers[i].append(k, v)  # (B, nh, start + T, hs)
             # queries are the last T positions of the keys: causal masking lines them up
-            y, _ = attention_forward(q, k, v, True)  # (B, nh, T, hs)
+            if key_mask is None:
+                y, _ = attention_forward(q, k, v, True)  # (B, nh, T, hs)
+            else:  # runs on the NumPy reference: the C and Numba kernels take no mask
+                y, _ = attention_forward(q, k, v, True, key_mask=key_mask)
             y = y.transpose(0, 2, 1, 3).reshape(B * T, C)  # (B, nh, T, hs) -> (B*T, C)
             x += linear(y, blk.attn_proj_w, blk.attn_proj_b)
             # MLP: x + c_proj(gelu(c_fc(ln_2(x))))

@@ -5,6 +5,11 @@ This reference builds the whole (T, T) score matrix; the C and Numba versions co
 thing in tiles of keys with an online softmax (FlashAttention), never holding (T, T) in memory.
 Both keep only (q, k, v, out, lse) for backward, where lse is each row's log-sum-exp: from it the
 backward recomputes P = exp(S - lse) exactly. Not here: the projections to q, k, v (nn).
+
+key_mask (B, Tk) bool, True where a key is real, hides padding keys (left-padded batched
+generation): only this NumPy reference takes it; the C and Numba kernels return NotImplemented
+when it is given, so the reference runs. A query that sees no key at all (a pad position in a
+left-padded prompt) gets out = 0 instead of nan, so padding never poisons later layers' keys.
 """
 
 import numpy as np
@@ -12,9 +17,13 @@ import numpy as np
 from tinygpt.backend import kernel
 
 
-def _scores(q, k, scale, causal):
-    """q: (B, nh, Tq, hs), k: (B, nh, Tk, hs) -> S: (B, nh, Tq, Tk), masked with -inf"""
+def _scores(q, k, scale, causal, key_mask=None):
+    """q: (B, nh, Tq, hs), k: (B, nh, Tk, hs), key_mask: (B, Tk) bool or None
+    -> S: (B, nh, Tq, Tk), masked with -inf"""
     s = np.matmul(q, np.swapaxes(k, -1, -2)) * scale
+    if key_mask is not None:
+        hidden = ~np.asarray(key_mask, dtype=bool)[:, None, None, :]  # (B, 1, 1, Tk)
+        s = np.where(hidden, -np.inf, s).astype(q.dtype, copy=False)
     if causal:
         tq, tk = q.shape[-2], k.shape[-2]
         # query i sits at absolute position i + (Tk - Tq): with a KV cache the queries are the
@@ -25,23 +34,38 @@ def _scores(q, k, scale, causal):
 
 
 @kernel
-def attention_forward(q, k, v, causal=True, scale=None):
-    """q: (B, nh, Tq, hs), k, v: (B, nh, Tk, hs) -> out: (B, nh, Tq, hs), cache (q, k, v, out, lse, ...)"""
+def attention_forward(q, k, v, causal=True, scale=None, key_mask=None):
+    """q: (B, nh, Tq, hs), k, v: (B, nh, Tk, hs), key_mask: (B, Tk) bool or None
+    -> out: (B, nh, Tq, hs), cache (q, k, v, out, lse, ...)"""
     scale = 1.0 / np.sqrt(q.shape[-1]) if scale is None else scale
-    s = _scores(q, k, float(scale), causal)
+    if key_mask is not None:
+        key_mask = np.asarray(key_mask, dtype=bool)
+        if key_mask.shape != (k.shape[0], k.shape[-2]):
+            raise ValueError(f"attention: key_mask has shape {key_mask.shape}, expected "
+                             f"(B, Tk) = {(k.shape[0], k.shape[-2])}")
+    s = _scores(q, k, float(scale), causal, key_mask)
     row_max = np.max(s, axis=-1, keepdims=True)
+    if key_mask is not None:
+        # a query that sees no key: every score is -inf; shift by 0 so e = 0 and out = 0, not nan
+        row_max = np.where(np.isneginf(row_max), 0, row_max).astype(s.dtype, copy=False)
     e = np.exp(s - row_max)
     row_sum = np.sum(e, axis=-1, keepdims=True)
+    if key_mask is not None:
+        row_sum = np.where(row_sum == 0, 1, row_sum).astype(s.dtype, copy=False)
     out = np.matmul(e / row_sum, v)  # (B, nh, Tq, hs)
     lse = (row_max + np.log(row_sum))[..., 0]  # (B, nh, Tq)
-    return out, (q, k, v, out, lse, causal, float(scale))
+    if key_mask is None:
+        return out, (q, k, v, out, lse, causal, float(scale))
+    # the mask rides at the end of the cache: the C and Numba backward decline an 8-tuple
+    return out, (q, k, v, out, lse, causal, float(scale), key_mask)
 
 
 @kernel
 def attention_backward(dout, cache):
     """dout: (B, nh, Tq, hs) -> dq, dk, dv, shaped like q, k, v"""
-    q, k, v, out, lse, causal, scale = cache
-    p = np.exp(_scores(q, k, scale, causal) - lse[..., None])  # (B, nh, Tq, Tk), exact softmax
+    q, k, v, out, lse, causal, scale = cache[:7]
+    key_mask = cache[7] if len(cache) > 7 else None
+    p = np.exp(_scores(q, k, scale, causal, key_mask) - lse[..., None])  # (B, nh, Tq, Tk), exact softmax
     # out = P V: dV = Pᵀ dout, dP = dout Vᵀ
     dv = np.matmul(np.swapaxes(p, -1, -2), dout)
     dp = np.matmul(dout, np.swapaxes(v, -1, -2))
