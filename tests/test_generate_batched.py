@@ -208,3 +208,14 @@ def test_generate_repetition_penalty_matches_transformers(tmp_path):
     expected = hf_generate(ref, idx, mask, repetition_penalty=1.3)
     np.testing.assert_array_equal(got, expected)
     assert not np.array_equal(got, generate(model, idx, 20, temperature=0))  # the penalty mattered
+
+
+def test_gpt_generate_method_passes_the_batch_options_through():
+    from tinygpt.generate import generate
+    from tinygpt.models import GPT, GPTConfig
+    model = GPT(GPTConfig(vocab_size=11, block_size=16, n_layer=1, n_head=2, n_embd=8), seed=0)
+    prompts = [[5], [7, 1, 3]]
+    want = generate(model, prompts, 4, temperature=0.0, pad_token_id=0, num_return_sequences=2)
+    got = model.generate(prompts, 4, temperature=0.0, pad_token_id=0, num_return_sequences=2)
+    np.testing.assert_array_equal(got, want)
+    assert got.shape == (4, 3 + 4)

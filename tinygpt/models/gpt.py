@@ -168,10 +168,11 @@ class GPT(Module):
         return KVCache(c.n_layer, batch_size, c.n_head, max_len or c.block_size, c.n_embd // c.n_head,
                        dtype=self.transformer.wte.weight.dtype)
 
-    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, seed=None):
-        """idx: (B, T) -> (B, T + max_new_tokens), sampled through a KV cache (tinygpt/generate.py)."""
+    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, seed=None, **options):
+        """idx: (B, T) -> (B, T + max_new_tokens), sampled through a KV cache (tinygpt/generate.py);
+        options: attention_mask, eos_token_id, pad_token_id, repetition_penalty, num_return_sequences."""
         from tinygpt.generate import generate  # generate.py imports this module: import on use
-        return generate(self, idx, max_new_tokens, temperature, top_k, top_p, seed)
+        return generate(self, idx, max_new_tokens, temperature, top_k, top_p, seed, **options)
 
     @property
     def feature_size(self):
