@@ -126,6 +126,9 @@ def test_serve_forward_arrays_reproduce_the_models_logits(server):
     ({"prompt": "to", "colour": "red"}, 400, "colour"),
     ({"prompt": "to" * 33}, 413, "prompt"),  # block_size 16 -> at most 64 characters
     ({"prompt": 5}, 400, "prompt"),
+    ({"prompt": "to", "seed": -1}, 400, "seed"),
+    ({"prompt": "to", "top_k": 0}, 400, "top_k"),
+    ({"prompt": "to", "temperature": "hot"}, 400, "temperature"),
     (b"{not json", 400, "body"),
     (b"[1, 2]", 400, "body"),
 ])

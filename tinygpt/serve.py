@@ -223,6 +223,10 @@ class Handler(BaseHTTPRequestHandler):
             self._send_json(200, read_metrics(self.server.run_dir))
         elif path == "/loss.png" and (self.server.run_dir / "loss.png").is_file():
             self._send_bytes((self.server.run_dir / "loss.png").read_bytes(), "image/png")
+        elif path == "/favicon.ico":  # browsers ask; say "nothing" rather than log a 404
+            self.send_response(204)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
         elif path == "/info":
             run = self.server.run
             self._send_json(200, {"run": str(self.server.run_dir), "step": run.step,
@@ -298,7 +302,11 @@ def make_server(run_dir, host="127.0.0.1", port=8000):
         raise ValueError(f"{run_dir} is a {run.config['kind']} run; serve needs a language-model run")
     if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
         raise ValueError(f"port must be an integer in [0, 65535], got {port!r}")
-    server = ThreadingHTTPServer((host, port), Handler)
+    try:
+        server = ThreadingHTTPServer((host, port), Handler)
+    except OSError as e:
+        raise OSError(e.errno, f"cannot listen on {host}:{port}: {e.strerror}; hint: another "
+                      f"program may hold that port, try --port 0 for a free one") from None
     server.daemon_threads = True
     server.run, server.run_dir, server.model_lock = run, Path(run_dir), threading.Lock()
     return server
@@ -368,7 +376,7 @@ async function attention(){
     s.selectedIndex = keep; }
   draw();
 }
-function show(t){ return JSON.stringify(t).slice(1, -1).slice(0, 8); }
+function show(t){ return JSON.stringify(t).slice(1, -1).replace(/ /g, "\u2423").slice(0, 8); }  // a space shows as ␣
 function draw(){
   if(!A) return; const M = A.attention[$("layer").selectedIndex][$("head").selectedIndex];
   const T = A.tokens.length, c = $("heat"), g = c.getContext("2d"), pad = 70;
