@@ -209,3 +209,21 @@ def test_serve_page_in_headless_chromium_streams_text_and_draws_the_heatmap(serv
         assert painted > 1000
     finally:
         driver.quit()
+
+
+def test_serve_cli_prints_the_address_and_serves_the_run(server):
+    """`python -m tinygpt serve --port 0` says where it listens, and that address answers."""
+    import re
+    import subprocess
+    import sys
+    proc = subprocess.Popen([sys.executable, "-u", "-m", "tinygpt", "serve", "--run", str(server.run_dir),
+                             "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        address = re.search(r"http://127\.0\.0\.1:\d+/", line)
+        assert address, (line, proc.stderr.read() if proc.poll() is not None else "")
+        with urllib.request.urlopen(address.group(0) + "info", timeout=60) as r:
+            assert json.loads(r.read())["run"] == str(server.run_dir)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
