@@ -131,7 +131,8 @@ def check_request(body, tokenizer, block_size, fields):
         out["top_k"] = _number(body, "top_k", None, 1, integer=True, allow_none=True)
         out["top_p"] = _number(body, "top_p", None, 0, 1, allow_none=True)
         if out["top_p"] == 0:
-            raise RequestError(400, "top_p must be in (0, 1] or null, got 0", "top_p", 0, "a number in (0, 1] or null")
+            raise RequestError(400, "top_p must be in (0, 1] or null, got 0", "top_p", 0,
+                               "a number in (0, 1] or null")
         out["seed"] = _number(body, "seed", None, 0, 2 ** 63 - 1, integer=True, allow_none=True)
     try:
         out["ids"] = tokenizer.encode(out["prompt"])
