@@ -331,6 +331,21 @@ def cmd_generate(args):
     return 0
 
 
+def cmd_serve(args):
+    from tinygpt.serve import make_server
+
+    server = make_server(args.run, args.host, args.port)
+    host, port = server.server_address[:2]
+    say(f"serving {args.run} at http://{host}:{port}/ (Ctrl-C to stop)")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        say("stopped")
+    finally:
+        server.server_close()
+    return 0
+
+
 def cmd_finetune(args):
     from tinygpt.finetune import FinetuneConfig, finetune
 
@@ -545,6 +560,12 @@ def build_parser():
     gen.add_argument("--num-samples", type=int, default=1, help="samples to print, separated by a line (1)")
     gen.add_argument("--no-stream", action="store_true", help="print each sample when it is complete")
     gen.set_defaults(func=cmd_generate)
+
+    srv = sub.add_parser("serve", parents=[common], help="a local web page: sample, loss curve, attention heatmaps")
+    srv.add_argument("--run", required=True, help="run directory")
+    srv.add_argument("--port", type=int, default=8000, help="port (8000; 0 picks a free one)")
+    srv.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1: this machine only)")
+    srv.set_defaults(func=cmd_serve)
 
     ft = sub.add_parser("finetune", parents=[common], help="fine-tune a run to classify labelled texts",
                         formatter_class=argparse.RawDescriptionHelpFormatter, description=FINETUNE_DESCRIPTION,
