@@ -53,7 +53,8 @@ def hf_folder(tmp_path_factory):
                      show_progress=False)
         torch.manual_seed(0)
         GPT2LMHeadModel(GPT2Config(n_layer=1, n_head=2, n_embd=16, n_positions=32,
-                                   vocab_size=hf_tok.get_vocab_size())).save_pretrained(folder)
+                                   vocab_size=hf_tok.get_vocab_size(), bos_token_id=None,
+                                   eos_token_id=None)).save_pretrained(folder)  # generate never stops early
         hf_tok.save(str(folder / "tokenizer.json"))
     else:
         bpe = ByteLevelBPETokenizer.train(TEXT, 300, pattern=GPT2_SPLIT_PATTERN)
@@ -214,3 +215,46 @@ def test_export_refuses_an_lstm_run(tmp_path):
     result = tinygpt_cmd("export", "--run", run, "--to", tmp_path / "out")
     assert result.returncode == 1 and "LSTM" in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+# ----- train --init-from / finetune --from a Hugging Face folder ---------------------------------------
+
+
+def test_train_init_from_hf_folder_keeps_its_weights_tokenizer_and_shape(hf_folder, tmp_path):
+    (tmp_path / "text.txt").write_text(TEXT, encoding="utf-8")
+    result = tinygpt_cmd("train", "--init-from", hf_folder, "--data", tmp_path / "text.txt",
+                         "--out-dir", tmp_path / "run", "--steps", "0", "--batch-size", "2", "--eval-iters", "1",
+                         "--sample-tokens", "0")
+    assert result.returncode == 0, result.stderr
+    assert "Hugging Face GPT-2 folder" in result.stderr
+    run, hf = load_run(tmp_path / "run"), GPT.from_pretrained(hf_folder)
+    shape = ("vocab_size", "block_size", "n_layer", "n_head", "n_embd", "bias")  # dropout is the run's own
+    assert [getattr(run.model.config, k) for k in shape] == [getattr(hf.config, k) for k in shape]
+    assert run.model.config.block_size == 32  # the folder's n_positions, not the default 64
+    hf_tok = GPT2Tokenizer.from_pretrained(hf_folder)
+    assert run.tokenizer.encode("line 3: to be") == hf_tok.encode("line 3: to be")
+    ids = np.array([hf_tok.encode("line 3: to be, or not")])
+    np.testing.assert_allclose(run.model(ids)[0].data, hf(ids)[0].data, atol=1e-6)  # step 0: the same weights
+
+
+def test_train_init_from_hf_folder_trains(hf_folder, tmp_path):
+    (tmp_path / "text.txt").write_text(TEXT, encoding="utf-8")
+    result = tinygpt_cmd("train", "--init-from", hf_folder, "--data", tmp_path / "text.txt",
+                         "--out-dir", tmp_path / "run", "--steps", "2", "--batch-size", "2", "--eval-iters", "1",
+                         "--eval-interval", "2", "--sample-tokens", "3")
+    assert result.returncode == 0, result.stderr
+    assert "step 2:" in result.stdout
+    assert tinygpt_cmd("generate", "--run", tmp_path / "run", "--max-new-tokens", "3", "--seed", "0").returncode == 0
+
+
+def test_finetune_from_hf_folder_saves_a_classifier_run(hf_folder, tmp_path):
+    rows = ["text,label"] + [f"to be or not {i},yes" if i % 2 else f"the question {i},no" for i in range(40)]
+    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    result = tinygpt_cmd("finetune", "--from", hf_folder, "--data", tmp_path / "labels.csv", "--steps", "2",
+                         "--max-len", "16", "--out-dir", tmp_path / "cls")
+    assert result.returncode == 0, result.stderr
+    assert "held-out accuracy" in result.stdout
+    evaluated = tinygpt_cmd("evaluate", "--run", tmp_path / "cls")
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert "accuracy" in evaluated.stdout
+    assert load_run(tmp_path / "cls").tokenizer.encode("to be") == GPT2Tokenizer.from_pretrained(hf_folder).encode("to be")

@@ -608,7 +608,8 @@ def build_parser():
     train.add_argument("--resume", metavar="RUN", help="continue RUN from its latest checkpoint")
     train.add_argument("--checkpoint", metavar="CKPT", help="with --resume: start from CKPT (e.g. ckpt_000020), "
                        "not the newest")
-    train.add_argument("--init-from", metavar="RUN", help="start from RUN's weights and tokenizer (new text)")
+    train.add_argument("--init-from", metavar="RUN", help="start from RUN's weights and tokenizer (new text); "
+                       "RUN may be a Hugging Face GPT-2 folder")
     train.set_defaults(func=cmd_train)
 
     gen = sub.add_parser("generate", parents=[common], help="sample text from a trained run")
@@ -629,7 +630,7 @@ def build_parser():
     ft = sub.add_parser("finetune", parents=[common], help="fine-tune a run to classify labelled texts",
                         formatter_class=argparse.RawDescriptionHelpFormatter, description=FINETUNE_DESCRIPTION,
                         epilog=FINETUNE_EXAMPLES)
-    ft.add_argument("--from", dest="from_run", required=True, metavar="RUN", help="pretrained run directory")
+    ft.add_argument("--from", dest="from_run", required=True, metavar="RUN", help="pretrained run directory, or a Hugging Face GPT-2 folder")
     source = ft.add_mutually_exclusive_group(required=True)
     source.add_argument("--data", help="labelled .csv (text,label) or .jsonl file")
     source.add_argument("--corpus", help="labelled built-in corpus, e.g. sentiment-zh")
