@@ -1,5 +1,5 @@
-"""The `tinygpt` command (also `python -m tinygpt`): train, generate, finetune, evaluate, plot, info,
-corpora, bench. The only module of tinygpt that prints.
+"""The `tinygpt` command (also `python -m tinygpt`): train, generate, finetune, evaluate, export, plot,
+info, corpora, bench. The only module of tinygpt that prints.
 
 Each subcommand is a function cmd_<name>(args) -> exit code that calls the library and formats
 what it returns. Every error is one line `tinygpt: error: ...` on stderr and a non-zero exit code
@@ -284,7 +284,7 @@ def load_hf_folder(path):
     model, tokenizer = load_model_from_path(path, load_tokenizer=GPT2Tokenizer.from_pretrained)
     if tokenizer is None:
         raise ValueError(f"--model {path} has no tokenizer (tokenizer.json, or vocab.json + merges.txt); "
-                         f"save one into the folder, e.g. GPT2Tokenizer.save_pretrained({str(path)!r})")
+                         f"save a GPT2Tokenizer into it with tokenizer.save_pretrained({str(path)!r})")
     if tokenizer.vocab_size > model.config.vocab_size:
         raise ValueError(f"--model {path}: its tokenizer has {tokenizer.vocab_size} tokens but the model's "
                          f"vocab_size is {model.config.vocab_size}; they do not belong together")
