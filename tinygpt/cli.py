@@ -1,5 +1,5 @@
-"""The `tinygpt` command (also `python -m tinygpt`): train, generate, finetune, evaluate, plot, info,
-corpora, bench. The only module of tinygpt that prints.
+"""The `tinygpt` command (also `python -m tinygpt`): train, generate, finetune, evaluate, export, plot,
+info, corpora, bench. The only module of tinygpt that prints.
 
 Each subcommand is a function cmd_<name>(args) -> exit code that calls the library and formats
 what it returns. Every error is one line `tinygpt: error: ...` on stderr and a non-zero exit code
@@ -300,14 +300,42 @@ def terminal_size():
 # ---------------------------------------------------------------------------------------------
 
 
-def cmd_generate(args):
-    from tinygpt.generate import default_prompt, stream_text
+def load_hf_folder(path):
+    """--model PATH -> (GPT, GPT2Tokenizer): a Hugging Face GPT-2 folder with its tokenizer files."""
+    from tinygpt.models.hf_gpt2 import load_model_from_path
+    from tinygpt.tokenizers import GPT2Tokenizer
+
+    model, tokenizer = load_model_from_path(path, load_tokenizer=GPT2Tokenizer.from_pretrained)
+    if tokenizer is None:
+        raise ValueError(f"--model {path} has no tokenizer (tokenizer.json, or vocab.json + merges.txt); "
+                         f"save a GPT2Tokenizer into it with tokenizer.save_pretrained({str(path)!r})")
+    if tokenizer.vocab_size > model.config.vocab_size:
+        raise ValueError(f"--model {path}: its tokenizer has {tokenizer.vocab_size} tokens but the model's "
+                         f"vocab_size is {model.config.vocab_size}; they do not belong together")
+    return model, tokenizer
+
+
+def model_and_tokenizer(args):
+    """--run RUN or --model PATH (exactly one) -> (model, tokenizer, what to call it)."""
     from tinygpt.train import load_run
 
+    if (args.run is None) == (args.model is None):
+        raise UsageError("pass --run RUN (a tinygpt run) or --model PATH (a Hugging Face GPT-2 folder), "
+                         f"exactly one of the two; got {'both' if args.run else 'neither'}")
+    if args.model is not None:
+        model, tokenizer = load_hf_folder(args.model)
+        return model, tokenizer, args.model
     run = load_run(args.run)
     if run.config["kind"] != "lm":
         raise ValueError(f"{args.run} is a {run.config['kind']} run; generate needs a language-model run")
-    prompt = default_prompt(run.tokenizer) if args.prompt is None else args.prompt
+    return run.model, run.tokenizer, args.run
+
+
+def cmd_generate(args):
+    from tinygpt.generate import default_prompt, stream_text
+
+    model, tokenizer, _ = model_and_tokenizer(args)
+    prompt = default_prompt(tokenizer) if args.prompt is None else args.prompt
     if args.seed is not None and args.seed < 0:  # NumPy would say only "expected non-negative integer"
         raise ValueError(f"--seed must be an integer >= 0 (or left out: different every time), got {args.seed}")
     if args.num_samples < 1 or args.max_new_tokens < 0:
@@ -316,7 +344,7 @@ def cmd_generate(args):
         raise UsageError(f"{bad}: expected --num-samples >= 1 and --max-new-tokens >= 0")
     rng = np.random.default_rng(args.seed)  # one stream for all samples: each sample differs
     for k in range(args.num_samples):
-        pieces = stream_text(run.model, run.tokenizer, prompt, args.max_new_tokens, args.temperature,
+        pieces = stream_text(model, tokenizer, prompt, args.max_new_tokens, args.temperature,
                              args.top_k, args.top_p, rng, args.stop)
         if args.no_stream:
             say(prompt + "".join(pieces))
@@ -402,6 +430,11 @@ def cmd_evaluate(args):
     from tinygpt.train.data import encode_in_pieces, load_splits
     from tinygpt.text_files import read_text
 
+    if (args.run is None) == (args.model is None):
+        raise UsageError("pass --run RUN (a tinygpt run) or --model PATH (a Hugging Face GPT-2 folder), "
+                         f"exactly one of the two; got {'both' if args.run else 'neither'}")
+    if args.model is not None:
+        return evaluate_hf_folder(args)
     run = load_run(args.run)
     if run.config["kind"] == "classifier":
         from tinygpt.finetune import evaluate_classifier
@@ -420,9 +453,7 @@ def cmd_evaluate(args):
         tokens, what = load_splits(Path(args.run) / "tokens.bin", train_config["val_fraction"])[1], "validation split"
     if len(tokens) < block_size + 1:
         raise ValueError(f"{what} has {len(tokens)} tokens, fewer than block_size + 1 = {block_size + 1}")
-    for flag, value in (("--batch-size", args.batch_size), ("--max-batches", args.max_batches)):
-        if value is not None and value < 1:
-            raise ValueError(f"{flag} must be an int >= 1, got {value}; a mean over no batches has no value")
+    check_batches(args)
     windows = (len(tokens) - 1) // block_size
     total = -(-windows // args.batch_size)
     if args.max_batches is not None:
@@ -435,6 +466,81 @@ def cmd_evaluate(args):
     say(f"{what} of {args.run} at step {run.step}: val loss {result['loss']:.4f} "
         f"({measured}, {result['windows']:,} windows of {block_size} tokens = {result['tokens']:,} tokens; "
         f"perplexity {result['perplexity']:.2f})")
+    return 0
+
+
+def check_batches(args):
+    for flag, value in (("--batch-size", args.batch_size), ("--max-batches", args.max_batches)):
+        if value is not None and value < 1:
+            raise ValueError(f"{flag} must be an int >= 1, got {value}; a mean over no batches has no value")
+
+
+def evaluate_hf_folder(args):
+    """tinygpt evaluate --model PATH --data FILE: the loss of FILE's text under a HF GPT-2 folder,
+    in windows of the model's whole context (block_size = n_positions)."""
+    from tinygpt.data import read_text
+    from tinygpt.train import evaluate_lm
+    from tinygpt.train.data import encode_in_pieces
+
+    if args.data is None:
+        raise UsageError("--model PATH needs --data FILE: a Hugging Face folder has no held-out split")
+    model, tokenizer = load_hf_folder(args.model)
+    check_batches(args)
+    block_size = model.config.block_size
+    try:
+        tokens = encode_in_pieces(tokenizer, read_text(args.data, errors=args.errors))
+    except ValueError as e:
+        raise ValueError(f"{args.data} cannot be encoded by {args.model}'s tokenizer: {e}") from None
+    if len(tokens) < block_size + 1:
+        raise ValueError(f"{args.data} has {len(tokens)} tokens, fewer than the model's block_size + 1 = "
+                         f"{block_size + 1}")
+    windows = (len(tokens) - 1) // block_size
+    total = -(-windows // args.batch_size)
+    if args.max_batches is not None:
+        total = min(total, args.max_batches)
+    with BatchProgress("evaluate", total) as progress:
+        result = evaluate_lm(model, tokens, block_size, args.batch_size, args.max_batches, progress=progress)
+    measured = "whole file"
+    if args.max_batches is not None and args.max_batches * args.batch_size < windows:
+        measured = f"first {args.max_batches} batches of {args.batch_size}"
+    say(f"{args.data} under {args.model}: val loss {result['loss']:.4f} "
+        f"({measured}, {result['windows']:,} windows of {block_size} tokens = {result['tokens']:,} tokens; "
+        f"perplexity {result['perplexity']:.2f})")
+    return 0
+
+
+def cmd_export(args):
+    """tinygpt export --run RUN --to PATH: the run's GPT as a Hugging Face GPT-2 folder, with its
+    tokenizer when that has a GPT-2 equivalent."""
+    from tinygpt.models import GPT
+    from tinygpt.tokenizers import ByteLevelBPETokenizer, GPT2Tokenizer
+    from tinygpt.train import load_run
+
+    run = load_run(args.run)
+    if run.config["kind"] != "lm" or not isinstance(run.model, GPT):
+        raise ValueError(f"{args.run} holds a {run.config['kind']} {type(run.model).__name__}; tinygpt export "
+                         f"writes a GPT language model (Hugging Face GPT-2 has no LSTM or classifier)")
+    tokenizer, why_not = run.tokenizer, None
+    if isinstance(tokenizer, ByteLevelBPETokenizer):
+        try:
+            tokenizer = GPT2Tokenizer.from_byte_bpe(tokenizer)
+        except ValueError as e:
+            tokenizer, why_not = None, str(e)
+    elif not isinstance(tokenizer, GPT2Tokenizer):
+        tokenizer, why_not = None, (f"it is a {type(tokenizer).__name__} ({tokenizer.type_name}), which has no "
+                                    f"Hugging Face GPT-2 equivalent; only byte-level BPE tokenizers do")
+    run.model.save_pretrained(args.to)
+    if tokenizer is not None:
+        tokenizer.save_pretrained(args.to)
+        say(f"exported {args.run} (step {run.step}) to {args.to}: config.json, model.safetensors, "
+            f"tokenizer.json, vocab.json, merges.txt")
+    else:
+        say(f"exported {args.run} (step {run.step}) to {args.to}: config.json, model.safetensors")
+        say(f"tinygpt: warning: the tokenizer was not exported: {why_not}; encode text with the run's "
+            f"tokenizer (tinygpt.train.load_run({args.run!r}).tokenizer)", file=sys.stderr)
+    say(f"load it with transformers.GPT2LMHeadModel.from_pretrained({args.to!r}), or tinygpt generate --model {args.to}"
+        if tokenizer is not None else
+        f"load it with transformers.GPT2LMHeadModel.from_pretrained({args.to!r}) or GPT.from_pretrained({args.to!r})")
     return 0
 
 
@@ -545,11 +651,14 @@ def build_parser():
     train.add_argument("--resume", metavar="RUN", help="continue RUN from its latest checkpoint")
     train.add_argument("--checkpoint", metavar="CKPT", help="with --resume: start from CKPT (e.g. ckpt_000020), "
                        "not the newest")
-    train.add_argument("--init-from", metavar="RUN", help="start from RUN's weights and tokenizer (new text)")
+    train.add_argument("--init-from", metavar="RUN", help="start from RUN's weights and tokenizer (new text); "
+                       "RUN may be a Hugging Face GPT-2 folder")
     train.set_defaults(func=cmd_train)
 
     gen = sub.add_parser("generate", parents=[common], help="sample text from a trained run")
-    gen.add_argument("--run", required=True, help="run directory")
+    gen.add_argument("--run", help="run directory")
+    gen.add_argument("--model", metavar="PATH", help="a Hugging Face GPT-2 folder (config.json, model.safetensors, "
+                     "tokenizer files) instead of --run")
     gen.add_argument("--prompt", help="text to continue (default: a newline)")
     gen.add_argument("--max-new-tokens", type=int, default=200, help="tokens to generate per sample (200)")
     gen.add_argument("--temperature", type=float, default=0.8, help="0 = greedy (default 0.8)")
@@ -570,7 +679,7 @@ def build_parser():
     ft = sub.add_parser("finetune", parents=[common], help="fine-tune a run to classify labelled texts",
                         formatter_class=argparse.RawDescriptionHelpFormatter, description=FINETUNE_DESCRIPTION,
                         epilog=FINETUNE_EXAMPLES)
-    ft.add_argument("--from", dest="from_run", required=True, metavar="RUN", help="pretrained run directory")
+    ft.add_argument("--from", dest="from_run", required=True, metavar="RUN", help="pretrained run directory, or a Hugging Face GPT-2 folder")
     source = ft.add_mutually_exclusive_group(required=True)
     source.add_argument("--data", help="labelled .csv (text,label) or .jsonl file")
     source.add_argument("--corpus", help="labelled built-in corpus, e.g. sentiment-zh")
@@ -599,7 +708,8 @@ def build_parser():
     ft.set_defaults(func=cmd_finetune)
 
     ev = sub.add_parser("evaluate", parents=[common], help="validation loss/perplexity, or classifier accuracy")
-    ev.add_argument("--run", required=True, help="run directory (language model or classifier)")
+    ev.add_argument("--run", help="run directory (language model or classifier)")
+    ev.add_argument("--model", metavar="PATH", help="a Hugging Face GPT-2 folder instead of --run (needs --data)")
     ev.add_argument("--data", help="evaluate on this file instead of the run's held-out split")
     ev.add_argument("--errors", default="strict", choices=("strict", "replace"),
                     help="bad UTF-8 in --data: strict (refuse, default) or replace")
@@ -607,6 +717,11 @@ def build_parser():
                     "the loss does not depend on it, only the speed and memory do")
     ev.add_argument("--max-batches", type=int, default=None, help="stop after this many batches")
     ev.set_defaults(func=cmd_evaluate)
+
+    export = sub.add_parser("export", parents=[common], help="write a GPT run as a Hugging Face GPT-2 folder")
+    export.add_argument("--run", required=True, help="run directory (a GPT language model)")
+    export.add_argument("--to", required=True, metavar="PATH", help="folder to write (new, empty, or a model folder)")
+    export.set_defaults(func=cmd_export)
 
     plot = sub.add_parser("plot", parents=[common], help="draw the loss curves of one or more runs into a PNG")
     plot.add_argument("--run", nargs="+", required=True, metavar="RUN", help="run directories (several: compared)")

@@ -11,7 +11,6 @@ Not here: the classifier itself (models/classifier.py), loading and splitting th
 
 import dataclasses
 import math
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,7 +45,7 @@ UNKNOWN_LIMIT = 0.05  # a char model that cannot read more than this share of th
 
 @dataclass
 class FinetuneConfig:
-    from_run: str  # a language-model run directory (tinygpt train)
+    from_run: str  # a language-model run directory (tinygpt train), or a Hugging Face GPT-2 folder
     data: Optional[str] = None  # a labelled CSV (text,label) or JSONL file ...
     corpus: Optional[str] = None  # ... or a labelled built-in corpus, e.g. "sentiment-zh"
     test_data: Optional[str] = None  # score on this labelled file; then all of data/corpus is for training
@@ -166,7 +165,7 @@ def finetune(config, progress=None, log=None):
     run_dir = Path(config.out_dir)
     if run_dir.exists() and any(run_dir.iterdir()):
         raise ValueError(f"{run_dir} exists and is not empty; choose another --out-dir")
-    source = runs.load_run(config.from_run)
+    source = runs.load_lm_source(config.from_run)  # a run, or a Hugging Face GPT-2 folder
     if source.config["kind"] != "lm":
         raise ValueError(f"{config.from_run} is a {source.config['kind']} run; fine-tune a language-model run")
     block_size = source.config["model"].get("block_size")
@@ -255,7 +254,7 @@ def finetune(config, progress=None, log=None):
 
 
 def _save_classifier(run_dir, config, source, model, label_names, report, step):
-    shutil.copyfile(Path(config.from_run) / runs.TOKENIZER, run_dir / runs.TOKENIZER)
+    source.tokenizer.save(run_dir / runs.TOKENIZER)  # a Hugging Face folder's may be vocab.json + merges.txt
     runs.write_json(run_dir / runs.CONFIG, {
         "kind": "classifier", "tinygpt_version": tinygpt.__version__, "finetune": dataclasses.asdict(config),
         "model": source.config["model"], "label_names": list(label_names), "pooling": config.pooling,

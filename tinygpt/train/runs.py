@@ -360,6 +360,42 @@ def load_run(run_dir, checkpoint=None):
     return Run(run_dir, config, model, tokenizer, meta.get("step"), meta)
 
 
+def is_hf_folder(path):
+    """A Hugging Face model folder (config.json without tinygpt's "kind", and safetensors weights),
+    as opposed to a tinygpt run directory, which also has a config.json."""
+    folder = Path(path)
+    if not (folder / CONFIG).is_file() or not any((folder / name).is_file() for name in
+                                                  ("model.safetensors", "model.safetensors.index.json")):
+        return False
+    try:
+        return "kind" not in json.loads((folder / CONFIG).read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        return False
+
+
+def load_lm_source(path):
+    """What training (init_from) and fine-tuning (from_run) start from -> a Run: a tinygpt run
+    directory (load_run), or a Hugging Face GPT-2 folder with its tokenizer, described by the
+    config.json fields a run would have (kind, model, train's tokenizer/vocab_size/block_size)."""
+    if not is_hf_folder(path):
+        return load_run(path)
+    from tinygpt.models.hf_gpt2 import load_model_from_path
+    from tinygpt.tokenizers import GPT2Tokenizer
+    model, tokenizer = load_model_from_path(path, load_tokenizer=GPT2Tokenizer.from_pretrained)
+    if tokenizer is None:
+        raise ValueError(f"{path} is a Hugging Face model folder without a tokenizer (tokenizer.json, or "
+                         f"vocab.json + merges.txt); a run needs one to encode its text")
+    c = model.config
+    if tokenizer.vocab_size != c.vocab_size:
+        raise ValueError(f"{path}: the model's vocab_size is {c.vocab_size} but its tokenizer has "
+                         f"{tokenizer.vocab_size} tokens; a run keeps the two equal")
+    model_config = {"type": "gpt", "vocab_size": c.vocab_size, "block_size": c.block_size, "n_layer": c.n_layer,
+                    "n_head": c.n_head, "n_embd": c.n_embd, "dropout": c.dropout, "bias": c.bias}
+    train = {"tokenizer": "bpe", "vocab_size": c.vocab_size, "block_size": c.block_size}
+    config = {"kind": "lm", "model": model_config, "train": train}
+    return Run(Path(path), config, model, tokenizer, None, {"huggingface": True})
+
+
 # ---------------------------------------------------------------------------------------------
 # metrics.csv and the loss curve
 # ---------------------------------------------------------------------------------------------

@@ -106,12 +106,13 @@ class Trainer:
             raise ValueError(f"{self.run_dir} exists and is not empty; choose another --out-dir")
         text = read_training_text(config)
         if config.init_from is not None:
-            source = runs.load_run(config.init_from)
+            source = runs.load_lm_source(config.init_from)  # a run, or a Hugging Face GPT-2 folder
             if source.config["kind"] != "lm":
                 raise ValueError(f"init_from {config.init_from} is a {source.config['kind']} run, not a language model")
             tokenizer, model_config = source.tokenizer, dict(source.config["model"], dropout=config.dropout)
             config = _matching_model(config, source.config["train"], model_config)
-            self.log(f"initialising from {config.init_from} (step {source.step}); "
+            where = "a Hugging Face GPT-2 folder" if source.meta.get("huggingface") else f"step {source.step}"
+            self.log(f"initialising from {config.init_from} ({where}); "
                      f"its tokenizer and model shape are kept")
         else:
             tokenizer = build_tokenizer(config, text)
