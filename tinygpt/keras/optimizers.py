@@ -1,9 +1,9 @@
 """Keras-style optimizers: made with hyperparameters only (`Adam(learning_rate=1e-3)`), bound to
 the model's parameters when it is compiled and built. The update itself is tinygpt.optim's
-(SGD, Adam, AdamW, RMSprop): no update rule is written here.
+(SGD, Adam, AdamW, RMSprop, Adagrad, Adamax, NAdam): no update rule is written here.
 
 Defaults are Keras': Adam/AdamW epsilon 1e-7, AdamW weight_decay 0.004, SGD learning_rate 0.01.
-Not here: learning-rate schedules (tinygpt.optim.schedule), clipvalue, EMA, or other optimizers.
+Not here: learning-rate schedules (tinygpt.optim.schedule), clipvalue, EMA, or Lion, Adafactor, Ftrl.
 """
 
 from tinygpt import optim
@@ -100,6 +100,38 @@ class RMSprop(Optimizer):
                              momentum=self.momentum, centered=self.centered, eps_inside_sqrt=True)
 
 
+class Adagrad(Optimizer):
+    def __init__(self, learning_rate=0.001, initial_accumulator_value=0.1, epsilon=1e-7, **kwargs):
+        super().__init__(learning_rate, **kwargs)
+        self.initial_accumulator_value, self.epsilon = initial_accumulator_value, epsilon
+
+    def make_engine(self, params):
+        # Keras adds epsilon inside the square root, torch outside: same rule otherwise
+        return optim.Adagrad(params, lr=self._learning_rate, eps=self.epsilon, eps_inside_sqrt=True,
+                             initial_accumulator_value=self.initial_accumulator_value)
+
+
+class Adamax(Optimizer):
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, **kwargs):
+        super().__init__(learning_rate, **kwargs)
+        self.beta_1, self.beta_2, self.epsilon = beta_1, beta_2, epsilon
+
+    def make_engine(self, params):
+        # Keras divides by (u + epsilon), torch keeps max(beta_2 u, |g| + eps): same rule otherwise
+        return optim.Adamax(params, lr=self._learning_rate, betas=(self.beta_1, self.beta_2),
+                            eps=self.epsilon, eps_after_max=True)
+
+
+class Nadam(Optimizer):
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, **kwargs):
+        super().__init__(learning_rate, **kwargs)
+        self.beta_1, self.beta_2, self.epsilon = beta_1, beta_2, epsilon
+
+    def make_engine(self, params):  # Keras' rule is torch's NAdam with momentum_decay 0.004
+        return optim.NAdam(params, lr=self._learning_rate, betas=(self.beta_1, self.beta_2),
+                           eps=self.epsilon)
+
+
 class _Given(Optimizer):
     """A tinygpt.optim optimizer passed to compile() as it is: it must hold the model's parameters."""
 
@@ -115,7 +147,8 @@ class _Given(Optimizer):
         return self.given
 
 
-OPTIMIZERS = {"sgd": SGD, "adam": Adam, "adamw": AdamW, "rmsprop": RMSprop}
+OPTIMIZERS = {"sgd": SGD, "adam": Adam, "adamw": AdamW, "rmsprop": RMSprop, "adagrad": Adagrad,
+              "adamax": Adamax, "nadam": Nadam}
 
 
 def get(identifier):
@@ -131,4 +164,4 @@ def get(identifier):
                      f"tinygpt.optim optimizer over model.parameters()")
 
 
-__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "get"]
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Adamax", "Nadam", "get"]
