@@ -215,6 +215,8 @@ class Trainer:
                 callbacks.on_train_batch_begin(step)
                 means.add(n_samples(xb), *self._train_step(xb, yb))
                 callbacks.on_train_batch_end(step, means.result())
+                if self.stop_training:  # TerminateOnNaN: stop mid-epoch, as Keras does
+                    break
             logs = means.result()
             if x_val is not None or val_stream is not None:
                 val_logs = (self._evaluate_batches(self._stream_batches(val_stream, "validation_data"))
