@@ -134,3 +134,44 @@ def test_lambda_callback_hooks_are_called_as_the_loop_runs():
 def test_lambda_callback_rejects_a_non_function():
     with pytest.raises(TypeError, match="on_epoch_end must be a function"):
         callbacks.LambdaCallback(on_epoch_end=3)
+
+
+class Interrupt(Exception):
+    pass
+
+
+def crash_at(epoch_to_crash):
+    def on_epoch_begin(epoch, logs):
+        if epoch == epoch_to_crash:
+            raise Interrupt(f"killed at epoch {epoch}")
+    return callbacks.LambdaCallback(on_epoch_begin=on_epoch_begin)
+
+
+@pytest.mark.parametrize("make_optimizer", [lambda: optimizers.Adam(learning_rate=0.01),
+                                            lambda: optimizers.Nadam(learning_rate=0.01)])
+def test_backup_and_restore_resumes_to_the_uninterrupted_result(tmp_path, make_optimizer):
+    x, y = regression()
+    straight = model(optimizer=make_optimizer())
+    straight.fit(x, y, epochs=6, batch_size=8, shuffle=False, verbose=0)
+
+    backup = tmp_path / "backup"
+    interrupted = model(optimizer=make_optimizer())
+    with pytest.raises(Interrupt):
+        interrupted.fit(x, y, epochs=6, batch_size=8, shuffle=False, verbose=0,
+                        callbacks=[callbacks.BackupAndRestore(backup), crash_at(3)])
+    assert (backup / "latest.safetensors").exists() and (backup / "latest.json").exists()
+    assert "pickle" not in (backup / "latest.json").read_text()
+
+    resumed = model(optimizer=make_optimizer())  # a fresh process: new weights, new optimizer
+    history = resumed.fit(x, y, epochs=6, batch_size=8, shuffle=False, verbose=0,
+                          callbacks=[callbacks.BackupAndRestore(backup)])
+    assert history.epoch == [3, 4, 5]
+    assert resumed.optimizer.iterations == straight.optimizer.iterations == 6 * 5
+    for a, b in zip(resumed.get_weights(), straight.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    assert not (backup / "latest.json").exists()  # a finished fit deletes its backup
+
+
+def test_backup_and_restore_refuses_batch_save_freq(tmp_path):
+    with pytest.raises(NotImplementedError, match="save_freq=100"):
+        callbacks.BackupAndRestore(tmp_path, save_freq=100)

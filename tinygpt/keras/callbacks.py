@@ -371,5 +371,7 @@ class LambdaCallback(Callback):
     def on_train_batch_end(self, batch, logs=None): self._call("on_train_batch_end", batch, logs)
 
 
-__all__ = ["Callback", "CallbackList", "History", "ProgbarLogger", "EarlyStopping", "ModelCheckpoint",
+from tinygpt.keras.callbacks_backup import BackupAndRestore  # noqa: E402  (it subclasses Callback)
+
+__all__ = ["BackupAndRestore", "Callback", "CallbackList", "History", "ProgbarLogger", "EarlyStopping", "ModelCheckpoint",
            "ReduceLROnPlateau", "LearningRateScheduler", "CSVLogger", "TerminateOnNaN", "LambdaCallback"]

@@ -207,7 +207,10 @@ class Trainer:
         callbacks = CallbackList(callback_list, model=self, params={
             "epochs": epochs, "steps": steps, "verbose": verbose, "batch_size": batch_size, "samples": n})
         self.stop_training, logs = False, {}
+        self._initial_epoch = None
         callbacks.on_train_begin()
+        if self._initial_epoch is not None:  # set by BackupAndRestore when it restored a backup
+            initial_epoch = self._initial_epoch
         for epoch in range(initial_epoch, epochs):
             callbacks.on_epoch_begin(epoch)
             means = _RunningMeans([name for name, _ in self.compiled_metrics])
