@@ -3,10 +3,14 @@ the model's parameters when it is compiled and built. The update itself is tinyg
 (SGD, Adam, AdamW, RMSprop, Adagrad, Adamax, NAdam): no update rule is written here.
 
 Defaults are Keras': Adam/AdamW epsilon 1e-7, AdamW weight_decay 0.004, SGD learning_rate 0.01.
-Not here: learning-rate schedules (tinygpt.optim.schedule), clipvalue, EMA, or Lion, Adafactor, Ftrl.
+learning_rate may be a schedule (schedules.py, also reachable as optimizers.schedules).
+Not here: clipvalue, EMA, or Lion, Adafactor, Ftrl.
 """
 
+import numbers
+
 from tinygpt import optim
+from tinygpt.keras import schedules
 
 
 class Optimizer:
@@ -15,8 +19,12 @@ class Optimizer:
     clipnorm clips each parameter's gradient to that L2 norm; global_clipnorm clips all together."""
 
     def __init__(self, learning_rate, clipnorm=None, global_clipnorm=None):
-        if learning_rate < 0:
-            raise ValueError(f"{type(self).__name__}: learning_rate must be >= 0, got {learning_rate}")
+        self.schedule = None  # a schedules.LearningRateSchedule: the rate is schedule(iterations)
+        if isinstance(learning_rate, schedules.LearningRateSchedule):
+            self.schedule, learning_rate = learning_rate, learning_rate(0)
+        elif isinstance(learning_rate, bool) or not isinstance(learning_rate, numbers.Real) or learning_rate < 0:
+            raise ValueError(f"{type(self).__name__}: learning_rate must be a number >= 0 or a "
+                             f"keras.optimizers.schedules schedule, got {learning_rate!r}")
         self._learning_rate = float(learning_rate)
         self.clipnorm, self.global_clipnorm = clipnorm, global_clipnorm
         self.engine = None
@@ -31,10 +39,16 @@ class Optimizer:
 
     @property
     def learning_rate(self):
+        if self.schedule is not None:
+            return float(self.schedule(self.iterations))  # the rate the next step will use
         return self.engine.param_groups[0]["lr"] if self.engine else self._learning_rate
 
     @learning_rate.setter
     def learning_rate(self, value):  # model.optimizer.learning_rate = 1e-4 works as in Keras
+        if self.schedule is not None:
+            raise TypeError(f"{type(self).__name__} was made with learning_rate="
+                            f"{type(self.schedule).__name__}(...), so its rate cannot be set; "
+                            f"make the optimizer with a float learning_rate instead")
         self._learning_rate = float(value)
         for group in self.engine.param_groups if self.engine else []:
             group["lr"] = float(value)
@@ -50,6 +64,9 @@ class Optimizer:
                 optim.clip_grad_norm_([p], self.clipnorm)
         if self.global_clipnorm is not None:
             optim.clip_grad_norm_(params, self.global_clipnorm)
+        if self.schedule is not None:  # Keras: step t (from 0) uses schedule(t)
+            for group in self.engine.param_groups:
+                group["lr"] = float(self.schedule(self.iterations))
         self.engine.step()
         self.iterations += 1
 
