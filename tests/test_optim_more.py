@@ -139,3 +139,26 @@ def test_keras_new_optimizers_follow_keras_rules(make, oracle):
 def test_keras_new_optimizers_by_name():
     for name, cls in (("adagrad", kopt.Adagrad), ("Adamax", kopt.Adamax), ("nadam", kopt.Nadam)):
         assert isinstance(kopt.get(name), cls)
+
+
+@pytest.mark.parametrize("name", ["Adagrad", "Adamax", "NAdam"])
+def test_optim_new_rules_state_dict_resume_equals_an_uninterrupted_run(name):
+    import json
+    straight = run_tinygpt(lambda ps: getattr(optim, name)(ps, lr=0.05), 8)
+    ps = [nn.Parameter(w.astype(np.float64)) for w in start()]
+    first = getattr(optim, name)(ps, lr=0.05)
+    for step in range(4):
+        for p, g in zip(ps, grads(step)):
+            p.grad = g.copy()
+        first.step()
+    saved = first.state_dict()
+    json.dumps({k: {f: v for f, v in e.items() if not isinstance(v, np.ndarray)}
+                for k, e in saved["state"].items()})  # the scalars are JSON-able
+    second = getattr(optim, name)(ps, lr=0.05)
+    second.load_state_dict(saved)
+    for step in range(4, 8):
+        for p, g in zip(ps, grads(step)):
+            p.grad = g.copy()
+        second.step()
+    for a, b in zip([p.data for p in ps], straight):
+        np.testing.assert_array_equal(a, b)
