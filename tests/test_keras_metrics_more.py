@@ -125,3 +125,17 @@ def test_top_k_metric_in_compile_with_softmax():
     logs = model.evaluate(x, np.eye(6)[ids], batch_size=7, return_dict=True)
     top2 = np.argsort(-model.predict(x), axis=-1)[:, :2]
     assert logs["top_k_categorical_accuracy"] == pytest.approx(np.mean([i in t for i, t in zip(ids, top2)]))
+
+
+def test_metric_class_names_in_compile_make_a_fresh_object_each_time():
+    x = rng.standard_normal((30, 4)).astype(np.float32)
+    y = (x[:, :1] > 0).astype(np.float32)
+    made = []
+    for _ in range(2):
+        model = tinygpt.keras.Sequential([Input(shape=(4,)), Dense(1, activation="sigmoid")], seed=0)
+        model.compile(optimizer="adam", loss="binary_crossentropy", metrics=["auc", "Precision", "recall"])
+        logs = model.evaluate(x, y, return_dict=True)
+        assert logs["auc"] == pytest.approx(keras_auc_by_hand(y[:, 0], model.predict(x)[:, 0]), rel=1e-6)
+        assert set(logs) == {"loss", "auc", "precision", "recall"}
+        made.append(model.compiled_metrics[0][1])
+    assert made[0] is not made[1]

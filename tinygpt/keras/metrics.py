@@ -50,14 +50,24 @@ METRICS = {"accuracy": accuracy, "acc": accuracy, "categorical_accuracy": catego
            "mean_absolute_error": mean_absolute_error}
 
 
+# names that make a fresh Metric object per compile (Keras 3 also takes the class names)
+METRIC_CLASSES = {"precision": Precision, "Precision": Precision, "recall": Recall, "Recall": Recall,
+                  "auc": AUC, "AUC": AUC, "top_k_categorical_accuracy": TopKCategoricalAccuracy,
+                  "TopKCategoricalAccuracy": TopKCategoricalAccuracy}
+
+
 def get(identifier):
     """A name, a Metric object, or a function (y_true, y_pred) -> per-prediction values
     -> (history key, the function or the Metric)."""
     if isinstance(identifier, Metric):
         return identifier.name, identifier
+    if isinstance(identifier, str) and identifier in METRIC_CLASSES:
+        metric = METRIC_CLASSES[identifier]()
+        return metric.name, metric
     if isinstance(identifier, str):
         if identifier not in METRICS:
-            raise ValueError(f"unknown metric {identifier!r}; valid: {sorted(METRICS)}, or a "
+            raise ValueError(f"unknown metric {identifier!r}; valid: {sorted(METRICS) + sorted(METRIC_CLASSES)}, "
+                             f"a tinygpt.keras.metrics object such as AUC(), or a "
                              f"function (y_true, y_pred) -> array of NumPy values")
         return identifier, METRICS[identifier]
     if callable(identifier):
