@@ -3,13 +3,18 @@ of each batch, with Keras' names and arguments. `logs` is a dict such as {"loss"
 0.4, "val_loss": 2.5}; a callback stops training by setting `self.model.stop_training = True`.
 
 History records every epoch's logs (fit returns it); ProgbarLogger is fit's `verbose` output;
-EarlyStopping stops when a monitored value stops improving; ModelCheckpoint saves weights.
-Not here: the loop that calls them (training.py), or LearningRateScheduler, TensorBoard, CSVLogger.
+EarlyStopping stops when a monitored value stops improving; ModelCheckpoint saves weights;
+ReduceLROnPlateau and LearningRateScheduler set the learning rate per epoch; CSVLogger writes the
+epoch logs; TerminateOnNaN stops at a non-finite loss; LambdaCallback wraps plain functions.
+Not here: the loop that calls them (training.py), BackupAndRestore (callbacks_backup.py), TensorBoard.
 """
 
+import csv
 import math
 import sys
 import time
+import warnings
+from pathlib import Path
 
 from tqdm.auto import tqdm
 
@@ -213,4 +218,160 @@ class ModelCheckpoint(Callback):
         self.model.save_weights(path)
 
 
-__all__ = ["Callback", "CallbackList", "History", "ProgbarLogger", "EarlyStopping", "ModelCheckpoint"]
+class ReduceLROnPlateau(Callback):
+    """Multiply the learning rate by `factor` when `monitor` has not improved by min_delta for
+    `patience` epochs, then wait `cooldown` epochs before counting again; never below min_lr.
+    Adds 'learning_rate' to the epoch logs, as Keras 3 does."""
+
+    def __init__(self, monitor="val_loss", factor=0.1, patience=10, verbose=0, mode="auto",
+                 min_delta=1e-4, cooldown=0, min_lr=0.0):
+        super().__init__()
+        if factor >= 1.0:
+            raise ValueError(f"ReduceLROnPlateau: factor must be < 1 (it multiplies the learning "
+                             f"rate), got {factor}")
+        self.monitor, self.factor, self.patience, self.verbose = monitor, float(factor), patience, verbose
+        self.min_delta, self.cooldown, self.min_lr = min_delta, cooldown, float(min_lr)
+        self.mode = _monitor_mode("ReduceLROnPlateau", monitor, mode)
+        self._reset()
+
+    def _reset(self):
+        self.best = math.inf if self.mode == "min" else -math.inf
+        self.cooldown_counter, self.wait = 0, 0
+
+    def _improved(self, current):
+        if self.mode == "min":
+            return current < self.best - self.min_delta
+        return current > self.best + self.min_delta
+
+    def on_train_begin(self, logs=None):
+        self._reset()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs if logs is not None else {}
+        logs["learning_rate"] = float(self.model.optimizer.learning_rate)
+        current = _monitored("ReduceLROnPlateau", self.monitor, logs)
+        if self.cooldown_counter > 0:
+            self.cooldown_counter -= 1
+            self.wait = 0
+        if self._improved(current):
+            self.best, self.wait = current, 0
+        elif self.cooldown_counter <= 0:
+            self.wait += 1
+            if self.wait >= self.patience:
+                old_lr = float(self.model.optimizer.learning_rate)
+                if old_lr > self.min_lr:
+                    new_lr = max(old_lr * self.factor, self.min_lr)
+                    self.model.optimizer.learning_rate = new_lr
+                    if self.verbose > 0:
+                        print(f"Epoch {epoch + 1}: ReduceLROnPlateau reducing learning rate to "
+                              f"{new_lr}.", flush=True)
+                    self.cooldown_counter, self.wait = self.cooldown, 0
+
+
+class LearningRateScheduler(Callback):
+    """At the start of each epoch set the learning rate to schedule(epoch, lr) (epoch from 0, lr
+    the current rate); a one-argument schedule(epoch) is accepted too, as in Keras."""
+
+    def __init__(self, schedule, verbose=0):
+        super().__init__()
+        if not callable(schedule):
+            raise TypeError(f"LearningRateScheduler: schedule must be a function (epoch, lr) -> lr, "
+                            f"got {type(schedule).__name__}")
+        self.schedule, self.verbose = schedule, verbose
+
+    def on_epoch_begin(self, epoch, logs=None):
+        lr = float(self.model.optimizer.learning_rate)
+        try:
+            new_lr = self.schedule(epoch, lr)
+        except TypeError:  # schedule(epoch), Keras' old signature
+            new_lr = self.schedule(epoch)
+        if isinstance(new_lr, bool) or not isinstance(new_lr, (int, float)) or not math.isfinite(new_lr):
+            raise ValueError(f"LearningRateScheduler: schedule({epoch}, {lr}) returned {new_lr!r}; "
+                             f"it must return a finite float")
+        self.model.optimizer.learning_rate = float(new_lr)
+        if self.verbose > 0:
+            print(f"Epoch {epoch + 1}: LearningRateScheduler setting learning rate to {new_lr}.", flush=True)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["learning_rate"] = float(self.model.optimizer.learning_rate)
+
+
+class CSVLogger(Callback):
+    """One CSV row per epoch: 'epoch' then the logs' keys in sorted order, flushed after each row
+    so a crash loses at most the epoch in progress. The file is replaced unless append=True
+    (as in Keras); appending to a non-empty file writes no second header."""
+
+    def __init__(self, filename, separator=",", append=False):
+        super().__init__()
+        self.filename, self.sep, self.append = Path(filename), separator, append
+        self.file = self.writer = self.keys = None
+
+    def on_train_begin(self, logs=None):
+        has_rows = self.append and self.filename.exists() and self.filename.stat().st_size > 0
+        self.write_header = not has_rows
+        self.file = open(self.filename, "a" if self.append else "w", newline="", encoding="utf-8")
+        self.writer, self.keys = None, None
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        if self.keys is None:
+            self.keys = sorted(logs)
+            self.writer = csv.DictWriter(self.file, fieldnames=["epoch"] + self.keys,
+                                         delimiter=self.sep, extrasaction="ignore", restval="NA")
+            if self.write_header:
+                self.writer.writeheader()
+        self.writer.writerow({"epoch": epoch, **{k: logs[k] for k in self.keys if k in logs}})
+        self.file.flush()
+
+    def on_train_end(self, logs=None):
+        if self.file is not None:
+            self.file.close()
+            self.file = self.writer = None
+
+
+class TerminateOnNaN(Callback):
+    """Stop training at the end of the batch whose running loss is NaN or infinite; that epoch still
+    ends (validation, on_epoch_end), as in Keras 3, and no other starts."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(loss):
+            # Keras prints this; library code here does not print, so it is a warning instead
+            warnings.warn(f"Batch {batch}: Invalid loss {loss}, terminating training", RuntimeWarning)
+            self.model.stop_training = True
+
+
+class LambdaCallback(Callback):
+    """A callback from plain functions: on_epoch_begin(epoch, logs), on_epoch_end(epoch, logs),
+    on_train_begin(logs), on_train_end(logs), on_batch_begin(batch, logs), on_batch_end(batch, logs)
+    (on_train_batch_begin/_end are the same hooks under their Keras 3 names)."""
+
+    def __init__(self, on_epoch_begin=None, on_epoch_end=None, on_train_begin=None, on_train_end=None,
+                 on_batch_begin=None, on_batch_end=None, on_train_batch_begin=None,
+                 on_train_batch_end=None):
+        super().__init__()
+        self.functions = dict(on_epoch_begin=on_epoch_begin, on_epoch_end=on_epoch_end,
+                              on_train_begin=on_train_begin, on_train_end=on_train_end,
+                              on_train_batch_begin=on_train_batch_begin or on_batch_begin,
+                              on_train_batch_end=on_train_batch_end or on_batch_end)
+        for hook, fn in self.functions.items():
+            if fn is not None and not callable(fn):
+                raise TypeError(f"LambdaCallback: {hook} must be a function, got {type(fn).__name__}")
+
+    def _call(self, hook, *args):
+        if self.functions[hook] is not None:
+            self.functions[hook](*args)
+
+    def on_epoch_begin(self, epoch, logs=None): self._call("on_epoch_begin", epoch, logs)
+    def on_epoch_end(self, epoch, logs=None): self._call("on_epoch_end", epoch, logs)
+    def on_train_begin(self, logs=None): self._call("on_train_begin", logs)
+    def on_train_end(self, logs=None): self._call("on_train_end", logs)
+    def on_train_batch_begin(self, batch, logs=None): self._call("on_train_batch_begin", batch, logs)
+    def on_train_batch_end(self, batch, logs=None): self._call("on_train_batch_end", batch, logs)
+
+
+from tinygpt.keras.callbacks_backup import BackupAndRestore  # noqa: E402  (it subclasses Callback)
+
+__all__ = ["BackupAndRestore", "Callback", "CallbackList", "History", "ProgbarLogger", "EarlyStopping", "ModelCheckpoint",
+           "ReduceLROnPlateau", "LearningRateScheduler", "CSVLogger", "TerminateOnNaN", "LambdaCallback"]

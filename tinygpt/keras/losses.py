@@ -4,6 +4,12 @@
     sparse_categorical_crossentropy  y class ids (...)       (or (..., 1))
     binary_crossentropy              y in [0, 1], the output's shape
     mse / mean_squared_error         y the output's shape
+    mae / mean_absolute_error        y the output's shape
+    huber                            y the output's shape (Huber(delta=1.0))
+
+Each is also a function, keras.losses.mean_squared_error(y_true, y_pred) -> one loss per sample
+(the mean over the last axis, as Keras' functions return); compile(loss=<that function>) uses the
+class of the same rule, and any other function's per-sample result is averaged.
 
 Fusion, as Keras does internally: when the last layer is Dense(activation='softmax') (or 'sigmoid'
 for binary_crossentropy), the model hands the loss that layer's pre-activation logits and the loss
@@ -157,6 +163,97 @@ class MeanSquaredError(Loss):
         return F.mse(y_pred, y_true)
 
 
+class MeanAbsoluteError(Loss):
+    name = "mean_absolute_error"
+
+    def prepare_targets(self, y, output_shape, output_desc, what="y"):
+        return _same_shape_targets("mae", y, output_shape, output_desc, what)
+
+    def compute(self, y_true, y_pred, from_logits):
+        return F.mean(_abs(F.sub(y_pred, y_true)))
+
+
+class Huber(Loss):
+    """Squared error for errors up to delta, linear beyond: 0.5 e² if |e| <= delta, else
+    delta |e| - 0.5 delta². Less pulled by outliers than mse, smooth at 0 unlike mae."""
+
+    name = "huber"
+
+    def __init__(self, delta=1.0):
+        super().__init__()
+        if delta < 0:
+            raise ValueError(f"Huber: delta must be >= 0, got {delta}")
+        self.delta = float(delta)
+
+    def prepare_targets(self, y, output_shape, output_desc, what="y"):
+        return _same_shape_targets("huber", y, output_shape, output_desc, what)
+
+    def compute(self, y_true, y_pred, from_logits):
+        return F.mean(_huber(y_true, y_pred, self.delta))
+
+    def __repr__(self):
+        return f"Huber(delta={self.delta})"
+
+
+def _abs(x):
+    return F.add(F.relu(x), F.relu(F.neg(x)))
+
+
+def _huber(y_true, y_pred, delta):
+    # |e| = q + l with q = min(|e|, delta): 0.5 q² + delta l is 0.5 e² inside, delta|e| - 0.5 delta² outside
+    abs_error = _abs(F.sub(y_pred, y_true))
+    quadratic = F.clip(abs_error, 0.0, delta)
+    return F.add(F.mul(0.5, F.mul(quadratic, quadratic)), F.mul(delta, F.sub(abs_error, quadratic)))
+
+
+# ----- the functions: one loss per sample, the mean over the last axis (Keras' convention) ---------
+def _as_tensor(y_pred):
+    return y_pred if isinstance(y_pred, F.Tensor) else F.tensor(np.asarray(y_pred))
+
+
+def mean_squared_error(y_true, y_pred):
+    d = F.sub(_as_tensor(y_pred), np.asarray(y_true))
+    return F.mean(F.mul(d, d), axis=-1)
+
+
+def mean_absolute_error(y_true, y_pred):
+    return F.mean(_abs(F.sub(_as_tensor(y_pred), np.asarray(y_true))), axis=-1)
+
+
+def huber(y_true, y_pred, delta=1.0):
+    return F.mean(_huber(np.asarray(y_true), _as_tensor(y_pred), float(delta)), axis=-1)
+
+
+def _log_probabilities(y_pred, from_logits):
+    return F.log_softmax(y_pred, axis=-1) if from_logits else _probabilities_log(y_pred)
+
+
+def categorical_crossentropy(y_true, y_pred, from_logits=False):
+    """y_true one-hot (..., K), y_pred (..., K) -> (...): -Σ_k y_k log p_k."""
+    log_p = _log_probabilities(_as_tensor(y_pred), from_logits)
+    return F.neg(F.sum(F.mul(np.asarray(y_true, dtype=log_p.dtype), log_p), axis=-1))
+
+
+def sparse_categorical_crossentropy(y_true, y_pred, from_logits=False):
+    """y_true class ids (...), y_pred (..., K) -> (...): -log p[y]."""
+    y_pred = _as_tensor(y_pred)
+    one_hot = np.eye(y_pred.shape[-1], dtype=y_pred.dtype)[np.asarray(y_true, dtype=np.int64)]
+    return categorical_crossentropy(one_hot, y_pred, from_logits)
+
+
+def binary_crossentropy(y_true, y_pred, from_logits=False):
+    """-(y log p + (1 - y) log(1 - p)), p clipped to [1e-7, 1 - 1e-7], mean over the last axis."""
+    y_pred, y_true = _as_tensor(y_pred), np.asarray(y_true)
+    if from_logits:
+        y_pred = F.sigmoid(y_pred)
+    p = F.clip(y_pred, EPSILON, 1.0 - EPSILON)
+    terms = F.add(F.mul(y_true, F.log(p)), F.mul(1.0 - y_true, F.log(F.sub(1.0, p))))
+    return F.neg(F.mean(terms, axis=-1))
+
+
+mse, mae = mean_squared_error, mean_absolute_error
+
+
 class _FunctionLoss(Loss):
     """A user function loss(y_true, y_pred) -> scalar Tensor; y is passed as given."""
 
@@ -165,13 +262,20 @@ class _FunctionLoss(Loss):
         self.fn, self.name = fn, getattr(fn, "__name__", "loss")
 
     def compute(self, y_true, y_pred, from_logits):
-        return self.fn(y_true, y_pred)
+        loss = self.fn(y_true, y_pred)
+        return F.mean(loss) if loss.ndim else loss  # per-sample losses -> their mean, as Keras
 
 
 LOSSES = {"categorical_crossentropy": CategoricalCrossentropy,
           "sparse_categorical_crossentropy": SparseCategoricalCrossentropy,
           "binary_crossentropy": BinaryCrossentropy,
-          "mse": MeanSquaredError, "mean_squared_error": MeanSquaredError}
+          "mse": MeanSquaredError, "mean_squared_error": MeanSquaredError,
+          "mae": MeanAbsoluteError, "mean_absolute_error": MeanAbsoluteError, "huber": Huber}
+# compile(loss=keras.losses.mse) gets the class (its target checks, fused logits) not the function
+FUNCTION_CLASSES = {mean_squared_error: MeanSquaredError, mean_absolute_error: MeanAbsoluteError,
+                    huber: Huber, categorical_crossentropy: CategoricalCrossentropy,
+                    sparse_categorical_crossentropy: SparseCategoricalCrossentropy,
+                    binary_crossentropy: BinaryCrossentropy}
 
 
 def get(identifier):
@@ -184,9 +288,13 @@ def get(identifier):
                              f"tinygpt.keras.losses object, or a function (y_true, y_pred) -> Tensor")
         return LOSSES[identifier]()
     if callable(identifier):
+        if identifier in FUNCTION_CLASSES:
+            return FUNCTION_CLASSES[identifier]()
         return _FunctionLoss(identifier)
     raise ValueError(f"compile needs a loss: one of {sorted(LOSSES)}, got {identifier!r}")
 
 
 __all__ = ["Loss", "CategoricalCrossentropy", "SparseCategoricalCrossentropy", "BinaryCrossentropy",
-           "MeanSquaredError", "get"]
+           "MeanSquaredError", "MeanAbsoluteError", "Huber", "mean_squared_error", "mse",
+           "mean_absolute_error", "mae", "huber", "categorical_crossentropy",
+           "sparse_categorical_crossentropy", "binary_crossentropy", "get"]

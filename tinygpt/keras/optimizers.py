@@ -1,12 +1,16 @@
 """Keras-style optimizers: made with hyperparameters only (`Adam(learning_rate=1e-3)`), bound to
 the model's parameters when it is compiled and built. The update itself is tinygpt.optim's
-(SGD, Adam, AdamW, RMSprop): no update rule is written here.
+(SGD, Adam, AdamW, RMSprop, Adagrad, Adamax, NAdam): no update rule is written here.
 
 Defaults are Keras': Adam/AdamW epsilon 1e-7, AdamW weight_decay 0.004, SGD learning_rate 0.01.
-Not here: learning-rate schedules (tinygpt.optim.schedule), clipvalue, EMA, or other optimizers.
+learning_rate may be a schedule (schedules.py, also reachable as optimizers.schedules).
+Not here: clipvalue, EMA, or Lion, Adafactor, Ftrl.
 """
 
+import numbers
+
 from tinygpt import optim
+from tinygpt.keras import schedules
 
 
 class Optimizer:
@@ -15,8 +19,12 @@ class Optimizer:
     clipnorm clips each parameter's gradient to that L2 norm; global_clipnorm clips all together."""
 
     def __init__(self, learning_rate, clipnorm=None, global_clipnorm=None):
-        if learning_rate < 0:
-            raise ValueError(f"{type(self).__name__}: learning_rate must be >= 0, got {learning_rate}")
+        self.schedule = None  # a schedules.LearningRateSchedule: the rate is schedule(iterations)
+        if isinstance(learning_rate, schedules.LearningRateSchedule):
+            self.schedule, learning_rate = learning_rate, learning_rate(0)
+        elif isinstance(learning_rate, bool) or not isinstance(learning_rate, numbers.Real) or learning_rate < 0:
+            raise ValueError(f"{type(self).__name__}: learning_rate must be a number >= 0 or a "
+                             f"keras.optimizers.schedules schedule, got {learning_rate!r}")
         self._learning_rate = float(learning_rate)
         self.clipnorm, self.global_clipnorm = clipnorm, global_clipnorm
         self.engine = None
@@ -31,10 +39,16 @@ class Optimizer:
 
     @property
     def learning_rate(self):
+        if self.schedule is not None:
+            return float(self.schedule(self.iterations))  # the rate the next step will use
         return self.engine.param_groups[0]["lr"] if self.engine else self._learning_rate
 
     @learning_rate.setter
     def learning_rate(self, value):  # model.optimizer.learning_rate = 1e-4 works as in Keras
+        if self.schedule is not None:
+            raise TypeError(f"{type(self).__name__} was made with learning_rate="
+                            f"{type(self.schedule).__name__}(...), so its rate cannot be set; "
+                            f"make the optimizer with a float learning_rate instead")
         self._learning_rate = float(value)
         for group in self.engine.param_groups if self.engine else []:
             group["lr"] = float(value)
@@ -50,6 +64,9 @@ class Optimizer:
                 optim.clip_grad_norm_([p], self.clipnorm)
         if self.global_clipnorm is not None:
             optim.clip_grad_norm_(params, self.global_clipnorm)
+        if self.schedule is not None:  # Keras: step t (from 0) uses schedule(t)
+            for group in self.engine.param_groups:
+                group["lr"] = float(self.schedule(self.iterations))
         self.engine.step()
         self.iterations += 1
 
@@ -100,6 +117,38 @@ class RMSprop(Optimizer):
                              momentum=self.momentum, centered=self.centered, eps_inside_sqrt=True)
 
 
+class Adagrad(Optimizer):
+    def __init__(self, learning_rate=0.001, initial_accumulator_value=0.1, epsilon=1e-7, **kwargs):
+        super().__init__(learning_rate, **kwargs)
+        self.initial_accumulator_value, self.epsilon = initial_accumulator_value, epsilon
+
+    def make_engine(self, params):
+        # Keras adds epsilon inside the square root, torch outside: same rule otherwise
+        return optim.Adagrad(params, lr=self._learning_rate, eps=self.epsilon, eps_inside_sqrt=True,
+                             initial_accumulator_value=self.initial_accumulator_value)
+
+
+class Adamax(Optimizer):
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, **kwargs):
+        super().__init__(learning_rate, **kwargs)
+        self.beta_1, self.beta_2, self.epsilon = beta_1, beta_2, epsilon
+
+    def make_engine(self, params):
+        # Keras divides by (u + epsilon), torch keeps max(beta_2 u, |g| + eps): same rule otherwise
+        return optim.Adamax(params, lr=self._learning_rate, betas=(self.beta_1, self.beta_2),
+                            eps=self.epsilon, eps_after_max=True)
+
+
+class Nadam(Optimizer):
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, **kwargs):
+        super().__init__(learning_rate, **kwargs)
+        self.beta_1, self.beta_2, self.epsilon = beta_1, beta_2, epsilon
+
+    def make_engine(self, params):  # Keras' rule is torch's NAdam with momentum_decay 0.004
+        return optim.NAdam(params, lr=self._learning_rate, betas=(self.beta_1, self.beta_2),
+                           eps=self.epsilon)
+
+
 class _Given(Optimizer):
     """A tinygpt.optim optimizer passed to compile() as it is: it must hold the model's parameters."""
 
@@ -115,7 +164,8 @@ class _Given(Optimizer):
         return self.given
 
 
-OPTIMIZERS = {"sgd": SGD, "adam": Adam, "adamw": AdamW, "rmsprop": RMSprop}
+OPTIMIZERS = {"sgd": SGD, "adam": Adam, "adamw": AdamW, "rmsprop": RMSprop, "adagrad": Adagrad,
+              "adamax": Adamax, "nadam": Nadam}
 
 
 def get(identifier):
@@ -131,4 +181,4 @@ def get(identifier):
                      f"tinygpt.optim optimizer over model.parameters()")
 
 
-__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "get"]
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Adamax", "Nadam", "get"]

@@ -32,10 +32,14 @@ def take(x, index):
 
 
 class _RunningMeans:
-    """Epoch totals: the loss weighted by batch size, each metric over all its values."""
+    """Epoch totals: the loss weighted by batch size, each metric over all its values. Metric
+    objects (Precision, AUC, ...) keep their own totals: reset here, updated by _metric_values."""
 
-    def __init__(self, metric_names):
-        self.totals = {name: 0.0 for name in ["loss"] + metric_names}
+    def __init__(self, compiled_metrics):
+        self.stateful = {name: m for name, m in compiled_metrics if isinstance(m, metrics_module.Metric)}
+        for metric in self.stateful.values():
+            metric.reset_state()
+        self.totals = {name: 0.0 for name in ["loss"] + [name for name, _ in compiled_metrics]}
         self.counts = dict.fromkeys(self.totals, 0)
 
     def add(self, batch_size, loss, metric_values):
@@ -46,7 +50,9 @@ class _RunningMeans:
             self.counts[name] += np.size(values)
 
     def result(self):
-        return {name: self.totals[name] / max(self.counts[name], 1) for name in self.totals}
+        means = {name: self.totals[name] / max(self.counts[name], 1) for name in self.totals}
+        means.update({name: float(metric.result()) for name, metric in self.stateful.items()})
+        return means
 
 
 def _check_batch_size(batch_size):
@@ -133,13 +139,20 @@ class Trainer:
         return self.loss.compute(y, logits, from_logits=True), predictions
 
     def _metric_values(self, y, predictions):
-        return {name: fn(y, predictions) for name, fn in self.compiled_metrics}
+        """Per-prediction values of the function metrics; Metric objects are updated in place."""
+        values = {}
+        for name, fn in self.compiled_metrics:
+            if isinstance(fn, metrics_module.Metric):
+                fn.update_state(y, predictions)
+            else:
+                values[name] = fn(y, predictions)
+        return values
 
     def train_on_batch(self, x, y):
         """One optimizer step on (x, y) -> loss, or [loss, *metrics] with metrics (of this batch)."""
         self._require_compiled("train_on_batch")
         x, y = self._prepare_xy(x, y, "x", "y")
-        means = _RunningMeans([name for name, _ in self.compiled_metrics])
+        means = _RunningMeans(self.compiled_metrics)
         means.add(n_samples(x), *self._train_step(x, y))
         logs = means.result()
         return logs["loss"] if len(logs) == 1 else list(logs.values())
@@ -207,14 +220,19 @@ class Trainer:
         callbacks = CallbackList(callback_list, model=self, params={
             "epochs": epochs, "steps": steps, "verbose": verbose, "batch_size": batch_size, "samples": n})
         self.stop_training, logs = False, {}
+        self._initial_epoch = None
         callbacks.on_train_begin()
+        if self._initial_epoch is not None:  # set by BackupAndRestore when it restored a backup
+            initial_epoch = self._initial_epoch
         for epoch in range(initial_epoch, epochs):
             callbacks.on_epoch_begin(epoch)
-            means = _RunningMeans([name for name, _ in self.compiled_metrics])
+            means = _RunningMeans(self.compiled_metrics)
             for step, (xb, yb) in enumerate(self._train_batches(stream, x, y, rng, shuffle, batch_size)):
                 callbacks.on_train_batch_begin(step)
                 means.add(n_samples(xb), *self._train_step(xb, yb))
                 callbacks.on_train_batch_end(step, means.result())
+                if self.stop_training:  # TerminateOnNaN: stop mid-epoch, as Keras does
+                    break
             logs = means.result()
             if x_val is not None or val_stream is not None:
                 val_logs = (self._evaluate_batches(self._stream_batches(val_stream, "validation_data"))
@@ -263,7 +281,7 @@ class Trainer:
         return self._evaluate_batches(((take(x, s), take(y, s)) for s in slices), verbose)
 
     def _evaluate_batches(self, batches, verbose=0):
-        means = _RunningMeans([name for name, _ in self.compiled_metrics])
+        means = _RunningMeans(self.compiled_metrics)
         with no_grad():  # no graph: evaluation only reads the weights
             for xb, yb in tqdm(batches, unit="batch", disable=verbose == 0):
                 loss, predictions = self._loss_and_predictions(xb, yb, training=False)
