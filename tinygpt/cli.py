@@ -478,7 +478,7 @@ def check_batches(args):
 def evaluate_hf_folder(args):
     """tinygpt evaluate --model PATH --data FILE: the loss of FILE's text under a HF GPT-2 folder,
     in windows of the model's whole context (block_size = n_positions)."""
-    from tinygpt.data import read_text
+    from tinygpt.text_files import read_text
     from tinygpt.train import evaluate_lm
     from tinygpt.train.data import encode_in_pieces
 
