@@ -75,15 +75,16 @@ def assert_same_run(straight, resumed):
     assert (straight / "metrics.csv").read_text() == (resumed / "metrics.csv").read_text()  # every loss
 
 
-def test_finetune_sigterm_saves_exits_143_and_resume_is_bit_identical(setup):
+@pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGHUP, 129), (signal.SIGINT, 130)])
+def test_finetune_signal_saves_exits_128_plus_signal_and_resume_is_bit_identical(setup, signum, code):
     root, args = setup
-    run_dir = root / "stopped"
+    run_dir = root / f"stopped-{signum}"
     proc = start(args, run_dir)
     wait_for_checkpoint(proc, run_dir)
     time.sleep(0.05)  # usually a few steps past the checkpoint: the signal's own save is tested too
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(signum)
     _, err = proc.communicate(timeout=240)
-    assert proc.returncode == 143, err
+    assert proc.returncode == code, err
     assert "Traceback" not in err
     assert err.count(f"tinygpt finetune --resume {run_dir}") == 1, err
     step = load_checkpoint(latest_checkpoint(run_dir))[1]["step"]
@@ -134,3 +135,24 @@ def test_finetune_resume_refuses_a_directory_that_is_not_an_interrupted_finetune
     assert code == 1 and "finished classifier run" in err, err
     code, _, err = tinygpt("finetune", "--resume", root / "pre")
     assert code == 1 and "finetune.json" in err, err
+
+
+def test_finetune_api_resume_of_a_frozen_body_mid_epoch_is_exact(setup, tmp_path):
+    from tinygpt.finetune import FinetuneConfig, finetune
+    root, _ = setup
+    base = dict(from_run=str(root / "pre"), data=str(root / "labelled.csv"), batch_size=8, max_len=16,
+                lr=1e-2, steps=23, eval_interval=5, freeze_body=True)  # about 40 training examples: 5 steps an epoch
+    straight = finetune(FinetuneConfig(**base, out_dir=str(tmp_path / "straight")))
+
+    def stop_at_step_12(event):  # mid-epoch, between checkpoints
+        if event.kind == "step" and event.step == 12:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    stopped = finetune(FinetuneConfig(**base, out_dir=str(tmp_path / "stopped")), progress=stop_at_step_12)
+    assert stopped.interrupted and stopped.step == 12 and stopped.stop_signal == signal.SIGINT
+    assert stopped.checkpoint.name == "ckpt_000012.json"
+    assert [p.name for p in sorted(tmp_path.joinpath("stopped").glob("ckpt_*.json"))] == \
+        ["ckpt_000010.json", "ckpt_000012.json"]  # 5 was pruned: the last two are kept
+    resumed = finetune(FinetuneConfig.resuming(tmp_path / "stopped"))
+    assert not resumed.interrupted and resumed.step == 23 and resumed.accuracy == straight.accuracy
+    assert_same_run(tmp_path / "straight", tmp_path / "stopped")

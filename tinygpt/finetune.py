@@ -315,8 +315,8 @@ def _finetune(config, run_dir, started, progress, log):
             _save_classifier(run_dir, config, source, model, label_names, report, step)
         return FinetuneResult(run_dir, report["accuracy"], report["macro_f1"], report["confusion"], label_names,
                               len(x_train), len(x_test), dropped_examples, dropped_train + dropped_test,
-                              time.perf_counter() - started, checkpoint=checkpoint_path(run_dir, step).with_suffix(".json"),
-                              step=step)
+                              time.perf_counter() - started,
+                              checkpoint=checkpoint_path(run_dir, step).with_suffix(".json"), step=step)
     finally:
         if lock is not None:
             lock.release()
