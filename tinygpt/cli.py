@@ -92,7 +92,8 @@ confusion matrix, and saves a classifier run that `tinygpt evaluate` can score."
 FINETUNE_EXAMPLES = """examples:
   tinygpt finetune --from runs/shakespeare-char-gpt --data reviews.csv
   tinygpt finetune --from runs/zh/pretrain --corpus sentiment-zh --pooling mean --epochs 10
-  tinygpt finetune --from runs/zh/pretrain --data train.csv --test-data test.csv --from-scratch"""
+  tinygpt finetune --from runs/zh/pretrain --data train.csv --test-data test.csv --from-scratch
+  tinygpt finetune --resume runs/zh/pretrain-train-cls   # continue after Ctrl-C/SIGTERM or a crash"""
 
 # (flag, TrainConfig field, type or tuple of choices, help); every default is None so that only given flags count
 TRAIN_OPTIONS = [
@@ -378,12 +379,28 @@ def cmd_finetune(args):
     from tinygpt.finetune import FinetuneConfig, finetune
 
     fields = {f.name for f in dataclasses.fields(FinetuneConfig)}
-    config = FinetuneConfig(**{k: v for k, v in vars(args).items() if k in fields and v is not None})
+    given = {k: v for k, v in vars(args).items() if k in fields - {"resume"} and v is not None}
+    if args.resume:
+        if given:  # an exact resume keeps every setting the run was started with
+            raise UsageError(f"--resume {args.resume} continues that run with the settings it was started "
+                             f"with; drop {', '.join('--' + k.replace('_', '-') for k in sorted(given))}")
+        config = FinetuneConfig.resuming(args.resume)
+    else:
+        if not args.from_run:
+            raise UsageError("finetune: the following arguments are required: --from (or --resume RUN)")
+        if args.data is None and args.corpus is None:
+            raise UsageError("finetune: one of the arguments --data --corpus is required")
+        config = FinetuneConfig(**given)
     bar = ProgressBar("finetune")
     try:
         result = finetune(config, progress=bar.update, log=bar.write)
     finally:
         bar.close()
+    if result.interrupted:
+        saved = f"; saved checkpoint {Path(result.checkpoint).stem}" if result.checkpoint else ""
+        say(f"interrupted at step {result.step}{saved}; continue with: tinygpt finetune --resume {result.run_dir}",
+            file=sys.stderr)
+        return 128 + result.stop_signal if result.stop_signal else EXIT_INTERRUPTED  # 143 SIGTERM, 129 SIGHUP
     say(f"held-out accuracy {result.accuracy:.4f}, macro-F1 {result.macro_f1:.4f} "
         f"({result.n_test} examples; trained on {result.n_train}; {result.seconds:.0f} s)")
     say_confusion(result.confusion, result.label_names)
@@ -679,8 +696,9 @@ def build_parser():
     ft = sub.add_parser("finetune", parents=[common], help="fine-tune a run to classify labelled texts",
                         formatter_class=argparse.RawDescriptionHelpFormatter, description=FINETUNE_DESCRIPTION,
                         epilog=FINETUNE_EXAMPLES)
-    ft.add_argument("--from", dest="from_run", required=True, metavar="RUN", help="pretrained run directory, or a Hugging Face GPT-2 folder")
-    source = ft.add_mutually_exclusive_group(required=True)
+    ft.add_argument("--from", dest="from_run", metavar="RUN", help="pretrained run directory, or a Hugging Face GPT-2 folder")
+    ft.add_argument("--resume", metavar="RUN", help="continue the interrupted fine-tuning run RUN exactly")
+    source = ft.add_mutually_exclusive_group()
     source.add_argument("--data", help="labelled .csv (text,label) or .jsonl file")
     source.add_argument("--corpus", help="labelled built-in corpus, e.g. sentiment-zh")
     ft.add_argument("--test-data", help="score on this labelled file (then all of --data/--corpus trains)")

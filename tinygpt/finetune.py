@@ -20,7 +20,8 @@ import numpy as np
 
 import tinygpt
 from tinygpt import functional as F
-from tinygpt.checkpoint import checkpoint_path, save_checkpoint
+from tinygpt import finetune_state
+from tinygpt.checkpoint import checkpoint_path, rng_from_json, rng_state_to_json, save_checkpoint
 from tinygpt.text_files import load_labelled
 from tinygpt.finetune_data import encode_texts, load_examples, split_examples, to_batch_arrays
 from tinygpt.generate import inference
@@ -66,6 +67,7 @@ class FinetuneConfig:
     allow_unknown: bool = False  # train even when over UNKNOWN_LIMIT of the characters are unknown
     seed: int = 0
     out_dir: Optional[str] = None  # None: runs/<from_run>-<data>-cls
+    resume: bool = False  # continue the run in out_dir from its newest checkpoint (see FinetuneConfig.resuming)
 
     def __post_init__(self):
         if (self.data is None) == (self.corpus is None):
@@ -87,6 +89,12 @@ class FinetuneConfig:
             raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction!r}")
         if self.pooling not in ("last", "mean"):
             raise ValueError(f"pooling must be 'last' or 'mean', got {self.pooling!r}")
+
+    @classmethod
+    def resuming(cls, run_dir):
+        """The settings an interrupted fine-tuning run in run_dir was started with, set to resume it."""
+        saved = finetune_state.read_settings(run_dir)
+        return cls(**{**saved, "resume": True, "out_dir": str(run_dir)})
 
     def resolved(self):
         name = Path(self.data).stem if self.data else self.corpus
@@ -112,6 +120,10 @@ class FinetuneResult:
     dropped_examples: int  # texts with no token left (e.g. only unknown characters)
     dropped_chars: int  # characters a char tokenizer has no id for, removed before encoding
     seconds: float
+    interrupted: bool = False  # a signal stopped it: the checkpoint holds the state after the last whole step
+    stop_signal: Optional[int] = None  # that signal's number (None: not interrupted, or a KeyboardInterrupt)
+    checkpoint: Optional[Path] = None  # the newest checkpoint's .json
+    step: int = 0  # steps done
 
 
 def classification_report(labels, predictions, n_classes):
@@ -159,12 +171,35 @@ def pooled_features(model, idx, lengths, batch_size=64):
 
 
 def finetune(config, progress=None, log=None):
-    """Fine-tune config.from_run for classification -> FinetuneResult; saves a classifier run."""
+    """Fine-tune config.from_run for classification -> FinetuneResult; saves a classifier run, with
+    checkpoints every eval_interval steps (or epoch) from which config.resume continues exactly."""
     progress, log = progress or (lambda event: None), log or (lambda message: None)
     started, config = time.perf_counter(), config.resolved()
     run_dir = Path(config.out_dir)
-    if run_dir.exists() and any(run_dir.iterdir()):
-        raise ValueError(f"{run_dir} exists and is not empty; choose another --out-dir")
+    lock = _lock_to_resume(run_dir, log) if config.resume else None  # before anything is read
+    try:
+        return _finetune(config, run_dir, started, progress, log)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _lock_to_resume(run_dir, log):
+    """The run lock of an interrupted fine-tuning run in run_dir (refusing a finished one)."""
+    if (run_dir / runs.CONFIG).exists():
+        raise ValueError(f"{run_dir} is a finished classifier run; there is nothing to resume")
+    finetune_state.read_settings(run_dir)  # a clear error if this is not a fine-tuning run
+    lock = runs.RunLock(run_dir).acquire()
+    for name in runs.remove_leftover_temp_files(run_dir):
+        log(f"removed {name}, left by an interrupted save")
+    return lock
+
+
+def _finetune(config, run_dir, started, progress, log):
+    if not config.resume and run_dir.exists() and any(run_dir.iterdir()):
+        hint = (f"; resume it with --resume {run_dir}" if (run_dir / finetune_state.SETTINGS).exists()
+                and not (run_dir / runs.CONFIG).exists() else "")
+        raise ValueError(f"{run_dir} exists and is not empty{hint}; choose another --out-dir")
     source = runs.load_lm_source(config.from_run)  # a run, or a Hugging Face GPT-2 folder
     if source.config["kind"] != "lm":
         raise ValueError(f"{config.from_run} is a {source.config['kind']} run; fine-tune a language-model run")
@@ -212,45 +247,78 @@ def finetune(config, progress=None, log=None):
     rng = np.random.default_rng(config.seed)
     metrics = runs.MetricsLog(run_dir / runs.METRICS, ("step", "train_loss", "val_accuracy", "val_macro_f1"))
     run_dir.mkdir(parents=True, exist_ok=True)
-    lock = runs.RunLock(run_dir).acquire()  # one writer per run directory
+    lock = None if config.resume else runs.RunLock(run_dir).acquire()  # one writer per run directory
     try:
-        step, losses = 0, []
+        step, losses, position, report, checkpoint, saved_step = 0, [], 0, None, None, None
+        if config.resume:  # the weights, optimizer, schedule, dropout streams, and where the data order stood
+            checkpoint, meta, notes = finetune_state.load_state(run_dir, model, optimizer, schedule)
+            for message in notes:
+                log(message)
+            step, losses, position, saved_step = meta["step"], meta["losses"], meta["position"], meta["step"]
+            rng = rng_from_json(meta["rng"]["epoch"])  # replays this epoch's shuffle
+            metrics.truncate_after(step)
+            log(f"resuming {run_dir} at step {step} of {steps} from {checkpoint.stem}")
+        else:
+            finetune_state.write_settings(run_dir, dataclasses.asdict(config))
         model.train()
-        while step < steps:
-            order = rng.permutation(len(x_train))  # a new shuffle each epoch
-            for i in range(0, len(order), config.batch_size):
-                batch = order[i:i + config.batch_size]
-                schedule.step(optimizer)
-                if features is not None:
-                    loss = F.cross_entropy(model.head(Tensor(features[batch])), y_train[batch])
+        with finetune_state.StopOnSignal(log) as stopper:
+            while step < steps:
+                epoch_rng = rng_state_to_json(rng)  # saved with each checkpoint: resume replays the shuffle
+                order = rng.permutation(len(x_train))  # a new shuffle each epoch
+                for i in range(position, len(order), config.batch_size):
+                    if stopper.requested:
+                        break
+                    batch = order[i:i + config.batch_size]
+                    schedule.step(optimizer)
+                    if features is not None:
+                        loss = F.cross_entropy(model.head(Tensor(features[batch])), y_train[batch])
+                    else:
+                        _, loss = model(x_train[batch], y_train[batch], len_train[batch])
+                    optimizer.zero_grad()
+                    loss.backward()
+                    if config.grad_clip > 0:
+                        clip_grad_norm_(optimizer.parameters(), config.grad_clip)
+                    optimizer.step()
+                    step, position = step + 1, i + config.batch_size
+                    losses = (losses + [loss.item()])[-eval_interval:]  # what the next metrics row averages
+                    progress(TrainEvent("step", step, steps, loss=losses[-1]))
+                    if step % eval_interval == 0 or step == steps:  # the last step is always scored
+                        predicted = (predict(model, x_test, len_test) if test_features is None
+                                     else predict_from_features(model, test_features))
+                        report = classification_report(y_test, predicted, len(label_names))
+                        metrics.append({"step": step, "train_loss": float(np.mean(losses[-eval_interval:])),
+                                        "val_accuracy": report["accuracy"], "val_macro_f1": report["macro_f1"]})
+                        progress(TrainEvent("eval", step, steps, train_loss=float(np.mean(losses[-eval_interval:])),
+                                            accuracy=report["accuracy"]))
+                        model.train()
+                        if step < steps:  # the last one is the classifier run's own checkpoint below
+                            checkpoint = finetune_state.save_state(run_dir, step, model, optimizer, schedule,
+                                                                   epoch_rng, position, losses)
+                            saved_step = step
+                    if step == steps:
+                        break
                 else:
-                    _, loss = model(x_train[batch], y_train[batch], len_train[batch])
-                optimizer.zero_grad()
-                loss.backward()
-                if config.grad_clip > 0:
-                    clip_grad_norm_(optimizer.parameters(), config.grad_clip)
-                optimizer.step()
-                step += 1
-                losses.append(loss.item())
-                progress(TrainEvent("step", step, steps, loss=losses[-1]))
-                if step % eval_interval == 0 or step == steps:  # the last step is always scored
-                    predicted = (predict(model, x_test, len_test) if test_features is None
-                                 else predict_from_features(model, test_features))
-                    report = classification_report(y_test, predicted, len(label_names))
-                    metrics.append({"step": step, "train_loss": float(np.mean(losses[-eval_interval:])),
-                                    "val_accuracy": report["accuracy"], "val_macro_f1": report["macro_f1"]})
-                    progress(TrainEvent("eval", step, steps, train_loss=float(np.mean(losses[-eval_interval:])),
-                                        accuracy=report["accuracy"]))
-                    model.train()
-                if step == steps:
-                    break
+                    position = 0  # the epoch is done: the next one starts at the top of its order
+                    continue
+                break  # the last step, or a signal
 
-        _save_classifier(run_dir, config, source, model, label_names, report, step)
+            if step < steps:  # a signal: the state after the last whole step is saved
+                if saved_step != step:
+                    checkpoint = finetune_state.save_state(run_dir, step, model, optimizer, schedule,
+                                                           epoch_rng, position, losses)
+                return FinetuneResult(run_dir, report and report["accuracy"], report and report["macro_f1"],
+                                      report and report["confusion"], label_names, len(x_train), len(x_test),
+                                      dropped_examples, dropped_train + dropped_test, time.perf_counter() - started,
+                                      interrupted=True, stop_signal=int(stopper.signal), checkpoint=checkpoint,
+                                      step=step)
+            _save_classifier(run_dir, config, source, model, label_names, report, step)
         return FinetuneResult(run_dir, report["accuracy"], report["macro_f1"], report["confusion"], label_names,
                               len(x_train), len(x_test), dropped_examples, dropped_train + dropped_test,
-                              time.perf_counter() - started)
+                              time.perf_counter() - started,
+                              checkpoint=checkpoint_path(run_dir, step).with_suffix(".json"), step=step)
     finally:
-        lock.release()
+        if lock is not None:
+            lock.release()
 
 
 def _save_classifier(run_dir, config, source, model, label_names, report, step):
