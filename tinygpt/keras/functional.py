@@ -16,7 +16,7 @@ import numpy as np
 from tinygpt import nn
 from tinygpt.keras import losses as losses_module
 from tinygpt.keras import saving
-from tinygpt.keras.layers import Dense, Layer, split_weights
+from tinygpt.keras.layers import Dense, Layer
 from tinygpt.keras.models import summary_table
 from tinygpt.keras.symbolic import KerasTensor, call_symbolic, flatten, is_symbolic
 from tinygpt.keras.training import Trainer
@@ -298,15 +298,7 @@ class Model(Trainer, Layer):
         """A layer by its name (or position in model.layers), as Keras' get_layer."""
         return _get_layer(self, name, index)
 
-    # ----- weights and printing ---------------------------------------------------------------
-    @property
-    def trainable_weights(self):
-        return split_weights(self)[0]
-
-    @property
-    def non_trainable_weights(self):
-        return split_weights(self)[1]
-
+    # ----- weights and printing (trainable_weights comes from Layer) ---------------------------
     def get_weights(self):
         self._require_built("get_weights")
         return [w for layer in self.layers for w in layer.get_weights()]

@@ -66,20 +66,7 @@ class ByteLevelBPETokenizer(Tokenizer):
         return cls(merges, special_tokens=specials, pattern=pattern)
 
     def _encode_ordinary(self, text, start):
-        ids = []
-        cache = self._cache
-        try:
-            for chunk in self._split_re.findall(text):
-                chunk_ids = cache.get(chunk)
-                if chunk_ids is None:
-                    chunk_ids = self._encode_chunk(chunk.encode("utf-8"))
-                    if len(cache) < CACHE_SIZE:
-                        cache[chunk] = chunk_ids
-                ids.extend(chunk_ids)
-        except UnicodeEncodeError:
-            check_encodable(text, "text", start)  # raises a ValueError naming the position
-            raise
-        return ids
+        return encode_chunks(self, text, start)
 
     def _encode_chunk(self, chunk):
         """bytes -> list[int]: apply merges in the order they were learned, as training did."""
@@ -121,3 +108,21 @@ class ByteLevelBPETokenizer(Tokenizer):
                 f"{len(vocab) if isinstance(vocab, list) else 'no'} entries, expected {len(expected)}"
             raise ValueError(f"vocab does not match the bytes the merges build ({where})")
         return tokenizer
+
+
+def encode_chunks(tokenizer, text, start):
+    """Ordinary text -> ids, split by tokenizer._split_re, each distinct chunk encoded once by
+    tokenizer._encode_chunk and remembered in tokenizer._cache (up to CACHE_SIZE chunks)."""
+    ids, cache = [], tokenizer._cache
+    try:
+        for chunk in tokenizer._split_re.findall(text):
+            chunk_ids = cache.get(chunk)
+            if chunk_ids is None:
+                chunk_ids = tokenizer._encode_chunk(chunk.encode("utf-8"))
+                if len(cache) < CACHE_SIZE:
+                    cache[chunk] = chunk_ids
+            ids.extend(chunk_ids)
+    except UnicodeEncodeError:
+        check_encodable(text, "text", start)  # raises a ValueError naming the position
+        raise
+    return ids

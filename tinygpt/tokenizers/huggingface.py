@@ -16,11 +16,11 @@ import re
 from itertools import repeat
 from pathlib import Path
 
-from .base import Tokenizer, check_encodable, read_json
+from .base import Tokenizer, read_json
+from .bpe import encode_chunks
 from .bpe_train import merge_pair
 from .pretokenize import GPT2_REGEX_PATTERN, compile_gpt2_pattern
 
-CACHE_SIZE = 1 << 18  # distinct chunks remembered by encode
 
 
 def bytes_to_unicode():
@@ -135,19 +135,7 @@ class GPT2Tokenizer(Tokenizer):
         return ids
 
     def _encode_ordinary(self, text, start):
-        ids, cache = [], self._cache
-        try:
-            for chunk in self._split_re.findall(text):
-                chunk_ids = cache.get(chunk)
-                if chunk_ids is None:
-                    chunk_ids = self._encode_chunk(chunk.encode("utf-8"))
-                    if len(cache) < CACHE_SIZE:
-                        cache[chunk] = chunk_ids
-                ids.extend(chunk_ids)
-        except UnicodeEncodeError:
-            check_encodable(text, "text", start)  # raises a ValueError naming the position
-            raise
-        return ids
+        return encode_chunks(self, text, start)
 
     def _encode_chunk(self, chunk):
         """bytes -> ids: merge the present pair of lowest rank, leftmost first, as HF's BPE does."""
