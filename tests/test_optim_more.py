@@ -3,7 +3,6 @@ and rules), and tinygpt.keras Adagrad, Adamax, Nadam against Keras' rules writte
 
 import numpy as np
 import pytest
-import torch
 
 import tinygpt.nn as nn
 from tinygpt import optim
@@ -33,6 +32,7 @@ def run_tinygpt(make, steps):
 
 
 def run_torch(make, steps):
+    torch = pytest.importorskip("torch")  # the oracle; the Keras-rule tests below need no torch
     ps = [torch.nn.Parameter(torch.tensor(w, dtype=torch.float64)) for w in start()]
     opt = make(ps)
     for step in range(steps):
@@ -54,6 +54,7 @@ CASES = [
 @pytest.mark.parametrize("name,kwargs", CASES)
 def test_optim_new_rules_match_torch_step_for_step(name, kwargs):
     ours = run_tinygpt(lambda ps: getattr(optim, name)(ps, **kwargs), 12)
+    torch = pytest.importorskip("torch")
     theirs = run_torch(lambda ps: getattr(torch.optim, name)(ps, **kwargs), 12)
     # torch keeps NAdam's mu_product as a float32 scalar tensor: that alone costs ~1e-8
     rtol = 1e-7 if name == "NAdam" else 1e-10
