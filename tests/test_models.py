@@ -1,5 +1,5 @@
-"""tinygpt.models: config validation, GPT-2 parameter names and init, GPT == an independent NumPy
-forward, KV-cached logits == uncached, LSTM state carrying, padding-aware classifier pooling,
+"""tinygpt.models: config validation, GPT-2 parameter names and init, attention and Block and GPT
+== independent NumPy forwards, KV-cached attention and logits == uncached, LSTM state carrying, padding-aware classifier pooling,
 gradient checks in float64, and every model overfitting one small batch."""
 
 import tracemalloc
@@ -7,8 +7,12 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from tinygpt import no_grad
+from hypothesis import example, given
+from hypothesis import strategies as st
+
+from tinygpt import Tensor, no_grad
 from tinygpt.models import GPT, GPTConfig, LSTMConfig, LSTMLanguageModel, SequenceClassifier
+from tinygpt.models.gpt import Block, CausalSelfAttention, KVCache
 from tinygpt.optim import Adam
 from tinygpt.testing import gradcheck
 
@@ -130,6 +134,97 @@ def test_gpt_num_params_and_flops_per_token():
     assert model.flops_per_token() == 6 * model.num_params() + 12 * L * H * Q * T
     assert GPT(GPTConfig(n_layer=1, n_embd=12, n_head=12, vocab_size=50257)).num_params(False) == \
         50257 * 12 + 1024 * 12 + (12 * 4 + 12 * 36 + 36 + 144 + 12 + 12 * 48 + 48 + 48 * 12 + 12) + 24
+
+
+# --- attention, MLP, Block ----------------------------------------------------------------------
+
+
+def _numpy_attention(x, attn):
+    """Independent NumPy causal self-attention with the module's weights."""
+    B, T, C = x.shape
+    nh, hs = attn.n_head, C // attn.n_head
+    qkv = x @ attn.c_attn.weight.data + attn.c_attn.bias.data
+    q, k, v = (a.reshape(B, T, nh, hs).transpose(0, 2, 1, 3) for a in np.split(qkv, 3, axis=-1))
+    s = q @ k.transpose(0, 1, 3, 2) / np.sqrt(hs)
+    s = np.where(np.tril(np.ones((T, T), bool)), s, -np.inf)
+    p = np.exp(s - s.max(-1, keepdims=True))
+    p /= p.sum(-1, keepdims=True)
+    y = (p @ v).transpose(0, 2, 1, 3).reshape(B, T, C)
+    return y @ attn.c_proj.weight.data + attn.c_proj.bias.data
+
+
+def test_causal_self_attention_matches_numpy_and_ignores_the_future():
+    attn = CausalSelfAttention(8, 2, rng=0).to(np.float64)
+    x = np.random.default_rng(0).standard_normal((2, 5, 8))
+    np.testing.assert_allclose(attn(Tensor(x)).data, _numpy_attention(x, attn), rtol=1e-10)
+    x2 = x.copy()
+    x2[:, 3:] = 9.0  # changing later positions leaves earlier outputs alone
+    np.testing.assert_allclose(attn(Tensor(x2)).data[:, :3], attn(Tensor(x)).data[:, :3], rtol=1e-12)
+    with pytest.raises(ValueError, match="divisible"):
+        CausalSelfAttention(8, 3)
+
+
+def test_causal_self_attention_with_kv_cache_equals_without():
+    attn = CausalSelfAttention(8, 2, rng=0)
+    x = np.random.default_rng(0).standard_normal((2, 6, 8)).astype(np.float32)
+    cache = KVCache(1, batch_size=2, n_head=2, max_len=6, head_size=4)
+    with no_grad():
+        full = attn(Tensor(x)).data
+        pieces = [attn(Tensor(x[:, :3]), kv_cache=cache.layers[0]).data]  # a prompt of 3
+        for t in range(3, 6):  # then one position at a time
+            pieces.append(attn(Tensor(x[:, t:t + 1]), kv_cache=cache.layers[0]).data)
+        assert cache.length == 6
+        with pytest.raises(ValueError, match="KV cache is full"):
+            attn(Tensor(x[:, :1]), kv_cache=cache.layers[0])
+    np.testing.assert_allclose(np.concatenate(pieces, axis=1), full, rtol=1e-5, atol=1e-6)
+    with pytest.raises(RuntimeError, match="no_grad"):
+        attn(Tensor(x[:, :1]), kv_cache=KVCache(1, 2, 2, 6, 4).layers[0])
+
+
+@given(B=st.integers(1, 3), T=st.integers(1, 6), n_head=st.sampled_from([1, 2, 4]), data=st.data())
+@example(B=1, T=1, n_head=1, data=None)
+def test_kv_cached_attention_equals_uncached_for_any_split(B, T, n_head, data):
+    prompt = 1 if data is None else data.draw(st.integers(1, T))
+    attn = CausalSelfAttention(8, n_head, rng=0).to(np.float64)
+    x = np.random.default_rng(T).standard_normal((B, T, 8))
+    cache = KVCache(1, B, n_head, max_len=T, head_size=8 // n_head, dtype=np.float64)
+    with no_grad():
+        full = attn(Tensor(x)).data
+        pieces = [attn(Tensor(x[:, :prompt]), kv_cache=cache.layers[0]).data]
+        pieces += [attn(Tensor(x[:, t:t + 1]), kv_cache=cache.layers[0]).data for t in range(prompt, T)]
+    np.testing.assert_allclose(np.concatenate(pieces, axis=1), full, rtol=1e-10, atol=1e-12)
+
+
+def test_block_is_pre_layernorm_residual():
+    block = Block(8, 2, rng=0).to(np.float64)
+    x = np.random.default_rng(2).standard_normal((1, 4, 8))
+
+    def ln(z, m):
+        return (z - z.mean(-1, keepdims=True)) / np.sqrt(z.var(-1, keepdims=True) + 1e-5) * m.weight.data + m.bias.data
+
+    def gelu(z):
+        return 0.5 * z * (1 + np.tanh(np.sqrt(2 / np.pi) * (z + 0.044715 * z ** 3)))
+
+    h = x + _numpy_attention(ln(x, block.ln_1), block.attn)
+    mlp = block.mlp
+    expected = h + gelu(ln(h, block.ln_2) @ mlp.c_fc.weight.data + mlp.c_fc.bias.data) @ mlp.c_proj.weight.data \
+        + mlp.c_proj.bias.data
+    np.testing.assert_allclose(block(Tensor(x)).data, expected, rtol=1e-10)
+
+
+def test_block_gradcheck_float64():
+    block = Block(4, 2, rng=0).to(np.float64)
+    names = [n for n, _ in block.named_parameters()]
+
+    def f(x, *params):
+        for name, p in zip(names, params):
+            prefix, _, attr = name.rpartition(".")
+            owner = dict(block.named_modules())[prefix]
+            object.__setattr__(owner, attr, p)
+        return block(x)
+
+    x = np.random.default_rng(3).standard_normal((1, 3, 4))
+    assert gradcheck(f, [x] + [p.data.copy() for p in block.parameters()])
 
 
 # --- GPT forward ------------------------------------------------------------------------------

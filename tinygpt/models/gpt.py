@@ -1,10 +1,11 @@
-"""GPT-2: token + position embeddings, n_layer pre-LayerNorm Blocks, a final LayerNorm, and a
-language-model head that reuses the token embedding matrix (weight tying).
+"""GPT-2, top to bottom: GPTConfig, causal self-attention (with its KV cache), the MLP, the
+pre-LayerNorm residual Block, and GPT: token + position embeddings, n_layer Blocks, a final
+LayerNorm and a language-model head that reuses the token embedding matrix (weight tying).
 
 Parameter names and layouts are GPT-2's (`transformer.h.0.attn.c_attn.weight`, stored (in, out)),
-so a Hugging Face GPT-2 state dict maps onto this one name for name. Not here: sampling loops
-(generate.py), training loops (train.py), or reading Hugging Face files (models/hf_gpt2.py,
-reached through GPT.from_pretrained and save_pretrained).
+so a Hugging Face GPT-2 state dict maps onto this one name for name. Not here: the generic layers
+(tinygpt.nn), sampling (generate.py, and the graph-free decoder in gpt_inference.py), training
+loops (tinygpt.train), or reading Hugging Face files (hf_gpt2.py, behind from_pretrained).
 """
 
 import math
@@ -13,8 +14,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from tinygpt import functional as F
-from tinygpt.nn import (Block, Dropout, Embedding, KVCache, LayerNorm, Linear, Module, ModuleDict,
-                        ModuleList, as_rng)
+from tinygpt.nn import GELU, Dropout, Embedding, LayerNorm, Linear, Module, ModuleDict, ModuleList, as_rng
 from tinygpt.optim import AdamW, weight_decay_groups
 from tinygpt.tensor import Tensor
 
@@ -67,6 +67,141 @@ def check_idx(idx, what="idx"):
     if idx.shape[1] == 0:
         raise ValueError(f"{what} is an empty sequence (shape {idx.shape}); give at least one token")
     return idx
+
+
+# ---- attention, and the KV cache that makes generation cheap --------------------------------
+# One (C, 3C) projection makes queries, keys and values for all heads at once; the heads attend
+# independently (F.causal_self_attention: head split, attention kernel and merge as one op), and
+# c_proj mixes them back. During generation the keys and values of earlier positions never
+# change, so a KVCache keeps them and each new token computes only its own.
+
+
+class LayerKVCache:
+    """One attention layer's keys and values for positions 0..length-1, in preallocated buffers
+    k, v: (B, nh, max_len, hs). `append` writes new positions and returns everything so far."""
+
+    def __init__(self, batch_size, n_head, max_len, head_size, dtype=np.float32):
+        self.k = np.zeros((batch_size, n_head, max_len, head_size), dtype=dtype)
+        self.v = np.zeros((batch_size, n_head, max_len, head_size), dtype=dtype)
+        self.length = 0
+
+    def append(self, k, v):
+        """k, v: (B, nh, T, hs) arrays -> keys, values: (B, nh, length + T, hs) views of the buffers"""
+        end = self.length + k.shape[2]
+        if k.shape[:2] + k.shape[3:] != self.k.shape[:2] + self.k.shape[3:]:
+            raise ValueError(f"KV cache holds (B, nh, ·, hs) = {self.k.shape}, got keys {k.shape}; "
+                             f"make the cache with this batch size and model")
+        if end > self.k.shape[2]:
+            raise ValueError(f"KV cache is full: {self.length} positions cached + {k.shape[2]} new "
+                             f"> max_len {self.k.shape[2]}")
+        self.k[:, :, self.length:end] = k
+        self.v[:, :, self.length:end] = v
+        self.length = end
+        return self.k[:, :, :end], self.v[:, :, :end]
+
+
+class KVCache:
+    """The KV caches of every layer of a model: `cache.layers[i]` belongs to block i.
+
+    Make one per generation (e.g. `GPT.make_kv_cache(batch_size)`), feed the prompt once, then
+    one token per call; positions continue from `cache.length`. Inference only (under no_grad)."""
+
+    def __init__(self, n_layer, batch_size, n_head, max_len, head_size, dtype=np.float32):
+        self.layers = [LayerKVCache(batch_size, n_head, max_len, head_size, dtype)
+                       for _ in range(n_layer)]
+        self.max_len = max_len
+
+    @property
+    def length(self):
+        """How many positions are cached (the position the next token will have)."""
+        return self.layers[0].length
+
+    def reset(self):
+        for layer in self.layers:
+            layer.length = 0
+
+
+class CausalSelfAttention(Module):
+    """x: (B, T, C) -> (B, T, C): each position attends to itself and the positions before it."""
+
+    def __init__(self, n_embd, n_head, dropout=0.0, bias=True, rng=None):
+        super().__init__()
+        if n_embd % n_head:
+            raise ValueError(f"n_embd {n_embd} must be divisible by n_head {n_head}")
+        rng = as_rng(rng)
+        self.n_embd, self.n_head = n_embd, n_head
+        self.c_attn = Linear(n_embd, 3 * n_embd, bias=bias, rng=rng)  # q, k, v for all heads
+        self.c_proj = Linear(n_embd, n_embd, bias=bias, rng=rng)  # mixes the heads back
+        # NOTE: GPT-2 also drops attention probabilities; the fused attention op has no dropout,
+        # so here dropout acts on this layer's output only (the residual branch).
+        self.resid_dropout = Dropout(dropout, rng=rng.spawn(1)[0])
+
+    def forward(self, x, kv_cache=None):
+        """x: (B, T, C), kv_cache: a LayerKVCache or None -> (B, T, C)"""
+        B, T, C = x.shape
+        nh, hs = self.n_head, C // self.n_head
+        if kv_cache is None:  # training and uncached inference: head split and merge in one op
+            y = F.causal_self_attention(self.c_attn(x), nh)  # (B, T, 3C) -> (B, T, C)
+            return self.resid_dropout(self.c_proj(y))
+        # the same steps one by one, so the new keys and values can join the cache
+        q, k, v = F.split(self.c_attn(x), 3, axis=-1)  # (B, T, 3C) -> 3 x (B, T, C)
+        q = q.reshape(B, T, nh, hs).transpose(0, 2, 1, 3)  # (B, T, C) -> (B, nh, T, hs)
+        k = k.reshape(B, T, nh, hs).transpose(0, 2, 1, 3)
+        v = v.reshape(B, T, nh, hs).transpose(0, 2, 1, 3)
+        if k.requires_grad:
+            raise RuntimeError("the KV cache is for inference and would cut gradients; "
+                               "run cached forwards inside `with tinygpt.no_grad():`")
+        k_all, v_all = kv_cache.append(k.data, v.data)  # (B, nh, length + T, hs)
+        k, v = Tensor(k_all), Tensor(v_all)
+        # queries are the last T positions of the keys: causal masking lines them up (see F)
+        y = F.scaled_dot_product_attention(q, k, v, causal=True)  # (B, nh, T, hs)
+        y = y.transpose(0, 2, 1, 3).reshape(B, T, C)  # (B, nh, T, hs) -> (B, T, C)
+        return self.resid_dropout(self.c_proj(y))
+
+    def extra_repr(self):
+        return f"n_embd={self.n_embd}, n_head={self.n_head}"
+
+
+# ---- the MLP and the residual Block ---------------------------------------------------------
+# Block: x + attn(ln_1(x)), then x + mlp(ln_2(x)). Normalising *before* each sub-layer (GPT-2,
+# unlike the original Transformer) keeps the residual stream an untouched sum, which is what
+# makes deep stacks train stably.
+
+
+class MLP(Module):
+    """x: (B, T, C) -> (B, T, C) through a 4C-wide hidden layer with GELU."""
+
+    def __init__(self, n_embd, dropout=0.0, bias=True, rng=None):
+        super().__init__()
+        rng = as_rng(rng)
+        self.c_fc = Linear(n_embd, 4 * n_embd, bias=bias, rng=rng)
+        self.gelu = GELU()
+        self.c_proj = Linear(4 * n_embd, n_embd, bias=bias, rng=rng)
+        self.dropout = Dropout(dropout, rng=rng.spawn(1)[0])
+
+    def forward(self, x):
+        x = self.gelu(self.c_fc(x))  # (B, T, C) -> (B, T, 4C)
+        return self.dropout(self.c_proj(x))  # (B, T, 4C) -> (B, T, C)
+
+
+class Block(Module):
+    """One transformer layer: x: (B, T, C) -> (B, T, C)."""
+
+    def __init__(self, n_embd, n_head, dropout=0.0, bias=True, rng=None):
+        super().__init__()
+        rng = as_rng(rng)
+        self.ln_1 = LayerNorm(n_embd, bias=bias)
+        self.attn = CausalSelfAttention(n_embd, n_head, dropout, bias, rng=rng)
+        self.ln_2 = LayerNorm(n_embd, bias=bias)
+        self.mlp = MLP(n_embd, dropout, bias, rng=rng)
+
+    def forward(self, x, kv_cache=None):
+        """x: (B, T, C), kv_cache: this block's LayerKVCache or None -> (B, T, C)"""
+        x = x + self.attn(self.ln_1(x), kv_cache=kv_cache)
+        return x + self.mlp(self.ln_2(x))
+
+
+# ---- the model ------------------------------------------------------------------------------
 
 
 class LMHead(Module):

@@ -4,7 +4,8 @@ function of tinygpt.functional, holding its weights as Parameters.
 Initialisation follows PyTorch's defaults (so a layer is usable on its own); models re-initialise
 their weights with their own scheme (GPT-2's normal(0, 0.02), see models/gpt.py). Every random
 choice comes from an explicit `rng` (None, an int seed, or a np.random.Generator).
-Not here: attention, the LSTM or containers (attention.py, lstm.py, containers.py).
+Not here: the LSTM or containers (lstm.py, containers.py), or GPT's attention, MLP and
+Block (models/gpt.py).
 """
 
 import math

@@ -3,7 +3,7 @@
 A Module registers every Parameter and sub-Module assigned to one of its attributes, so
 `named_parameters()` can walk the tree and give each weight a dotted name
 (`transformer.h.0.attn.c_attn.weight`), which `state_dict()` / `load_state_dict()` use as keys.
-Not here: any layer (layers.py, attention.py, lstm.py) or any math (tinygpt.functional).
+Not here: any layer (layers.py, lstm.py, models/gpt.py) or any math (tinygpt.functional).
 """
 
 from collections import namedtuple
