@@ -3,7 +3,10 @@
  * S = Q K^T * scale, then an online softmax keeps each row's running max m and running sum l, and
  * rescales the output accumulated so far whenever m grows. Only out and lse = m + log l per row
  * are stored, never the (T, T) matrix P. Backward recomputes P = exp(S - lse) tile by tile.
- * One (batch, head) per thread at a time. Not here: q, k, v projections (nn), dropout. */
+ * A key_mask hides padding keys as the causal mask hides the future. Dropout on the probabilities
+ * keeps element (h, i, j) when splitmix64(seed, its flat index) clears a threshold, the same hash
+ * as tinygpt/ops/attention.py, so backward recomputes the mask instead of storing it.
+ * One (batch, head) per thread at a time. Not here: q, k, v projections (models/gpt.py). */
 #include <stdlib.h>
 #include "tinygpt.h"
 #include "tinygpt_internal.h"
@@ -85,6 +88,24 @@ static void transpose(float *dst, long ld, const float *src, int t, int hs)
         for (int d = 0; d < hs; d++) dst[d * ld + i] = src[i * hs + d];
 }
 
+/* 1 when probability number `counter` survives dropout: splitmix64 of the counter'th step after
+ * seed, whose top 24 bits must clear the threshold (floor(p * 2^24)) */
+static inline int dropout_keep(uint64_t seed, uint64_t counter, uint64_t threshold)
+{
+    uint64_t z = seed + (counter + 1) * 0x9E3779B97F4A7C15ULL;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    z ^= z >> 31;
+    return (z >> 40) >= threshold;
+}
+
+/* What a head needs besides q, k, v: the padding mask of its batch row and the dropout. */
+typedef struct {
+    const unsigned char *key_mask;  /* (tk,) of this head's batch row, or NULL */
+    uint64_t seed, threshold;       /* threshold 0: no dropout */
+    float drop_scale;               /* 1 / (1 - p) for the kept probabilities */
+} head_options;
+
 /* How many keys of the tile starting at key j0 (bk wide) query row i may see: causal query i
  * sits at absolute position i + offset (with a KV cache the queries are the last tq of tk). */
 static inline int visible(int causal, long i, long offset, int j0, int bk)
@@ -97,7 +118,7 @@ static inline int visible(int causal, long i, long offset, int j0, int bk)
 /* Head h of attention_forward, on this thread's scratch: kt (hs, ld) for K^T, s (BQ, BK). */
 static void forward_head(float *out, float *lse, const float *q, const float *k, const float *v,
                          int h, int tq, int tk, int hs, int causal, float scale, float *kt, long ld,
-                         float *s)
+                         float *s, head_options opt)
 {
     long offset = tk - tq;
     float m[BQ], l[BQ];
@@ -120,14 +141,26 @@ static void forward_head(float *out, float *lse, const float *q, const float *k,
                 float *sr = s + r * BK;
                 int n = visible(causal, i0 + r, offset, j0, bk);
                 float tile_max = -INFINITY;
-                #pragma omp simd reduction(max:tile_max)
-                for (int j = 0; j < n; j++) {
-                    sr[j] *= scale;
-                    tile_max = sr[j] > tile_max ? sr[j] : tile_max;
+                if (opt.key_mask) {
+                    const unsigned char *km = opt.key_mask + j0;
+                    for (int j = 0; j < n; j++) {
+                        sr[j] = km[j] ? sr[j] * scale : -INFINITY;  /* padding keys */
+                        tile_max = sr[j] > tile_max ? sr[j] : tile_max;
+                    }
+                } else {
+                    #pragma omp simd reduction(max:tile_max)
+                    for (int j = 0; j < n; j++) {
+                        sr[j] *= scale;
+                        tile_max = sr[j] > tile_max ? sr[j] : tile_max;
+                    }
                 }
                 /* online softmax: a larger max shrinks everything summed so far by
                  * exp(m_old - m_new) (exp(-inf) = 0 on the first tile) */
                 float m_new = tile_max > m[r] ? tile_max : m[r];
+                if (m_new == -INFINITY) {  /* no key seen yet (only with a key_mask): add nothing */
+                    memset(sr, 0, sizeof(float) * bk);
+                    continue;
+                }
                 float shrink = exp_approx(m[r] - m_new);
                 float sum = 0.0f;
                 #pragma omp simd reduction(+:sum)
@@ -142,11 +175,20 @@ static void forward_head(float *out, float *lse, const float *q, const float *k,
                     #pragma omp simd
                     for (int d = 0; d < hs; d++) orow[d] *= shrink;
                 }
+                if (opt.threshold) {  /* after the sum: softmax normalises over every key, kept or not */
+                    uint64_t first = ((uint64_t)h * tq + i0 + r) * tk + j0;
+                    for (int j = 0; j < n; j++)
+                        sr[j] = dropout_keep(opt.seed, first + j, opt.threshold) ? sr[j] * opt.drop_scale : 0.0f;
+                }
             }
             /* O += P V (bq, hs) */
             small_gemm(bq, hs, bk, s, BK, 1, vh + (long)j0 * hs, hs, o, hs, 1);
         }
         for (int r = 0; r < bq; r++) {
+            if (l[r] == 0.0f) {  /* a query that sees no key (key_mask): out = 0 and lse = 0 */
+                lse[(long)h * tq + i0 + r] = 0.0f;
+                continue;  /* o's row is still the memset's zeros */
+            }
             float inv = 1.0f / l[r];
             for (int d = 0; d < hs; d++) o[r * hs + d] *= inv;
             lse[(long)h * tq + i0 + r] = m[r] + logf(l[r]);
@@ -154,8 +196,18 @@ static void forward_head(float *out, float *lse, const float *q, const float *k,
     }
 }
 
+/* head h's options: its batch row of the key mask (heads are batch-major: h = b * nh + head) */
+static head_options options_of(int h, const unsigned char *key_mask, int nh, int tk,
+                               unsigned long long seed, unsigned int threshold, float drop_scale)
+{
+    head_options opt = {key_mask ? key_mask + (long)(h / nh) * tk : NULL, seed, threshold, drop_scale};
+    return opt;
+}
+
 void attention_forward(float *out, float *lse, const float *q, const float *k, const float *v,
-                       int bh, int tq, int tk, int hs, int causal, float scale)
+                       const unsigned char *key_mask, int bh, int nh, int tq, int tk, int hs,
+                       int causal, float scale, unsigned long long seed, unsigned int drop_threshold,
+                       float drop_scale)
 {
     /* K^T rows padded so a 16-wide load never leaves the buffer, plus 16 so that rows are not a
      * power of two apart (which would map them onto the same few L1 cache sets) */
@@ -166,7 +218,8 @@ void attention_forward(float *out, float *lse, const float *q, const float *k, c
          * (bench/RESULTS.md has the measurement) */
         float *kt = tg_alloc(hs * ld), *s = tg_alloc(BQ * BK);
         memset(kt, 0, sizeof(float) * hs * ld);
-        for (int h = 0; h < bh; h++) forward_head(out, lse, q, k, v, h, tq, tk, hs, causal, scale, kt, ld, s);
+        for (int h = 0; h < bh; h++) forward_head(out, lse, q, k, v, h, tq, tk, hs, causal, scale, kt, ld, s,
+                         options_of(h, key_mask, nh, tk, seed, drop_threshold, drop_scale));
         free(kt);
         free(s);
         return;
@@ -176,7 +229,8 @@ void attention_forward(float *out, float *lse, const float *q, const float *k, c
         float *kt = tg_alloc(hs * ld), *s = tg_alloc(BQ * BK);
         memset(kt, 0, sizeof(float) * hs * ld);
         #pragma omp for schedule(dynamic)
-        for (int h = 0; h < bh; h++) forward_head(out, lse, q, k, v, h, tq, tk, hs, causal, scale, kt, ld, s);
+        for (int h = 0; h < bh; h++) forward_head(out, lse, q, k, v, h, tq, tk, hs, causal, scale, kt, ld, s,
+                         options_of(h, key_mask, nh, tk, seed, drop_threshold, drop_scale));
         free(kt);
         free(s);
     }
@@ -184,14 +238,16 @@ void attention_forward(float *out, float *lse, const float *q, const float *k, c
 
 void attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *q,
                         const float *k, const float *v, const float *out, const float *lse,
-                        int bh, int tq, int tk, int hs, int causal, float scale)
+                        const unsigned char *key_mask, int bh, int nh, int tq, int tk, int hs,
+                        int causal, float scale, unsigned long long seed, unsigned int drop_threshold,
+                        float drop_scale)
 {
     long offset = tk - tq;
     long ld = (tk + 15) / 16 * 16 + 16;  /* as in forward */
     #pragma omp parallel if (bh > 1 && (long)bh * tq * tk * hs >= 16 * TG_PARALLEL_MIN)
     {
         float *kt = tg_alloc(hs * ld), *vt = tg_alloc(hs * ld);
-        float *p = tg_alloc(BQ * BK), *ds = tg_alloc(BQ * BK);
+        float *p = tg_alloc(BQ * BK), *ds = tg_alloc(BQ * BK), *kept = tg_alloc(BQ * BK);
         float *delta = tg_alloc(tq);
         memset(kt, 0, sizeof(float) * hs * ld);
         memset(vt, 0, sizeof(float) * hs * ld);
@@ -201,6 +257,7 @@ void attention_backward(float *dq, float *dk, float *dv, const float *dout, cons
             const float *qh = q + qo, *kh = k + ko, *gh = dout + qo;
             const float *lh = lse + (long)h * tq;
             float *dqh = dq + qo, *dkh = dk + ko, *dvh = dv + ko;
+            head_options opt = options_of(h, key_mask, nh, tk, seed, drop_threshold, drop_scale);
             transpose(kt, ld, kh, tk, hs);
             transpose(vt, ld, v + ko, tk, hs);
             /* softmax backward needs rowsum(dP * P) = rowsum(dout * out): one dot per row */
@@ -228,15 +285,38 @@ void attention_backward(float *dq, float *dk, float *dv, const float *dout, cons
                         int n = visible(causal, i0 + r, offset, j0, bk);
                         #pragma omp simd
                         for (int j = 0; j < bk; j++) pr[j] = j < n ? exp_approx(pr[j] * scale - l) : 0.0f;
+                        if (opt.key_mask)
+                            for (int j = 0; j < n; j++) pr[j] = opt.key_mask[j0 + j] ? pr[j] : 0.0f;
                     }
-                    /* out = P V: dV += P^T dout (P^T is P with swapped strides) */
-                    small_gemm(bk, hs, bq, p, 1, BK, gi, hs, dvh + (long)j0 * hs, hs, 1);
-                    /* dP = dout V^T, then dS = P (dP - delta) * scale */
-                    small_gemm(bq, bk16, hs, gi, hs, 1, vt + j0, ld, ds, BK, 0);
-                    for (int r = 0; r < bq; r++) {
-                        float *dsr = ds + r * BK, *pr = p + r * BK, dl = delta[i0 + r];
-                        #pragma omp simd
-                        for (int j = 0; j < bk; j++) dsr[j] = pr[j] * (dsr[j] - dl) * scale;
+                    if (opt.threshold) {
+                        /* out = (P * kept) V with kept = 0 or 1 / (1 - p): dP = dout V^T * kept,
+                         * and dV takes P * kept; the dS loop below needs P itself, so p stays */
+                        for (int r = 0; r < bq; r++) {
+                            uint64_t first = ((uint64_t)h * tq + i0 + r) * tk + j0;
+                            for (int j = 0; j < bk; j++)
+                                kept[r * BK + j] = dropout_keep(opt.seed, first + j, opt.threshold)
+                                                   ? opt.drop_scale : 0.0f;
+                        }
+                        small_gemm(bq, bk16, hs, gi, hs, 1, vt + j0, ld, ds, BK, 0);  /* dout V^T */
+                        for (int r = 0; r < bq; r++) {
+                            float *dsr = ds + r * BK, *pr = p + r * BK, *kr = kept + r * BK;
+                            float dl = delta[i0 + r];
+                            for (int j = 0; j < bk; j++) {
+                                dsr[j] = pr[j] * (dsr[j] * kr[j] - dl) * scale;
+                                pr[j] *= kr[j];
+                            }
+                        }
+                        small_gemm(bk, hs, bq, p, 1, BK, gi, hs, dvh + (long)j0 * hs, hs, 1);
+                    } else {
+                        /* out = P V: dV += P^T dout (P^T is P with swapped strides) */
+                        small_gemm(bk, hs, bq, p, 1, BK, gi, hs, dvh + (long)j0 * hs, hs, 1);
+                        /* dP = dout V^T, then dS = P (dP - delta) * scale */
+                        small_gemm(bq, bk16, hs, gi, hs, 1, vt + j0, ld, ds, BK, 0);
+                        for (int r = 0; r < bq; r++) {
+                            float *dsr = ds + r * BK, *pr = p + r * BK, dl = delta[i0 + r];
+                            #pragma omp simd
+                            for (int j = 0; j < bk; j++) dsr[j] = pr[j] * (dsr[j] - dl) * scale;
+                        }
                     }
                     /* S = Q K^T: dQ += dS K, dK += dS^T Q */
                     small_gemm(bq, hs, bk, ds, BK, 1, kh + (long)j0 * hs, hs, dqh + (long)i0 * hs, hs, 1);
@@ -244,6 +324,6 @@ void attention_backward(float *dq, float *dk, float *dv, const float *dout, cons
                 }
             }
         }
-        free(kt); free(vt); free(p); free(ds); free(delta);
+        free(kt); free(vt); free(p); free(ds); free(kept); free(delta);
     }
 }

@@ -35,13 +35,18 @@ void matmul_backward(float *da,         /* (batch, m, k) */
                      const float *b,    /* (batch, k, n) if b_batched else (k, n) */
                      int batch, int m, int k, int n, int b_batched);
 
-/* attention.c: fused scaled dot-product attention, one (tq, hs) problem per (batch, head) */
+/* attention.c: fused scaled dot-product attention, one (tq, hs) problem per (batch, head), with
+ * bh = batch * nh heads in batch-major order. Dropout on the probabilities when drop_threshold > 0:
+ * element (h, i, j) is kept when the top 24 bits of splitmix64(seed, (h * tq + i) * tk + j) are
+ * >= drop_threshold = floor(p * 2^24), and then scaled by drop_scale = 1 / (1 - p). */
 void attention_forward(float *out,      /* (bh, tq, hs) */
                        float *lse,      /* (bh, tq): each row's log-sum-exp of its scaled scores */
                        const float *q,  /* (bh, tq, hs) */
                        const float *k,  /* (bh, tk, hs) */
                        const float *v,  /* (bh, tk, hs) */
-                       int bh, int tq, int tk, int hs, int causal, float scale);
+                       const unsigned char *key_mask,  /* (bh / nh, tk): 1 where a key is real; or NULL */
+                       int bh, int nh, int tq, int tk, int hs, int causal, float scale,
+                       unsigned long long seed, unsigned int drop_threshold, float drop_scale);
 
 void attention_backward(float *dq,         /* (bh, tq, hs) */
                         float *dk,         /* (bh, tk, hs) */
@@ -52,7 +57,9 @@ void attention_backward(float *dq,         /* (bh, tq, hs) */
                         const float *v,    /* (bh, tk, hs) */
                         const float *out,  /* (bh, tq, hs) */
                         const float *lse,  /* (bh, tq) */
-                        int bh, int tq, int tk, int hs, int causal, float scale);
+                        const unsigned char *key_mask,  /* (bh / nh, tk) or NULL, as in forward */
+                        int bh, int nh, int tq, int tk, int hs, int causal, float scale,
+                        unsigned long long seed, unsigned int drop_threshold, float drop_scale);
 
 /* softmax.c: along the last axis of a (rows, v) array */
 void softmax_forward(float *out,        /* (rows, v) */

@@ -128,8 +128,15 @@ def attention_case(p, rng, dtype):
     b, nh, tq, tk, hs = p["B"], p["nh"], p["Tq"], p["Tk"], p["hs"]
     q = lay_out(_normal(rng, (b, nh, tq, hs), dtype), p["layout"])
     k, v = (lay_out(_normal(rng, (b, nh, tk, hs), dtype), p["layout"]) for _ in range(2))
-    return Case((q, k, v), {"causal": p["causal"], "scale": p["scale"]},
-                may_decline=p["causal"] and tq > tk)
+    kwargs = {"causal": p["causal"], "scale": p["scale"]}
+    mask = p.get("key_mask", "none")
+    if mask == "left":  # left padding: each row's first keys are pads (some rows see no key at all)
+        kwargs["key_mask"] = np.arange(tk)[None, :] >= rng.integers(0, tk + 1, size=(b, 1))
+    elif mask == "random":
+        kwargs["key_mask"] = rng.random((b, tk)) < 0.7
+    if p.get("dropout", 0.0):
+        kwargs.update(dropout_p=p["dropout"], seed=int(rng.integers(0, 2 ** 64, dtype=np.uint64)))
+    return Case((q, k, v), kwargs, may_decline=p["causal"] and tq > tk)
 
 
 def softmax_case(p, rng, dtype):
@@ -204,7 +211,9 @@ FAMILIES = [
     Family("attention_forward", "attention_backward", attention_case,
            _fixed(B=st.integers(1, 2), nh=st.integers(1, 3), Tq=ODD, Tk=ODD, hs=st.sampled_from([1, 3, 8, 17]),
                   causal=st.booleans(), scale=st.sampled_from([None, 0.3]),
-                  layout=st.sampled_from(["contiguous", "heads_last", "strided", "transposed"]))
+                  layout=st.sampled_from(["contiguous", "heads_last", "strided", "transposed"]),
+                  key_mask=st.sampled_from(["none", "none", "left", "random"]),
+                  dropout=st.sampled_from([0.0, 0.0, 0.25]))
            .map(lambda p: {**p, "Tq": min(p["Tq"], p["Tk"])} if p["causal"] else p),
            [dict(B=1, nh=1, Tq=1, Tk=1, hs=1, causal=True, scale=None, layout="contiguous"),
             dict(B=1, nh=1, Tq=1, Tk=67, hs=8, causal=True, scale=None, layout="heads_last"),
@@ -213,7 +222,14 @@ FAMILIES = [
             # one decoding row with a KV cache (C: the serial path, no OpenMP team), and enough
             # work for C's threaded path (B * nh * Tq * Tk * hs >= 16 * TG_PARALLEL_MIN)
             dict(B=1, nh=6, Tq=1, Tk=120, hs=64, causal=True, scale=None, layout="contiguous"),
-            dict(B=2, nh=3, Tq=130, Tk=130, hs=17, causal=True, scale=None, layout="contiguous")]),
+            dict(B=2, nh=3, Tq=130, Tk=130, hs=17, causal=True, scale=None, layout="contiguous"),
+            # left padding and dropout, on the serial path and on C's threaded one
+            dict(B=2, nh=3, Tq=65, Tk=65, hs=5, causal=True, scale=None, layout="contiguous",
+                 key_mask="left", dropout=0.25),
+            dict(B=2, nh=3, Tq=130, Tk=130, hs=17, causal=True, scale=None, layout="heads_last",
+                 key_mask="random", dropout=0.1),
+            dict(B=2, nh=2, Tq=1, Tk=67, hs=8, causal=True, scale=None, layout="contiguous",
+                 key_mask="left", dropout=0.0)]),
     Family("softmax_forward", "softmax_backward", softmax_case,
            _fixed(shape=SMALL_SHAPES, axis=st.sampled_from([-1, -1, 0, 1]),
                   logit_scale=st.sampled_from([1.0, 30.0, 1e4]), layout=LAYOUTS),
@@ -407,7 +423,7 @@ def _autograd_cases():
     targets[0, :3] = -100
     return {
         "scaled_dot_product_attention": (
-            lambda q, k, v: _weighted(F.scaled_dot_product_attention(q, k, v), w), qkv),
+            lambda q, k, v: _weighted(F.scaled_dot_product_attention(q, k, v, is_causal=True), w), qkv),
         "layer_norm": (lambda x, g, b: _weighted(F.layer_norm(x, g, b), w), [r(2, 7, 13), r(13), r(13)]),
         "cross_entropy": (lambda x: F.cross_entropy(x, targets) * 3.0, [r(2, 7, 11) * 4]),
         "lstm": (lambda x, h, c, wi, wh, b: sum(_weighted(o, w) for o in F.lstm(x, h, c, wi, wh, b)),

@@ -110,7 +110,7 @@ def test_attention_matches_numpy_and_finite_differences(shapes_, seed, scale):
     q_shape, kv_shape, causal = shapes_
     rng = np.random.default_rng(seed)
     q, k, v = rng.normal(size=q_shape), rng.normal(size=kv_shape), rng.normal(size=kv_shape)
-    check_op(lambda *t: F.scaled_dot_product_attention(*t, causal=causal, scale=scale),
+    check_op(lambda *t: F.scaled_dot_product_attention(*t, is_causal=causal, scale=scale),
              lambda *a: _attention_by_loop(*a, causal, scale), [q, k, v])
 
 
@@ -126,7 +126,7 @@ def test_fused_attention_equals_composed_primitives(causal):
             scores = scores.masked_fill(future, -np.inf)
         return F.softmax(scores, axis=-1) @ v
     grads = []
-    for f in (lambda q, k, v: F.scaled_dot_product_attention(q, k, v, causal=causal), composed):
+    for f in (lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=causal), composed):
         tensors = [Tensor(a, requires_grad=True) for a in arrays_]
         out = f(*tensors)
         (out * arrays_[0]).sum().backward()
@@ -169,7 +169,7 @@ def test_causal_self_attention_equals_split_heads_and_sdpa(dtype, tol):
 
     def composed(qkv):
         q, k, v = (x.reshape(B, T, nh, hs).transpose(0, 2, 1, 3) for x in F.split(qkv, 3, axis=-1))
-        y = F.scaled_dot_product_attention(q, k, v, causal=True)  # (B, nh, T, hs)
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (B, nh, T, hs)
         return y.transpose(0, 2, 1, 3).reshape(B, T, C)
     results = []
     for f in (lambda qkv: F.causal_self_attention(qkv, nh), composed):

@@ -168,7 +168,7 @@ def test_attention_matches_torch(causal, tq, tk, scale):
     # last Tq, so the mask is given explicitly
     visible = torch.tensor(~np.triu(np.ones((tq, tk), dtype=bool), k=tk - tq + 1)) if causal else None
     assert_matches_torch(
-        lambda q, k, v: F.scaled_dot_product_attention(q, k, v, causal=causal, scale=scale),
+        lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=causal, scale=scale),
         lambda q, k, v: TF.scaled_dot_product_attention(q, k, v, attn_mask=visible, scale=scale),
         [normal(2, 3, tq, 4), normal(2, 3, tk, 4), normal(2, 3, tk, 4)])
 

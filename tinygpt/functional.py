@@ -251,33 +251,78 @@ def dropout(x, p, rng, training=True):
     return apply(_dropout.dropout_forward, _dropout.dropout_backward, x, p=p, rng=rng)
 
 
-def scaled_dot_product_attention(q, k, v, causal=True, scale=None):
-    """q: (B, nh, Tq, hs), k, v: (B, nh, Tk, hs) -> (B, nh, Tq, hs) = softmax(Q Kᵀ/√hs) V.
+def _attention_seed(dropout_p, rng, op):
+    """The seed of an attention dropout mask: an int rng is the seed itself, a Generator draws one."""
+    if dropout_p == 0.0:
+        return 0
+    if rng is None:
+        raise ValueError(f"{op}: dropout_p={dropout_p} needs rng= (an int seed or a "
+                         f"np.random.Generator), so that the mask is reproducible")
+    if isinstance(rng, np.random.Generator):
+        return int(rng.integers(0, 2 ** 64, dtype=np.uint64))
+    if isinstance(rng, (int, np.integer)) and not isinstance(rng, bool) and 0 <= rng < 2 ** 64:
+        return int(rng)
+    raise TypeError(f"{op}: rng must be an int seed in [0, 2**64) or a np.random.Generator, got {rng!r}")
 
-    With causal=True query i sees keys up to its own position; when Tq < Tk (a KV cache) the
-    queries are taken to be the last Tq positions.
+
+def _key_mask(attn_mask, key):
+    """attn_mask -> key_mask (B, Tk) bool: the one kind of mask the fused attention takes."""
+    B, Tk = key.shape[0], key.shape[2]
+    mask = attn_mask.data if isinstance(attn_mask, Tensor) else np.asarray(attn_mask)
+    if mask.dtype != np.bool_ or mask.ndim != 4 or mask.shape[1:3] != (1, 1) or mask.shape[3] != Tk \
+            or mask.shape[0] not in (1, B):
+        raise NotImplementedError(
+            f"scaled_dot_product_attention: attn_mask must be a boolean key-padding mask of shape "
+            f"(B, 1, 1, Tk) = ({B}, 1, 1, {Tk}), True where a key takes part; got "
+            f"{mask.dtype} {mask.shape}. Float masks and per-query masks are not implemented")
+    return np.broadcast_to(mask[:, 0, 0, :], (B, Tk))
+
+
+def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False,
+                                 scale=None, enable_gqa=False, *, rng=None):
+    """query: (B, nh, Tq, hs), key, value: (B, nh, Tk, hs) -> (B, nh, Tq, hs)
+    = dropout(softmax(Q Kᵀ * scale + mask)) V, with scale = 1/√hs by default; torch's names,
+    order and defaults.
+
+    is_causal=True: query i sees keys up to its own position; when Tq < Tk (a KV cache) the
+    queries are the last Tq positions. attn_mask: a boolean (B, 1, 1, Tk) key-padding mask (True
+    where a key takes part); a query that sees no key gets 0, where torch gives nan. dropout_p
+    drops attention probabilities whenever it is > 0 (as torch's does; pass 0.0 in eval), with
+    the mask drawn from rng= (an int seed, or a np.random.Generator that draws one per call).
     """
-    if q.ndim != 4 or k.shape != v.shape or q.shape[:2] != k.shape[:2] or q.shape[3] != k.shape[3]:
-        raise ValueError(f"scaled_dot_product_attention: expected q (B, nh, Tq, hs) and k, v "
-                         f"(B, nh, Tk, hs) with matching B, nh, hs; got q {q.shape}, k {k.shape}, "
-                         f"v {v.shape}")
-    if causal and q.shape[2] > k.shape[2]:
+    if query.ndim != 4 or key.shape != value.shape or query.shape[:2] != key.shape[:2] \
+            or query.shape[3] != key.shape[3]:
+        raise ValueError(f"scaled_dot_product_attention: expected query (B, nh, Tq, hs) and key, value "
+                         f"(B, nh, Tk, hs) with matching B, nh, hs; got query {query.shape}, key "
+                         f"{key.shape}, value {value.shape}")
+    if is_causal and query.shape[2] > key.shape[2]:
         raise ValueError(f"scaled_dot_product_attention: causal attention needs Tq <= Tk, got "
-                         f"Tq={q.shape[2]}, Tk={k.shape[2]}")
-    return apply(_attention.attention_forward, _attention.attention_backward, q, k, v,
-                 causal=causal, scale=scale)
+                         f"Tq={query.shape[2]}, Tk={key.shape[2]}")
+    if enable_gqa:
+        raise NotImplementedError("scaled_dot_product_attention: enable_gqa (grouped-query attention) "
+                                  "is not implemented; give key and value as many heads as query")
+    if not 0.0 <= dropout_p < 1.0:
+        raise ValueError(f"scaled_dot_product_attention: dropout_p must be in [0, 1), got {dropout_p!r}")
+    key_mask = None if attn_mask is None else _key_mask(attn_mask, key)
+    seed = _attention_seed(dropout_p, rng, "scaled_dot_product_attention")
+    return apply(_attention.attention_forward, _attention.attention_backward, query, key, value,
+                 causal=is_causal, scale=scale, key_mask=key_mask, dropout_p=float(dropout_p), seed=seed)
 
 
-def causal_self_attention(qkv, n_head):
+def causal_self_attention(qkv, n_head, dropout_p=0.0, *, rng=None):
     """qkv: (B, T, 3C), queries, keys and values of all heads side by side -> (B, T, C).
 
     The same as splitting qkv into q, k, v, each (B, T, C) -> (B, nh, T, hs), running
-    scaled_dot_product_attention(causal=True) and merging the heads back, but as one op."""
+    scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True, rng=rng) and
+    merging the heads back, but as one op."""
     if qkv.ndim != 3 or qkv.shape[-1] % (3 * n_head):
         raise ValueError(f"causal_self_attention: expected qkv (B, T, 3 * n_embd) with n_embd "
                          f"divisible by n_head={n_head}, got shape {qkv.shape}")
+    if not 0.0 <= dropout_p < 1.0:
+        raise ValueError(f"causal_self_attention: dropout_p must be in [0, 1), got {dropout_p!r}")
+    seed = _attention_seed(dropout_p, rng, "causal_self_attention")
     return apply(_attention.causal_self_attention_forward, _attention.causal_self_attention_backward,
-                 qkv, n_head=n_head)
+                 qkv, n_head=n_head, dropout_p=float(dropout_p), seed=seed)
 
 
 def conv1d(x, w, stride=1, dilation=1, pad_left=0, pad_right=0):

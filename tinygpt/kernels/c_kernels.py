@@ -30,6 +30,7 @@ except ImportError as error:
 _F32 = np.dtype(np.float32)
 _FLOATS = ffi.typeof("float[]")
 _INT64S = ffi.typeof("long long[]")
+_BYTES = ffi.typeof("unsigned char[]")
 _NULL = ffi.NULL
 
 
@@ -127,10 +128,25 @@ def matmul_backward(dout, cache):
 
 # ---- attention ------------------------------------------------------------------------------
 
-def attention_forward(q, k, v, causal=True, scale=None, key_mask=None):
-    """q: (B, nh, Tq, hs), k, v: (B, nh, Tk, hs) -> out: (B, nh, Tq, hs), cache (q, k, v, out, lse, ...)"""
+def _attention_options(k, key_mask, dropout_p, seed):
+    """-> (key_mask as bool or None, pointer to it or NULL, threshold, drop_scale), or None for
+    options the reference must judge (and reject with its error)."""
+    if not 0.0 <= dropout_p < 1.0 or (dropout_p > 0.0 and not (
+            isinstance(seed, (int, np.integer)) and 0 <= seed < 2 ** 64)):
+        return None
+    pointer = _NULL
     if key_mask is not None:
-        return NotImplemented  # a key-padding mask runs on the NumPy reference only
+        key_mask = np.ascontiguousarray(key_mask, dtype=np.bool_)  # NumPy's bool is one byte, 0 or 1
+        if key_mask.shape != (k.shape[0], k.shape[2]):
+            return None
+        pointer = ffi.from_buffer(_BYTES, key_mask)
+    threshold = min(int(dropout_p * 16777216.0), 16777216)  # as ops.attention.dropout_threshold
+    return key_mask, pointer, threshold, float(np.float32(1.0 / (1.0 - dropout_p)))
+
+
+def attention_forward(q, k, v, causal=True, scale=None, key_mask=None, dropout_p=0.0, seed=0):
+    """q: (B, nh, Tq, hs), k, v: (B, nh, Tk, hs), key_mask: (B, Tk) bool or None, dropout_p with an
+    int seed -> out: (B, nh, Tq, hs), cache (q, k, v, out, lse, causal, scale, key_mask, dropout_p, seed)"""
     if not _f32(q, k, v) or q.ndim != 4 or k.shape != v.shape or k.ndim != 4 \
             or q.shape[:2] != k.shape[:2] or q.shape[3] != k.shape[3] or 0 in q.shape or 0 in k.shape:
         return NotImplemented
@@ -138,28 +154,35 @@ def attention_forward(q, k, v, causal=True, scale=None, key_mask=None):
     tk = k.shape[2]
     if causal and tq > tk:
         return NotImplemented  # the first queries would see no key at all: the reference says nan
+    options = _attention_options(k, key_mask, dropout_p, seed)
+    if options is None:
+        return NotImplemented
+    key_mask, mask_pointer, threshold, drop_scale = options
     scale = 1.0 / math.sqrt(hs) if scale is None else float(scale)
     q, k, v = _c(q), _c(k), _c(v)
     out = np.empty(q.shape, _F32)
     lse = np.empty((b, nh, tq), _F32)
-    lib.attention_forward(_p(out), _p(lse), _p(q), _p(k), _p(v), b * nh, tq, tk, hs,
-                          bool(causal), scale)
-    return out, (q, k, v, out, lse, causal, scale)
+    lib.attention_forward(_p(out), _p(lse), _p(q), _p(k), _p(v), mask_pointer, b * nh, nh, tq, tk, hs,
+                          bool(causal), scale, int(seed), threshold, drop_scale)
+    return out, (q, k, v, out, lse, causal, scale, key_mask, float(dropout_p), int(seed))
 
 
 def attention_backward(dout, cache):
     """dout: (B, nh, Tq, hs) -> dq, dk, dv, shaped like q, k, v"""
-    if len(cache) != 7:
-        return NotImplemented  # a key_mask at the end of the cache: the reference's
-    q, k, v, out, lse, causal, scale = cache
+    q, k, v, out, lse, causal, scale, key_mask, dropout_p, seed = cache
     if not _f32(dout, q, k, v, out, lse) or q.ndim != 4 or dout.shape != q.shape:
         return NotImplemented
+    options = _attention_options(k, key_mask, dropout_p, seed)
+    if options is None:
+        return NotImplemented
+    key_mask, mask_pointer, threshold, drop_scale = options
     b, nh, tq, hs = q.shape
     tk = k.shape[2]
     q, k, v, out, lse, dout = _c(q), _c(k), _c(v), _c(out), _c(lse), _c(dout)
     dq, dk, dv = np.empty(q.shape, _F32), np.empty(k.shape, _F32), np.empty(v.shape, _F32)
-    lib.attention_backward(_p(dq), _p(dk), _p(dv), _p(dout), _p(q), _p(k), _p(v), _p(out),
-                           _p(lse), b * nh, tq, tk, hs, bool(causal), scale)
+    lib.attention_backward(_p(dq), _p(dk), _p(dv), _p(dout), _p(q), _p(k), _p(v), _p(out), _p(lse),
+                           mask_pointer, b * nh, nh, tq, tk, hs, bool(causal), scale, int(seed),
+                           threshold, drop_scale)
     return dq, dk, dv
 
 

@@ -4,7 +4,10 @@ Blocks of 4 queries walk the keys they may see in tiles of _KEY_TILE, keeping a 
 running sum of exponentials and a running weighted sum of values (the online softmax): when a tile
 raises the max, what was summed so far is rescaled by exp(old max - new max). Only each row's
 log-sum-exp is kept, so backward recomputes P = exp(S - lse) tile by tile. Heads run in parallel.
-Same arguments and cache as tinygpt/ops/attention.py. Not here: float64, or Tq > Tk when causal.
+A key_mask hides padding keys like the causal mask; dropout on the probabilities uses the same
+splitmix64 counter hash as the reference, so a seed gives the reference's mask and backward
+recomputes it. Same arguments and cache as tinygpt/ops/attention.py. Not here: float64, or
+Tq > Tk when causal.
 """
 
 import math
@@ -16,11 +19,25 @@ from .numba_math import FAST, exp32, threads_for
 
 _KEY_TILE = 64  # keys per tile: their scores, a few hundred bytes, stay in L1 between the passes
 _QUERIES = 4  # queries per block (written out as q0..q3 below): each key and value row loaded once serves 4
+# splitmix64's step and mixers, as in tinygpt/ops/attention.py (the mask must be the same bits)
+_STEP, _MIX1, _MIX2 = np.uint64(0x9E3779B97F4A7C15), np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
+_NO_MASK = np.ones((1, 1), dtype=np.bool_)  # stands in for key_mask when there is none (never read)
+
+
+@njit(cache=True)
+def _keep(seed, counter, threshold):
+    """seed, counter, threshold: uint64 -> True when probability `counter` survives dropout."""
+    z = seed + (counter + np.uint64(1)) * _STEP
+    z = (z ^ (z >> np.uint64(30))) * _MIX1
+    z = (z ^ (z >> np.uint64(27))) * _MIX2
+    z = z ^ (z >> np.uint64(31))
+    return (z >> np.uint64(40)) >= threshold
 
 
 @njit(fastmath=FAST, error_model="numpy", cache=True)
-def _attention_forward_head(q, k, v, causal, scale, out, lse):
-    """One head. q: (Tq, hs), k, v: (Tk, hs) -> out: (Tq, hs), lse: (Tq,)"""
+def _attention_forward_head(q, k, v, causal, scale, out, lse, km, masked, h, seed, threshold, drop_scale):
+    """One head (number h of B * nh). q: (Tq, hs), k, v: (Tk, hs), km: (Tk,) bool, read when
+    masked; dropout when threshold > 0 -> out: (Tq, hs), lse: (Tq,)"""
     tq, hs = q.shape
     tk = k.shape[0]
     offset = tk - tq  # query i sits at position i + offset: with a KV cache, the last Tq of Tk
@@ -30,6 +47,7 @@ def _attention_forward_head(q, k, v, causal, scale, out, lse):
     row_max = np.empty(_QUERIES, dtype=np.float32)
     row_sum = np.empty(_QUERIES, dtype=np.float32)
     ends = np.empty(_QUERIES, dtype=np.int64)
+    dropping = threshold > np.uint64(0)
     for i0 in range(0, tq, _QUERIES):
         # past the last query the block repeats it; those rows are computed and never written
         i1, i2, i3 = min(i0 + 1, last), min(i0 + 2, last), min(i0 + 3, last)
@@ -54,11 +72,19 @@ def _attention_forward_head(q, k, v, causal, scale, out, lse):
             for r in range(_QUERIES):
                 for j in range(max(0, ends[r] - j0), n):
                     s[r, j] = -np.inf  # keys in this tile that query r may not see
+                if masked:
+                    for j in range(n):
+                        if not km[j0 + j]:
+                            s[r, j] = -np.inf  # padding keys
                 # the online softmax: sums so far were relative to row_max, move them to tile_max
                 # (on the first tile row_max = -inf and the factor is exp(-inf) = 0)
                 tile_max = row_max[r]
                 for j in range(n):
                     tile_max = max(tile_max, s[r, j])
+                if tile_max == -np.inf:  # no key seen yet (only with a key_mask): nothing to add
+                    for j in range(n):
+                        s[r, j] = 0.0
+                    continue
                 correction = exp32(row_max[r] - tile_max)
                 total = np.float32(0.0)
                 for j in range(n):
@@ -68,6 +94,10 @@ def _attention_forward_head(q, k, v, causal, scale, out, lse):
                 row_max[r] = tile_max
                 for d in range(hs):
                     acc[r, d] *= correction
+                if dropping:  # after the sum: the softmax normalises over every key, kept or not
+                    first = np.uint64((h * tq + min(i0 + r, last)) * tk + j0)  # flat index of (i, j0)
+                    for j in range(n):
+                        s[r, j] = s[r, j] * drop_scale if _keep(seed, first + np.uint64(j), threshold) else 0.0
             for j in range(n):  # acc += P V for this tile
                 vj = v[j0 + j]
                 p0, p1, p2, p3 = s[0, j], s[1, j], s[2, j], s[3, j]
@@ -77,6 +107,10 @@ def _attention_forward_head(q, k, v, causal, scale, out, lse):
                     acc[2, d] += p2 * vj[d]
                     acc[3, d] += p3 * vj[d]
         for r in range(min(_QUERIES, tq - i0)):
+            if row_sum[r] == 0.0:  # a query that sees no key (key_mask): out = 0 and lse = 0
+                out[i0 + r, :] = 0.0
+                lse[i0 + r] = 0.0
+                continue
             inv_sum = np.float32(1.0) / row_sum[r]
             for d in range(hs):
                 out[i0 + r, d] = acc[r, d] * inv_sum
@@ -84,12 +118,16 @@ def _attention_forward_head(q, k, v, causal, scale, out, lse):
 
 
 @njit(parallel=True, cache=True)
-def _attention_forward_heads(q, k, v, causal, scale, out, lse):
-    """q: (H, Tq, hs), k, v: (H, Tk, hs) with H = B * nh -> out: (H, Tq, hs), lse: (H, Tq)"""
+def _attention_forward_heads(q, k, v, causal, scale, out, lse, key_mask, masked, nh, seed, threshold,
+                             drop_scale):
+    """q: (H, Tq, hs), k, v: (H, Tk, hs) with H = B * nh, key_mask: (B, Tk) bool
+    -> out: (H, Tq, hs), lse: (H, Tq)"""
     # the heads are independent: spread them over the cores. (The head itself is a separate, serial
     # function because Numba compiles a small `prange` body many times faster than a large one.)
     for h in prange(q.shape[0]):
-        _attention_forward_head(q[h], k[h], v[h], causal, scale, out[h], lse[h])
+        km = key_mask[h // nh] if masked else key_mask[0]
+        _attention_forward_head(q[h], k[h], v[h], causal, scale, out[h], lse[h], km, masked, h, seed,
+                                threshold, drop_scale)
 
 
 def _heads(a):
@@ -106,26 +144,47 @@ def _takes(q, k, v, causal):
     return not (causal and q.shape[2] > k.shape[2])  # the first queries would see no key at all
 
 
-def attention_forward(q, k, v, causal=True, scale=None, key_mask=None):
-    """q: (B, nh, Tq, hs), k, v: (B, nh, Tk, hs) -> out: (B, nh, Tq, hs), cache (q, k, v, out, lse, ...)"""
+def _options(k, key_mask, dropout_p, seed):
+    """-> (key_mask as bool or None, threshold, drop_scale), or None for options the reference
+    must judge (and reject with its error)."""
+    if not 0.0 <= dropout_p < 1.0 or (dropout_p > 0.0 and not (
+            isinstance(seed, (int, np.integer)) and 0 <= seed < 2 ** 64)):
+        return None
     if key_mask is not None:
-        return NotImplemented  # a key-padding mask runs on the NumPy reference only
+        key_mask = np.asarray(key_mask, dtype=np.bool_)
+        if key_mask.shape != (k.shape[0], k.shape[2]):
+            return None
+    threshold = min(int(dropout_p * 16777216.0), 16777216)  # as ops.attention.dropout_threshold
+    return key_mask, threshold, np.float32(1.0 / (1.0 - dropout_p))
+
+
+def attention_forward(q, k, v, causal=True, scale=None, key_mask=None, dropout_p=0.0, seed=0):
+    """q: (B, nh, Tq, hs), k, v: (B, nh, Tk, hs), key_mask: (B, Tk) bool or None, dropout_p with an
+    int seed -> out: (B, nh, Tq, hs), cache (q, k, v, out, lse, causal, scale, key_mask, dropout_p, seed)"""
     if not _takes(q, k, v, causal):
         return NotImplemented
+    options = _options(k, key_mask, dropout_p, seed)
+    if options is None:
+        return NotImplemented
+    key_mask, threshold, drop_scale = options
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else float(scale)
     b, nh, tq, hs = q.shape
     out = np.empty((b * nh, tq, hs), dtype=np.float32)
     lse = np.empty((b * nh, tq), dtype=np.float32)
     q, k, v = np.ascontiguousarray(q), np.ascontiguousarray(k), np.ascontiguousarray(v)
     with threads_for(q.size * k.shape[2]):  # multiply-adds of Q Kᵀ
-        _attention_forward_heads(_heads(q), _heads(k), _heads(v), bool(causal), np.float32(scale), out, lse)
+        _attention_forward_heads(_heads(q), _heads(k), _heads(v), bool(causal), np.float32(scale), out, lse,
+                                 _NO_MASK if key_mask is None else key_mask, key_mask is not None, nh,
+                                 np.uint64(seed), np.uint64(threshold), drop_scale)
     out = out.reshape(q.shape)
-    return out, (q, k, v, out, lse.reshape(b, nh, tq), causal, scale)
+    return out, (q, k, v, out, lse.reshape(b, nh, tq), causal, scale, key_mask, float(dropout_p), int(seed))
 
 
 @njit(fastmath=FAST, error_model="numpy", cache=True)
-def _attention_backward_head(q, k, v, out, dout, lse, causal, scale, dq, dk, dv):
-    """One head. q, out, dout: (Tq, hs), k, v: (Tk, hs), lse: (Tq,) -> dq, dk, dv (zeroed by the caller)"""
+def _attention_backward_head(q, k, v, out, dout, lse, causal, scale, dq, dk, dv, km, masked, h, seed,
+                             threshold, drop_scale):
+    """One head (number h). q, out, dout: (Tq, hs), k, v: (Tk, hs), lse: (Tq,), km, masked and the
+    dropout as in forward -> dq, dk, dv (zeroed by the caller)"""
     tq, hs = q.shape
     tk = k.shape[0]
     offset = tk - tq
@@ -135,6 +194,7 @@ def _attention_backward_head(q, k, v, out, dout, lse, causal, scale, dq, dk, dv)
     delta = np.empty(_QUERIES, dtype=np.float32)
     row_lse = np.empty(_QUERIES, dtype=np.float32)
     ends = np.empty(_QUERIES, dtype=np.int64)
+    dropping = threshold > np.uint64(0)
     for i0 in range(0, tq, _QUERIES):
         i1, i2, i3 = min(i0 + 1, last), min(i0 + 2, last), min(i0 + 3, last)
         q0, q1, q2, q3 = q[i0], q[i1], q[i2], q[i3]
@@ -168,11 +228,23 @@ def _attention_backward_head(q, k, v, out, dout, lse, causal, scale, dq, dk, dv)
                 p[0, j], p[1, j], p[2, j], p[3, j] = s0, s1, s2, s3
                 ds[0, j], ds[1, j], ds[2, j], ds[3, j] = t0, t1, t2, t3
             for r in range(_QUERIES):
+                if not (masked or dropping):
+                    for j in range(n):
+                        # P exactly as forward had it (0 where the mask hides the key)
+                        pj = exp32(p[r, j] * scale - row_lse[r]) if j0 + j < ends[r] else np.float32(0.0)
+                        p[r, j] = pj
+                        ds[r, j] = pj * (ds[r, j] - delta[r]) * scale  # dS = P (dP - delta), scaled as S
+                    continue
+                first = np.uint64((h * tq + min(i0 + r, last)) * tk + j0)
                 for j in range(n):
-                    # P exactly as forward had it (0 where the mask hides the key)
-                    pj = exp32(p[r, j] * scale - row_lse[r]) if j0 + j < ends[r] else np.float32(0.0)
-                    p[r, j] = pj
-                    ds[r, j] = pj * (ds[r, j] - delta[r]) * scale  # dS = P (dP - delta), scaled as S
+                    seen = j0 + j < ends[r] and (not masked or km[j0 + j])
+                    pj = exp32(p[r, j] * scale - row_lse[r]) if seen else np.float32(0.0)
+                    # out = (P * keep) V, so dP = dout Vᵀ * keep, and dV below takes P * keep
+                    kept = np.float32(1.0)
+                    if dropping:
+                        kept = drop_scale if _keep(seed, first + np.uint64(j), threshold) else np.float32(0.0)
+                    p[r, j] = pj * kept
+                    ds[r, j] = pj * (ds[r, j] * kept - delta[r]) * scale
             for j in range(n):
                 # dV = Pᵀ dout and, with S = Q Kᵀ * scale, dK = dSᵀ Q: 4 queries per store of a row
                 a0, a1, a2, a3 = ds[0, j], ds[1, j], ds[2, j], ds[3, j]
@@ -189,18 +261,23 @@ def _attention_backward_head(q, k, v, out, dout, lse, causal, scale, dq, dk, dv)
 
 
 @njit(parallel=True, cache=True)
-def _attention_backward_heads(q, k, v, out, dout, lse, causal, scale, dq, dk, dv):
-    """q, out, dout: (H, Tq, hs), k, v: (H, Tk, hs), lse: (H, Tq) -> dq, dk, dv (zeroed by the caller)"""
+def _attention_backward_heads(q, k, v, out, dout, lse, causal, scale, dq, dk, dv, key_mask, masked, nh,
+                              seed, threshold, drop_scale):
+    """q, out, dout: (H, Tq, hs), k, v: (H, Tk, hs), lse: (H, Tq), key_mask: (B, Tk)
+    -> dq, dk, dv (zeroed by the caller)"""
     for h in prange(q.shape[0]):  # one head per iteration, so dk[h] and dv[h] have a single writer
+        km = key_mask[h // nh] if masked else key_mask[0]
         _attention_backward_head(q[h], k[h], v[h], out[h], dout[h], lse[h], causal, scale,
-                                 dq[h], dk[h], dv[h])
+                                 dq[h], dk[h], dv[h], km, masked, h, seed, threshold, drop_scale)
 
 
 def attention_backward(dout, cache):
     """dout: (B, nh, Tq, hs) -> dq, dk, dv, shaped like q, k, v"""
-    if len(cache) != 7:
-        return NotImplemented  # a key_mask at the end of the cache: the reference's
-    q, k, v, out, lse, causal, scale = cache
+    q, k, v, out, lse, causal, scale, key_mask, dropout_p, seed = cache
+    options = _options(k, key_mask, dropout_p, seed)
+    if options is None:
+        return NotImplemented
+    key_mask, threshold, drop_scale = options
     if not _takes(q, k, v, causal) or not all(
             isinstance(a, np.ndarray) and a.dtype == np.float32 for a in (out, lse, dout)) \
             or dout.shape != q.shape or out.shape != q.shape or lse.shape != q.shape[:3]:
@@ -209,5 +286,7 @@ def attention_backward(dout, cache):
     with threads_for(q.size * k.shape[2]):
         _attention_backward_heads(_heads(q), _heads(k), _heads(v), _heads(out), _heads(dout),
                                   np.ascontiguousarray(lse).reshape(-1, q.shape[2]), bool(causal),
-                                  np.float32(scale), _heads(dq), _heads(dk), _heads(dv))
+                                  np.float32(scale), _heads(dq), _heads(dk), _heads(dv),
+                                  _NO_MASK if key_mask is None else key_mask, key_mask is not None,
+                                  q.shape[1], np.uint64(seed), np.uint64(threshold), drop_scale)
     return dq, dk, dv

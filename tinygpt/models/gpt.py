@@ -27,9 +27,12 @@ def check_positive_ints(config, names):
             raise ValueError(f"{type(config).__name__}.{name} must be a positive integer, got {value!r}")
 
 
-def check_dropout(config):
-    if not isinstance(config.dropout, (int, float)) or not 0.0 <= config.dropout < 1.0:
-        raise ValueError(f"{type(config).__name__}.dropout must be in [0, 1), got {config.dropout!r}")
+def check_dropout(config, names=("dropout",)):
+    """Raise ValueError naming the first field in `names` that is not a probability in [0, 1)."""
+    for name in names:
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+            raise ValueError(f"{type(config).__name__}.{name} must be in [0, 1), got {value!r}")
 
 
 @dataclass
@@ -41,15 +44,27 @@ class GPTConfig:
     n_layer: int = 12
     n_head: int = 12
     n_embd: int = 768
-    dropout: float = 0.0
+    dropout: float = 0.0  # the one knob most runs set: GPT-2's three dropouts below default to it
     bias: bool = True  # biases in Linear and LayerNorm layers, as in GPT-2
+    # GPT-2's (and Hugging Face's) three dropouts; None means "the same as dropout"
+    embd_pdrop: float = None  # on wte + wpe
+    attn_pdrop: float = None  # on the attention probabilities, inside the fused attention op
+    resid_pdrop: float = None  # on the outputs of attn.c_proj and mlp.c_proj
 
     def __post_init__(self):
         check_positive_ints(self, ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"))
         if self.n_embd % self.n_head:
             raise ValueError(f"GPTConfig.n_embd ({self.n_embd}) must be divisible by n_head "
                              f"({self.n_head}): each head gets n_embd // n_head channels")
-        check_dropout(self)
+        check_dropout(self, ["dropout"] + [f"{w}_pdrop" for w in ("embd", "attn", "resid")
+                                           if getattr(self, f"{w}_pdrop") is not None])
+
+    def pdrop(self, where):
+        """'embd', 'attn' or 'resid' -> that dropout probability: its own field, else `dropout`.
+        (The fields keep None rather than a copy of dropout, so that a config.json saved with
+        None follows a later change of dropout, and one saved before the fields existed loads.)"""
+        value = getattr(self, f"{where}_pdrop")
+        return self.dropout if value is None else value
 
     def to_dict(self):
         return asdict(self)
@@ -124,7 +139,7 @@ class KVCache:
 class CausalSelfAttention(Module):
     """x: (B, T, C) -> (B, T, C): each position attends to itself and the positions before it."""
 
-    def __init__(self, n_embd, n_head, dropout=0.0, bias=True, rng=None):
+    def __init__(self, n_embd, n_head, attn_pdrop=0.0, resid_pdrop=0.0, bias=True, rng=None):
         super().__init__()
         if n_embd % n_head:
             raise ValueError(f"n_embd {n_embd} must be divisible by n_head {n_head}")
@@ -132,16 +147,20 @@ class CausalSelfAttention(Module):
         self.n_embd, self.n_head = n_embd, n_head
         self.c_attn = Linear(n_embd, 3 * n_embd, bias=bias, rng=rng)  # q, k, v for all heads
         self.c_proj = Linear(n_embd, n_embd, bias=bias, rng=rng)  # mixes the heads back
-        # NOTE: GPT-2 also drops attention probabilities; the fused attention op has no dropout,
-        # so here dropout acts on this layer's output only (the residual branch).
-        self.resid_dropout = Dropout(dropout, rng=rng.spawn(1)[0])
+        self.resid_dropout = Dropout(resid_pdrop, rng=rng.spawn(1)[0])
+        # NOTE: never called: the fused attention op drops the probabilities itself, seeded from
+        # this module's Generator. Being a Dropout (GPT-2's name, attn.attn_dropout) puts its p
+        # and Generator where train() and eval() and the checkpoints find every dropout's.
+        self.attn_dropout = Dropout(attn_pdrop, rng=rng.spawn(1)[0])
 
     def forward(self, x, kv_cache=None):
         """x: (B, T, C), kv_cache: a LayerKVCache or None -> (B, T, C)"""
         B, T, C = x.shape
         nh, hs = self.n_head, C // self.n_head
+        p = self.attn_dropout.p if self.training else 0.0
         if kv_cache is None:  # training and uncached inference: head split and merge in one op
-            y = F.causal_self_attention(self.c_attn(x), nh)  # (B, T, 3C) -> (B, T, C)
+            qkv = self.c_attn(x)  # (B, T, C) -> (B, T, 3C)
+            y = F.causal_self_attention(qkv, nh, p, rng=self.attn_dropout.rng)  # (B, T, 3C) -> (B, T, C)
             return self.resid_dropout(self.c_proj(y))
         # the same steps one by one, so the new keys and values can join the cache
         q, k, v = F.split(self.c_attn(x), 3, axis=-1)  # (B, T, 3C) -> 3 x (B, T, C)
@@ -154,7 +173,8 @@ class CausalSelfAttention(Module):
         k_all, v_all = kv_cache.append(k.data, v.data)  # (B, nh, length + T, hs)
         k, v = Tensor(k_all), Tensor(v_all)
         # queries are the last T positions of the keys: causal masking lines them up (see F)
-        y = F.scaled_dot_product_attention(q, k, v, causal=True)  # (B, nh, T, hs)
+        y = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True,
+                                           rng=self.attn_dropout.rng)  # (B, nh, T, hs)
         y = y.transpose(0, 2, 1, 3).reshape(B, T, C)  # (B, nh, T, hs) -> (B, T, C)
         return self.resid_dropout(self.c_proj(y))
 
@@ -171,13 +191,13 @@ class CausalSelfAttention(Module):
 class MLP(Module):
     """x: (B, T, C) -> (B, T, C) through a 4C-wide hidden layer with GELU."""
 
-    def __init__(self, n_embd, dropout=0.0, bias=True, rng=None):
+    def __init__(self, n_embd, resid_pdrop=0.0, bias=True, rng=None):
         super().__init__()
         rng = as_rng(rng)
         self.c_fc = Linear(n_embd, 4 * n_embd, bias=bias, rng=rng)
         self.gelu = GELU()
         self.c_proj = Linear(4 * n_embd, n_embd, bias=bias, rng=rng)
-        self.dropout = Dropout(dropout, rng=rng.spawn(1)[0])
+        self.dropout = Dropout(resid_pdrop, rng=rng.spawn(1)[0])
 
     def forward(self, x):
         x = self.gelu(self.c_fc(x))  # (B, T, C) -> (B, T, 4C)
@@ -187,13 +207,13 @@ class MLP(Module):
 class Block(Module):
     """One transformer layer: x: (B, T, C) -> (B, T, C)."""
 
-    def __init__(self, n_embd, n_head, dropout=0.0, bias=True, rng=None):
+    def __init__(self, n_embd, n_head, attn_pdrop=0.0, resid_pdrop=0.0, bias=True, rng=None):
         super().__init__()
         rng = as_rng(rng)
         self.ln_1 = LayerNorm(n_embd, bias=bias)
-        self.attn = CausalSelfAttention(n_embd, n_head, dropout, bias, rng=rng)
+        self.attn = CausalSelfAttention(n_embd, n_head, attn_pdrop, resid_pdrop, bias, rng=rng)
         self.ln_2 = LayerNorm(n_embd, bias=bias)
-        self.mlp = MLP(n_embd, dropout, bias, rng=rng)
+        self.mlp = MLP(n_embd, resid_pdrop, bias, rng=rng)
 
     def forward(self, x, kv_cache=None):
         """x: (B, T, C), kv_cache: this block's LayerKVCache or None -> (B, T, C)"""
@@ -232,12 +252,13 @@ class GPT(Module):
             raise TypeError(f"GPT needs a GPTConfig, got {type(config).__name__}")
         rng = as_rng(seed)  # an int seed or a np.random.Generator: same seed, same model
         self.config = config
-        C, p = config.n_embd, config.dropout
+        C, attn_p, resid_p = config.n_embd, config.pdrop("attn"), config.pdrop("resid")
         self.transformer = ModuleDict(
             wte=Embedding(config.vocab_size, C, rng=rng),  # token embedding (V, C)
             wpe=Embedding(config.block_size, C, rng=rng),  # position embedding (block_size, C)
-            drop=Dropout(p, rng=rng.spawn(1)[0]),
-            h=ModuleList([Block(C, config.n_head, p, config.bias, rng=rng) for _ in range(config.n_layer)]),
+            drop=Dropout(config.pdrop("embd"), rng=rng.spawn(1)[0]),
+            h=ModuleList([Block(C, config.n_head, attn_p, resid_p, config.bias, rng=rng)
+                          for _ in range(config.n_layer)]),
             ln_f=LayerNorm(C, bias=config.bias),
         )
         self.lm_head = LMHead(self.transformer.wte.weight)  # tied: listed and saved once, as wte

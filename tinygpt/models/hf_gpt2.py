@@ -69,9 +69,12 @@ def config_from_hf(hf):
     if problems:
         raise HFModelError("this GPT-2 config uses options tinygpt does not implement:\n  "
                            + "\n  ".join(problems))
+    # GPT2Config's default for each dropout is 0.1; `dropout`, the knob of a run trained further
+    # from this model (train --init-from), starts at resid_pdrop
+    pdrops = {name: float(hf.get(name, 0.1)) for name in ("embd_pdrop", "attn_pdrop", "resid_pdrop")}
     return GPTConfig(vocab_size=hf.get("vocab_size", 50257), block_size=hf.get("n_positions", 1024),
                      n_layer=hf.get("n_layer", 12), n_head=hf.get("n_head", 12), n_embd=n_embd,
-                     dropout=float(hf.get("resid_pdrop", 0.0)), bias=True)
+                     dropout=pdrops["resid_pdrop"], bias=True, **pdrops)
 
 
 def config_to_hf(config):
@@ -83,7 +86,8 @@ def config_to_hf(config):
             "vocab_size": config.vocab_size, "n_positions": config.block_size, "n_ctx": config.block_size,
             "n_embd": config.n_embd, "n_layer": config.n_layer, "n_head": config.n_head, "n_inner": None,
             "activation_function": "gelu_new", "layer_norm_epsilon": EPS,
-            "resid_pdrop": config.dropout, "embd_pdrop": config.dropout, "attn_pdrop": config.dropout,
+            "resid_pdrop": config.pdrop("resid"), "embd_pdrop": config.pdrop("embd"),
+            "attn_pdrop": config.pdrop("attn"),
             "scale_attn_weights": True, "tie_word_embeddings": True, "torch_dtype": "float32",
             "bos_token_id": eos, "eos_token_id": eos}
 
