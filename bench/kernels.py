@@ -148,6 +148,27 @@ def case_attention(torch):
     return impls, 7 * 2.0 * B * nh * (T * (T + 1) / 2) * hs
 
 
+def case_attention_options(torch, dropout_p=0.0, padded=False):
+    """case_attention's shapes with GPT-2's attention dropout (seeded), or with a key-padding mask
+    (each row's first T/4 keys are padding, as in a left-padded batch)."""
+    rng = np.random.default_rng(2)
+    B, nh, T, hs = 8, 6, 256, 64
+    q, k, v, g = (rand(rng, B, nh, T, hs) for _ in range(4))
+    key_mask = np.arange(T)[None, :] >= np.full((B, 1), T // 4) if padded else None
+    impls = pair("attention_forward", "attention_backward", (q, k, v), lambda out: g,
+                 dict(causal=True, key_mask=key_mask, dropout_p=dropout_p, seed=7))
+    if torch is not None:
+        tq, tk, tv = (torch.from_numpy(a).requires_grad_() for a in (q, k, v))
+        tg = torch.from_numpy(g)
+        sdpa = torch.nn.functional.scaled_dot_product_attention
+        if padded:  # torch takes a mask or is_causal, not both: the causal part goes in the mask
+            mask = torch.from_numpy(key_mask[:, None, None, :] & np.tril(np.ones((T, T), bool)))
+            impls["torch"] = lambda: sdpa(tq, tk, tv, attn_mask=mask).backward(tg)
+        else:
+            impls["torch"] = lambda: sdpa(tq, tk, tv, dropout_p=dropout_p, is_causal=True).backward(tg)
+    return impls, 7 * 2.0 * B * nh * (T * (T + 1) / 2) * hs
+
+
 def case_rows(kind, torch):
     """softmax / log_softmax over attention-sized rows, forward and backward."""
     rng = np.random.default_rng(3)
@@ -401,6 +422,10 @@ def main(argv=None):
 
     cases = [("linear", "matmul fwd+bwd, (8, 256, 384) @ (384, 1152)", case_linear),
              ("attention", "attention fwd+bwd, B=8 nh=6 T=256 hs=64 causal", case_attention),
+             ("attention_dropout", "attention fwd+bwd as above, dropout_p=0.1",
+              lambda t: case_attention_options(t, dropout_p=0.1)),
+             ("attention_padded", "attention fwd+bwd as above, key_mask (1/4 left padding)",
+              lambda t: case_attention_options(t, padded=True)),
              ("softmax", "softmax fwd+bwd, (4096, 1024)", lambda t: case_rows("softmax", t)),
              ("log_softmax", "log_softmax fwd+bwd, (4096, 1024)", lambda t: case_rows("log_softmax", t)),
              ("cross_entropy", "cross_entropy fwd+bwd, N=2048 V=8192", case_cross_entropy),

@@ -143,6 +143,7 @@ static void forward_head(float *out, float *lse, const float *q, const float *k,
                 float tile_max = -INFINITY;
                 if (opt.key_mask) {
                     const unsigned char *km = opt.key_mask + j0;
+                    #pragma omp simd reduction(max:tile_max)
                     for (int j = 0; j < n; j++) {
                         sr[j] = km[j] ? sr[j] * scale : -INFINITY;  /* padding keys */
                         tile_max = sr[j] > tile_max ? sr[j] : tile_max;
@@ -177,6 +178,7 @@ static void forward_head(float *out, float *lse, const float *q, const float *k,
                 }
                 if (opt.threshold) {  /* after the sum: softmax normalises over every key, kept or not */
                     uint64_t first = ((uint64_t)h * tq + i0 + r) * tk + j0;
+                    #pragma omp simd
                     for (int j = 0; j < n; j++)
                         sr[j] = dropout_keep(opt.seed, first + j, opt.threshold) ? sr[j] * opt.drop_scale : 0.0f;
                 }
@@ -286,6 +288,7 @@ void attention_backward(float *dq, float *dk, float *dv, const float *dout, cons
                         #pragma omp simd
                         for (int j = 0; j < bk; j++) pr[j] = j < n ? exp_approx(pr[j] * scale - l) : 0.0f;
                         if (opt.key_mask)
+                            #pragma omp simd
                             for (int j = 0; j < n; j++) pr[j] = opt.key_mask[j0 + j] ? pr[j] : 0.0f;
                     }
                     if (opt.threshold) {
@@ -293,6 +296,7 @@ void attention_backward(float *dq, float *dk, float *dv, const float *dout, cons
                          * and dV takes P * kept; the dS loop below needs P itself, so p stays */
                         for (int r = 0; r < bq; r++) {
                             uint64_t first = ((uint64_t)h * tq + i0 + r) * tk + j0;
+                            #pragma omp simd
                             for (int j = 0; j < bk; j++)
                                 kept[r * BK + j] = dropout_keep(opt.seed, first + j, opt.threshold)
                                                    ? opt.drop_scale : 0.0f;
@@ -301,6 +305,7 @@ void attention_backward(float *dq, float *dk, float *dv, const float *dout, cons
                         for (int r = 0; r < bq; r++) {
                             float *dsr = ds + r * BK, *pr = p + r * BK, *kr = kept + r * BK;
                             float dl = delta[i0 + r];
+                            #pragma omp simd
                             for (int j = 0; j < bk; j++) {
                                 dsr[j] = pr[j] * (dsr[j] * kr[j] - dl) * scale;
                                 pr[j] *= kr[j];
