@@ -285,7 +285,8 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
     order and defaults.
 
     is_causal=True: query i sees keys up to its own position; when Tq < Tk (a KV cache) the
-    queries are the last Tq positions. attn_mask: a boolean (B, 1, 1, Tk) key-padding mask (True
+    queries are the last Tq positions (NOTE: torch's is_causal takes them to be the first Tq;
+    the two agree when Tq == Tk). attn_mask: a boolean (B, 1, 1, Tk) key-padding mask (True
     where a key takes part); a query that sees no key gets 0, where torch gives nan. dropout_p
     drops attention probabilities whenever it is > 0 (as torch's does; pass 0.0 in eval), with
     the mask drawn from rng= (an int seed, or a np.random.Generator that draws one per call).
