@@ -151,7 +151,8 @@ def _options(k, key_mask, dropout_p, seed):
             isinstance(seed, (int, np.integer)) and 0 <= seed < 2 ** 64)):
         return None
     if key_mask is not None:
-        key_mask = np.asarray(key_mask, dtype=np.bool_)
+        # contiguous, as _NO_MASK is: one compiled signature for masked and unmasked calls
+        key_mask = np.ascontiguousarray(key_mask, dtype=np.bool_)
         if key_mask.shape != (k.shape[0], k.shape[2]):
             return None
     threshold = min(int(dropout_p * 16777216.0), 16777216)  # as ops.attention.dropout_threshold
