@@ -31,7 +31,7 @@ def check_dropout(config, names=("dropout",)):
     """Raise ValueError naming the first field in `names` that is not a probability in [0, 1)."""
     for name in names:
         value = getattr(config, name)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+        if not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
             raise ValueError(f"{type(config).__name__}.{name} must be in [0, 1), got {value!r}")
 
 
@@ -47,9 +47,9 @@ class GPTConfig:
     dropout: float = 0.0  # the one knob most runs set: GPT-2's three dropouts below default to it
     bias: bool = True  # biases in Linear and LayerNorm layers, as in GPT-2
     # GPT-2's (and Hugging Face's) three dropouts; None means "the same as dropout"
-    embd_pdrop: float = None  # on wte + wpe
-    attn_pdrop: float = None  # on the attention probabilities, inside the fused attention op
-    resid_pdrop: float = None  # on the outputs of attn.c_proj and mlp.c_proj
+    embd_pdrop: float | None = None  # on wte + wpe
+    attn_pdrop: float | None = None  # on the attention probabilities, inside the fused attention op
+    resid_pdrop: float | None = None  # on the outputs of attn.c_proj and mlp.c_proj
 
     def __post_init__(self):
         check_positive_ints(self, ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"))
