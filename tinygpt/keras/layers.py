@@ -224,7 +224,7 @@ class LSTM(Layer):
 
     def make_weights(self, input_shape, rng):
         n_in, d = input_shape[-1], self.units
-        self.lstm = nn.LSTM(n_in, d, num_layers=1, rng=rng)  # same layout and gate order as Keras
+        self.lstm = nn.LSTM(n_in, d, num_layers=1, batch_first=True, rng=rng)  # same layout and gate order as Keras
         self.lstm.weight_ih_l0.data[...] = initializers.glorot_uniform((n_in, 4 * d), rng)  # kernel
         self.lstm.weight_hh_l0.data[...] = initializers.orthogonal((d, 4 * d), rng)  # recurrent_kernel
         bias = np.zeros(4 * d)

@@ -17,7 +17,7 @@ class MLP(Module):
         super().__init__()
         rng = as_rng(rng)
         self.c_fc = Linear(n_embd, 4 * n_embd, bias=bias, rng=rng)
-        self.gelu = GELU()
+        self.gelu = GELU(approximate="tanh")  # GPT-2 uses the tanh approximation
         self.c_proj = Linear(4 * n_embd, n_embd, bias=bias, rng=rng)
         self.dropout = Dropout(dropout, rng=rng.spawn(1)[0])
 
