@@ -129,9 +129,9 @@ def mean(input, dim=None, keepdim=False, *, axis=None, keepdims=None):  # noqa: 
     return apply(_red.mean_forward, _red.mean_backward, input, axis=axis, keepdims=keepdims)
 
 
-def amax(input, dim=(), keepdim=False, *, axis=None, keepdims=None):  # noqa: A002
-    """The largest values over `dim` (all dimensions when dim=()); ties share the gradient."""
-    axis, keepdims = _reduce_args("amax", None if dim == () else dim, keepdim, axis, keepdims)
+def amax(input, dim=None, keepdim=False, *, axis=None, keepdims=None):  # noqa: A002
+    """The largest values over `dim` (all dimensions when None); ties share the gradient."""
+    axis, keepdims = _reduce_args("amax", dim, keepdim, axis, keepdims)
     return apply(_red.max_forward, _red.max_backward, input, axis=axis, keepdims=keepdims)
 
 

@@ -124,20 +124,21 @@ class Tensor:
         return tensor
 
     # ----- backward -------------------------------------------------------------------------
-    def backward(self, grad=None, retain_graph=False):
-        """Fill `.grad` of every leaf this tensor depends on with d(self)/d(leaf), weighted by `grad`."""
+    def backward(self, gradient=None, retain_graph=None):
+        """Fill `.grad` of every leaf this tensor depends on with d(self)/d(leaf), weighted by
+        `gradient` (torch's name; needed unless self is a scalar). retain_graph=None is False."""
         if not self.requires_grad:
             raise RuntimeError("backward() on a tensor that does not require grad: no input of the "
                                "ops that made it has requires_grad=True (or it was made under no_grad)")
-        if grad is None:
+        if gradient is None:
             if self.data.size != 1:
                 raise ValueError(f"backward() without a gradient needs a scalar, but this tensor "
-                                 f"has shape {self.shape}; pass grad= of that shape or reduce first")
+                                 f"has shape {self.shape}; pass gradient= of that shape or reduce first")
             grad = np.ones_like(self.data)
         else:
-            grad = np.asarray(grad.data if isinstance(grad, Tensor) else grad, dtype=self.dtype)
+            grad = np.asarray(gradient.data if isinstance(gradient, Tensor) else gradient, dtype=self.dtype)
             if grad.shape != self.shape:
-                raise ValueError(f"backward(grad=...) got shape {grad.shape}, expected {self.shape}")
+                raise ValueError(f"backward(gradient=...) got shape {grad.shape}, expected {self.shape}")
         if self._node is None:
             self._accumulate(grad)
             return
@@ -257,8 +258,9 @@ class Tensor:
     def sum(self, dim=None, keepdim=False, **numpy_names): return F.sum(self, dim, keepdim, **numpy_names)
     def mean(self, dim=None, keepdim=False, **numpy_names): return F.mean(self, dim, keepdim, **numpy_names)
     def max(self, dim=None, keepdim=False, **numpy_names): return F.max(self, dim, keepdim, **numpy_names)
-    def amax(self, dim=(), keepdim=False, **numpy_names): return F.amax(self, dim, keepdim, **numpy_names)
-    def var(self, dim=None, **names): return F.var(self, dim, **names)
+    def amax(self, dim=None, keepdim=False, **numpy_names): return F.amax(self, dim, keepdim, **numpy_names)
+    def var(self, dim=None, *, correction=1, keepdim=False, **numpy_names):
+        return F.var(self, dim, correction=correction, keepdim=keepdim, **numpy_names)
     def softmax(self, dim=None, **numpy_name): return F.softmax(self, dim, **numpy_name)
     def log_softmax(self, dim=None, **numpy_name): return F.log_softmax(self, dim, **numpy_name)
     def reshape(self, *shape): return F.reshape(self, _one_tuple(shape))

@@ -34,11 +34,11 @@ class LSTM(Module):
         D, bound = hidden_size, 1.0 / math.sqrt(hidden_size)  # PyTorch's U(-1/sqrt(D), 1/sqrt(D))
         for k in range(num_layers):
             n_in = input_size if k == 0 else D
-            setattr(self, f"weight_ih_l{k}", Parameter(rng.uniform(-bound, bound, (n_in, 4 * D)), dtype))
-            setattr(self, f"weight_hh_l{k}", Parameter(rng.uniform(-bound, bound, (D, 4 * D)), dtype))
+            setattr(self, f"weight_ih_l{k}", Parameter(rng.uniform(-bound, bound, (n_in, 4 * D)), dtype=dtype))
+            setattr(self, f"weight_hh_l{k}", Parameter(rng.uniform(-bound, bound, (D, 4 * D)), dtype=dtype))
             if bias:  # one bias for PyTorch's two: distributed like their sum
                 b = rng.uniform(-bound, bound, 4 * D) + rng.uniform(-bound, bound, 4 * D)
-                setattr(self, f"bias_l{k}", Parameter(b, dtype))
+                setattr(self, f"bias_l{k}", Parameter(b, dtype=dtype))
         self.dropout = Dropout(dropout, rng=rng.spawn(1)[0])  # between layers, not after the last
 
     def forward(self, x, state=None):

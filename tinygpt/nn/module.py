@@ -18,7 +18,7 @@ class Parameter(Tensor):
 
     __slots__ = ()  # Tensor uses __slots__; an empty one keeps Parameter just as small
 
-    def __init__(self, data, dtype=None):
+    def __init__(self, data, *, dtype=None):
         super().__init__(data, requires_grad=True, dtype=dtype)
 
     def __repr__(self):
@@ -70,10 +70,11 @@ class Module:
         object.__delattr__(self, name)
 
     # ----- walking the tree -----------------------------------------------------------------
-    def named_modules(self, prefix="", remove_duplicate=True):
+    def named_modules(self, memo=None, prefix="", remove_duplicate=True):
         """[(dotted name, module)] for this module (`prefix`) and every descendant, parents first;
-        a module reached twice is listed once unless remove_duplicate=False."""
-        result, seen = [], set()
+        a module reached twice is listed once unless remove_duplicate=False. memo: a set of
+        modules to leave out (they and everything below them), as in torch."""
+        result, seen = [], set() if memo is None else {id(m) for m in memo}
         stack = [(prefix, self)]  # a stack, not recursion: the tree is walked in definition order
         while stack:
             name, module = stack.pop()
@@ -100,7 +101,7 @@ class Module:
         module's own. A Parameter shared by two modules (tied weights) appears once, under the
         first name met, so it is counted, saved and updated once (unless remove_duplicate=False)."""
         result, seen = [], set()
-        modules = self.named_modules(prefix) if recurse else [(prefix, self)]
+        modules = self.named_modules(prefix=prefix) if recurse else [(prefix, self)]
         for name, module in modules:
             for key, param in module._parameters.items():
                 if param is None:
@@ -146,8 +147,8 @@ class Module:
     def state_dict(self, *, prefix="", keep_vars=False):
         """{dotted name (after `prefix`): a copy of the parameter's array}, or with keep_vars=True
         the Parameters themselves."""
-        return {name: (param if keep_vars else param.data.copy())
-                for name, param in self.named_parameters(prefix)}
+        return {prefix + name: (param if keep_vars else param.data.copy())
+                for name, param in self.named_parameters()}
 
     def load_state_dict(self, state_dict, strict=True):
         """Copy arrays from `state` into the parameters (in place, cast to each parameter's dtype).
