@@ -416,6 +416,7 @@ def _autograd_cases():
         "lstm": (lambda x, h, c, wi, wh, b: sum(_weighted(o, w) for o in F.lstm(x, h, c, wi, wh, b)),
                  [r(3, 6, 4), r(3, 5), r(3, 5), r(4, 20) * 0.5, r(5, 20) * 0.5, r(20) * 0.1]),
         "gelu": (lambda x: _weighted(F.gelu(x), w), [r(4, 33) * 3]),
+        "gelu_tanh": (lambda x: _weighted(F.gelu(x, approximate="tanh"), w), [r(4, 33) * 3]),
         "softmax": (lambda x: _weighted(F.softmax(x), w), [r(4, 33) * 3]),
     }
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from tinygpt import nn
 from tinygpt.keras import losses as losses_module
-from tinygpt.keras import saving
+from tinygpt.keras import printer, saving
 from tinygpt.keras.layers import Dense, Layer
 from tinygpt.keras.models import summary_table
 from tinygpt.keras.symbolic import KerasTensor, call_symbolic, flatten, is_symbolic
@@ -323,7 +323,7 @@ class Model(Trainer, Layer):
         if not self.functional:
             rows = [(f"{layer.name} ({type(layer).__name__})", "?", f"{layer.count_params():,}")
                     for layer in self.layers]
-            (print_fn or print)(summary_table(self, rows))
+            printer.summary(summary_table(self, rows), print_fn)
             return
         rows = [(f"{t.name} (InputLayer)", str(t.shape), "0", "-") for t in self.inputs]
         for node in self.nodes:

@@ -11,7 +11,7 @@ Not here: the functional API and subclassed models (functional.py); a Sequential
 import numpy as np
 
 from tinygpt import nn
-from tinygpt.keras import saving
+from tinygpt.keras import printer, saving
 from tinygpt.keras.layers import Embedding, Layer, split_weights
 from tinygpt.keras.symbolic import KerasTensor, is_symbolic
 from tinygpt.keras.training import Trainer
@@ -200,7 +200,7 @@ class Sequential(Trainer, nn.Module):
         self._require_built("summary")
         rows = [(f"{layer.name} ({type(layer).__name__})", str(shape), f"{layer.count_params():,}")
                 for layer, shape in zip(self.layers, self._shapes()[1:])]
-        (print_fn or print)(summary_table(self, rows))
+        printer.summary(summary_table(self, rows), print_fn)
 
     def extra_repr(self):
         return f"name={self.name!r}, built={self.built}, input_shape={self.input_shape}"
