@@ -29,15 +29,32 @@ def _gelu_flat(x, out):
         out[i] = x[i] * (s if u >= 0 else e * s)  # σ(2u), and σ(-2|u|) = e σ(2|u|)
 
 
-def gelu_forward(x):
-    """x: (...) -> out: (...), cache x. GPT-2's 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))"""
+def _forward(flat_kernel, x):
+    """out = flat_kernel over x's elements -> (out, cache x), or NotImplemented for non-float32."""
     if not isinstance(x, np.ndarray) or x.dtype != np.float32:
         return NotImplemented
     flat = np.ascontiguousarray(x).reshape(-1)
     out = np.empty_like(flat)
     with threads_for(flat.size):
-        _gelu_flat(flat, out)
+        flat_kernel(flat, out)
     return out.reshape(x.shape), x
+
+
+def _backward(flat_kernel, dout, x):
+    """dx = flat_kernel over (dout, x) elementwise, or NotImplemented for non-float32."""
+    if not isinstance(x, np.ndarray) or x.dtype != np.float32 or dout.dtype != np.float32 \
+            or dout.shape != x.shape:
+        return NotImplemented
+    flat = np.ascontiguousarray(x).reshape(-1)
+    dx = np.empty_like(flat)
+    with threads_for(flat.size):
+        flat_kernel(np.ascontiguousarray(dout).reshape(-1), flat, dx)
+    return dx.reshape(x.shape)
+
+
+def gelu_forward(x):
+    """x: (...) -> out: (...), cache x. GPT-2's 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))"""
+    return _forward(_gelu_flat, x)
 
 
 @njit(parallel=True, fastmath=FAST, error_model="numpy", cache=True)
@@ -55,14 +72,7 @@ def _gelu_backward_flat(dout, x, dx):
 
 def gelu_backward(dout, x):
     """dout: (...) -> dx: (...)"""
-    if not isinstance(x, np.ndarray) or x.dtype != np.float32 or dout.dtype != np.float32 \
-            or dout.shape != x.shape:
-        return NotImplemented
-    flat = np.ascontiguousarray(x).reshape(-1)
-    dx = np.empty_like(flat)
-    with threads_for(flat.size):
-        _gelu_backward_flat(np.ascontiguousarray(dout).reshape(-1), flat, dx)
-    return dx.reshape(x.shape)
+    return _backward(_gelu_backward_flat, dout, x)
 
 
 @njit(parallel=True, fastmath=FAST, error_model="numpy", cache=True)
@@ -75,13 +85,7 @@ def _gelu_erf_flat(x, out):
 
 def gelu_erf_forward(x):
     """x: (...) -> out: (...), cache x. The exact GELU: 0.5 x (1 + erf(x / sqrt(2)))"""
-    if not isinstance(x, np.ndarray) or x.dtype != np.float32:
-        return NotImplemented
-    flat = np.ascontiguousarray(x).reshape(-1)
-    out = np.empty_like(flat)
-    with threads_for(flat.size):
-        _gelu_erf_flat(flat, out)
-    return out.reshape(x.shape), x
+    return _forward(_gelu_erf_flat, x)
 
 
 @njit(parallel=True, fastmath=FAST, error_model="numpy", cache=True)
@@ -96,11 +100,4 @@ def _gelu_erf_backward_flat(dout, x, dx):
 
 def gelu_erf_backward(dout, x):
     """dout: (...) -> dx: (...)"""
-    if not isinstance(x, np.ndarray) or x.dtype != np.float32 or dout.dtype != np.float32 \
-            or dout.shape != x.shape:
-        return NotImplemented
-    flat = np.ascontiguousarray(x).reshape(-1)
-    dx = np.empty_like(flat)
-    with threads_for(flat.size):
-        _gelu_erf_backward_flat(np.ascontiguousarray(dout).reshape(-1), flat, dx)
-    return dx.reshape(x.shape)
+    return _backward(_gelu_erf_backward_flat, dout, x)
