@@ -76,6 +76,8 @@ SIGNATURES = {
     "Tensor.softmax": ("torch.Tensor.softmax", "dim"),
     "Tensor.log_softmax": ("F.log_softmax", "input, dim=None"),  # undocumented on Tensor
     "Tensor.transpose": ("torch.Tensor.transpose", "dim0, dim1"),
+    "Tensor.permute": ("torch.Tensor.permute", "*dims"),
+    "Tensor.reshape": ("torch.Tensor.reshape", "*shape"),
     "Tensor.split": ("torch.Tensor.split", "split_size, dim=0"),
     "Tensor.chunk": ("torch.Tensor.chunk", "chunks, dim=0"),
     "Tensor.clamp": ("torch.Tensor.clamp", "min=None, max=None"),
@@ -131,7 +133,8 @@ SIGNATURES = {
     "Optimizer.load_state_dict": ("torch.optim.Optimizer.load_state_dict", "state_dict"),
 }
 
-# shared names that knowingly differ from torch, and why (docs/models.md lists them for users)
+# shared names that knowingly differ from torch (docs/models.md lists them for users), or whose
+# torch signature cannot be read, and why
 DIFFERENT = {
     "F.conv1d": "channels last, (B, T, C) with weight (K, C_in, C_out), as the Keras layer it serves",
     "F.lstm": "one layer over (B, T, I) with explicit weights; torch.lstm is an internal of nn.LSTM",
@@ -140,10 +143,8 @@ DIFFERENT = {
     "Module.to": "to(dtype) only: there are no devices",
     "Module.forward": "each layer's own arguments",
     "Module.extra_repr": "the same, no arguments",
-    "Tensor.reshape": "takes *shape like torch; inspect sees (*shape)",
-    "Tensor.permute": "takes *dims like torch; inspect sees (*dims)",
-    "Tensor.numpy": "the same, no arguments (torch adds force=)",
-    "Tensor.detach": "the same, no arguments (torch's is undocumented builtin)",
+    "Tensor.numpy": "no arguments; torch's has force= (to copy off a GPU)",
+    "Tensor.detach": "no arguments, as torch's, whose builtin carries no signature to compare",
     "optim.ConstantLR": "a schedule returning one learning rate, not torch's LRScheduler multiplying it",
 }
 
@@ -245,7 +246,7 @@ def _torch_signatures(torch, torch_name):
 
 def _promise_fits(promise, theirs):
     """The promised parameters are torch's: its positional ones in order, and the named ones
-    with torch's defaults (a default where torch has none stands for another of its overloads)."""
+    with torch's defaults (a None default where torch has none stands for another overload)."""
     their_pos = [p for p in theirs if p.kind in POSITIONAL]
     promise_pos = [p for p in promise if p.kind in POSITIONAL]
     if [p.name for p in their_pos[:len(promise_pos)]] != [p.name for p in promise_pos]:
@@ -259,6 +260,8 @@ def _promise_fits(promise, theirs):
         elif t is None or (t.default is not t.empty and p.default is not p.empty
                            and not _same_default(t.default, p.default)):
             return False
+        elif t.default is t.empty and p.default not in (p.empty, None):
+            return False  # only None may stand for "not given" (torch's overload without it)
     return True
 
 
@@ -367,6 +370,9 @@ def test_stack_and_cat_take_dim_or_axis():
     a, b = Tensor(np.ones(2)), Tensor(np.zeros(2))
     assert F.stack([a, b], 1).shape == F.stack([a, b], dim=1).shape == F.stack([a, b], axis=1).shape == (2, 2)
     assert F.cat([a, b]).shape == F.cat([a, b], axis=0).shape == F.concatenate([a, b], 0).shape == (4,)
+    assert F.concatenate([a[None], b[None]], dim=1).shape == F.concatenate([a[None], b[None]], axis=1).shape == (1, 4)
+    with pytest.raises(TypeError, match="stack: give axis= or dim=, not both"):
+        F.stack([a, b], dim=1, axis=0)
 
 
 def test_split_takes_a_size_and_chunk_a_count():

@@ -143,7 +143,7 @@ def max(input, dim=None, keepdim=False, *, axis=None, keepdims=None):  # noqa: A
     along that one dimension, indices a constant integer array. amax gives values only."""
     axis, keepdims = _reduce_args("max", dim, keepdim, axis, keepdims)
     if axis is None:
-        return amax(input)
+        return amax(input, None, keepdims)
     if not isinstance(axis, (int, np.integer)):
         raise TypeError(f"max: dim must be one int (it returns indices along it), got {axis!r}; "
                         f"amax reduces several dimensions at once")
@@ -249,7 +249,7 @@ def cat(tensors, dim=0, *, axis=None):
 
 def concatenate(tensors, axis=0, *, dim=None):
     """torch.concatenate (and np.concatenate): cat under the name axis."""
-    return cat(tensors, axis if dim is None else _pick("concatenate", "axis", axis, "dim", dim, 0))
+    return cat(tensors, _pick("concatenate", "dim", dim, "axis", axis, 0))  # here axis is torch's name
 
 
 def stack(tensors, dim=0, *, axis=None):
