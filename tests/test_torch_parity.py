@@ -260,3 +260,38 @@ def test_lstm_matches_torch(used):
     inputs = [normal(batch, steps, features), normal(batch, hidden), normal(batch, hidden),
               normal(features, 4 * hidden) * 0.5, normal(hidden, 4 * hidden) * 0.5, normal(4 * hidden) * 0.5]
     assert_matches_torch(lambda *t: tuple(F.lstm(*t)[j] for j in used), torch_lstm, inputs)
+
+
+@pytest.mark.parametrize("batch_first, bias", [(False, True), (True, False)])
+def test_nn_lstm_with_torchs_layout_arguments_matches_torch(batch_first, bias):
+    """nn.LSTM(batch_first=False) reads (T, B, I) as torch's default does; bias=False has no bias."""
+    import tinygpt.nn as nn
+    ours = nn.LSTM(3, 4, num_layers=2, bias=bias, batch_first=batch_first, rng=0).to(np.float64)
+    theirs = torch.nn.LSTM(3, 4, num_layers=2, bias=bias, batch_first=batch_first).double()
+    with torch.no_grad():
+        for name, p in ours.named_parameters():
+            if name.startswith("bias_l"):
+                k = name[len("bias_l"):]
+                getattr(theirs, f"bias_ih_l{k}").copy_(torch.tensor(p.data))
+                getattr(theirs, f"bias_hh_l{k}").zero_()
+            else:
+                getattr(theirs, name).copy_(torch.tensor(p.data.T))
+    x = normal(5, 2, 3)  # (T, B, I) or (B, T, I)
+    out, (h, c) = ours(Tensor(x))
+    t_out, (t_h, t_c) = theirs(torch.tensor(x))
+    for a, b in ((out, t_out), (h, t_h), (c, t_c)):
+        np.testing.assert_allclose(a.data, b.detach().numpy(), rtol=1e-10, atol=1e-12)
+
+
+def test_nn_layers_with_torchs_arguments_match_torch():
+    import tinygpt.nn as nn
+    x = normal(2, 3, 4)
+    ln, t_ln = nn.LayerNorm((3, 4), eps=1e-3).to(np.float64), torch.nn.LayerNorm((3, 4), eps=1e-3).double()
+    np.testing.assert_allclose(ln(Tensor(x)).data, t_ln(torch.tensor(x)).detach().numpy(), rtol=1e-10)
+    plain = nn.LayerNorm(4, elementwise_affine=False)
+    np.testing.assert_allclose(plain(Tensor(x, dtype=np.float64)).data,
+                               torch.nn.LayerNorm(4, elementwise_affine=False)(torch.tensor(x)).numpy(), rtol=1e-10)
+    np.testing.assert_allclose(nn.GELU()(Tensor(x)).data, torch.nn.GELU()(torch.tensor(x)).numpy(), rtol=1e-12)
+    assert torch.nn.Embedding(5, 3, padding_idx=2).weight[2].abs().sum() == 0
+    assert not nn.Embedding(5, 3, padding_idx=2).weight.data[2].any()  # both start the padding row at 0
+    assert nn.Dropout().p == torch.nn.Dropout().p == 0.5
