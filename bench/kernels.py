@@ -185,23 +185,15 @@ def case_layernorm(torch):
     return impls, None
 
 
-def case_gelu(torch):
+def case_gelu(torch, approximate="tanh"):
+    """GPT-2's tanh GELU (the `gelu` kernels), or with approximate='none' the exact one (`gelu_erf`)."""
     rng = np.random.default_rng(6)
     x, g = rand(rng, 8, 256, 3072), rand(rng, 8, 256, 3072)
-    impls = pair("gelu_forward", "gelu_backward", (x,), lambda out: g)
+    op = "gelu" if approximate == "tanh" else "gelu_erf"
+    impls = pair(f"{op}_forward", f"{op}_backward", (x,), lambda out: g)
     if torch is not None:
         tx, tg = torch.from_numpy(x).requires_grad_(), torch.from_numpy(g)
-        impls["torch"] = lambda: torch.nn.functional.gelu(tx, approximate="tanh").backward(tg)
-    return impls, None
-
-
-def case_gelu_erf(torch):
-    rng = np.random.default_rng(6)
-    x, g = rand(rng, 8, 256, 3072), rand(rng, 8, 256, 3072)
-    impls = pair("gelu_erf_forward", "gelu_erf_backward", (x,), lambda out: g)
-    if torch is not None:
-        tx, tg = torch.from_numpy(x).requires_grad_(), torch.from_numpy(g)
-        impls["torch"] = lambda: torch.nn.functional.gelu(tx).backward(tg)  # approximate='none'
+        impls["torch"] = lambda: torch.nn.functional.gelu(tx, approximate=approximate).backward(tg)
     return impls, None
 
 
@@ -417,7 +409,7 @@ def main(argv=None):
              ("cross_entropy", "cross_entropy fwd+bwd, N=2048 V=8192", case_cross_entropy),
              ("layernorm", "layernorm fwd+bwd, (8, 256, 768)", case_layernorm),
              ("gelu", "gelu fwd+bwd, (8, 256, 3072)", case_gelu),
-             ("gelu_erf", "gelu_erf (exact) fwd+bwd, (8, 256, 3072)", case_gelu_erf),
+             ("gelu_erf", "gelu_erf (exact) fwd+bwd, (8, 256, 3072)", lambda t: case_gelu(t, "none")),
              ("adamw", "adamw_update, 4M parameters", case_adamw),
              ("lstm", "LSTM 2 layers fwd+bwd, B=64 T=100 I=64 D=128", case_lstm)]
     for threads in thread_counts:
