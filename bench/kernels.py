@@ -83,7 +83,8 @@ def pair(fw_name, bw_name, fw_args, dout_of, fw_kwargs=None):
     An implementation that answers NotImplemented for these inputs is left out."""
     fw_kwargs = fw_kwargs or {}
     ops = {"matmul": matmul, "attention": attention, "softmax": softmax, "log_softmax": softmax,
-           "cross_entropy": softmax, "layernorm": layernorm, "gelu": elementwise, "lstm": lstm}
+           "cross_entropy": softmax, "layernorm": layernorm, "gelu": elementwise, "gelu_erf": elementwise,
+           "lstm": lstm}
     module = ops[fw_name.rsplit("_", 1)[0]]
     impls = {"numpy": (getattr(module, fw_name).reference, getattr(module, bw_name).reference)}
     for name, mod in MODULES.items():
@@ -205,13 +206,15 @@ def case_layernorm(torch):
     return impls, None
 
 
-def case_gelu(torch):
+def case_gelu(torch, approximate="tanh"):
+    """GPT-2's tanh GELU (the `gelu` kernels), or with approximate='none' the exact one (`gelu_erf`)."""
     rng = np.random.default_rng(6)
     x, g = rand(rng, 8, 256, 3072), rand(rng, 8, 256, 3072)
-    impls = pair("gelu_forward", "gelu_backward", (x,), lambda out: g)
+    op = "gelu" if approximate == "tanh" else "gelu_erf"
+    impls = pair(f"{op}_forward", f"{op}_backward", (x,), lambda out: g)
     if torch is not None:
         tx, tg = torch.from_numpy(x).requires_grad_(), torch.from_numpy(g)
-        impls["torch"] = lambda: torch.nn.functional.gelu(tx, approximate="tanh").backward(tg)
+        impls["torch"] = lambda: torch.nn.functional.gelu(tx, approximate=approximate).backward(tg)
     return impls, None
 
 
@@ -370,7 +373,7 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="3 rounds, short blocks, no file")
     parser.add_argument("--rounds", type=int, default=None)
     parser.add_argument("--only", default="", help="comma-separated: sgemm,linear,attention,"
-                        "softmax,log_softmax,cross_entropy,layernorm,gelu,adamw,lstm")
+                        "softmax,log_softmax,cross_entropy,layernorm,gelu,gelu_erf,adamw,lstm")
     parser.add_argument("--threads", default="2", help="comma-separated thread counts, one kernel "
                         "table each (sgemm always runs on 1 and 2)")
     parser.add_argument("--impls", default="", help="comma-separated subset of numpy,numba,c,"
@@ -431,6 +434,7 @@ def main(argv=None):
              ("cross_entropy", "cross_entropy fwd+bwd, N=2048 V=8192", case_cross_entropy),
              ("layernorm", "layernorm fwd+bwd, (8, 256, 768)", case_layernorm),
              ("gelu", "gelu fwd+bwd, (8, 256, 3072)", case_gelu),
+             ("gelu_erf", "gelu_erf (exact) fwd+bwd, (8, 256, 3072)", lambda t: case_gelu(t, "none")),
              ("adamw", "adamw_update, 4M parameters", case_adamw),
              ("lstm", "LSTM 2 layers fwd+bwd, B=64 T=100 I=64 D=128", case_lstm)]
     for threads in thread_counts:

@@ -89,7 +89,7 @@ class SeedLSTM:
         from tinygpt import nn
         rng = np.random.default_rng(seed)
         self.embedding = nn.Embedding(spec["vocab"], spec["emb"], rng=rng)
-        self.lstm = nn.LSTM(spec["emb"], spec["units"], num_layers=2, rng=rng)
+        self.lstm = nn.LSTM(spec["emb"], spec["units"], num_layers=2, batch_first=True, rng=rng)
         self.dense = nn.Linear(spec["units"], spec["vocab"], rng=rng)
 
     def parameters(self):

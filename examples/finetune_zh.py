@@ -21,7 +21,7 @@ import numpy as np
 
 from tinygpt.cli import main as tinygpt
 from tinygpt.corpora import load_corpus, load_labelled_corpus
-from tinygpt.finetune_data import disjoint_parts
+from tinygpt.finetune.data import disjoint_parts
 
 POOL, DEV, TEST = 2000, 1000, 1000  # labelled reviews kept out of pretraining: training pool, dev, test
 

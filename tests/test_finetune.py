@@ -13,7 +13,7 @@ import pytest
 from tinygpt.checkpoint import load_checkpoint
 from tinygpt.corpora import list_corpora
 from tinygpt.finetune import FinetuneConfig, classification_report, evaluate_classifier, finetune
-from tinygpt.finetune_data import disjoint_parts, encode_texts, split_by_text, split_examples
+from tinygpt.finetune.data import disjoint_parts, encode_texts, split_by_text, split_examples
 from tinygpt.tokenizers import CharTokenizer
 from tinygpt.train import TrainConfig, load_run, train
 

@@ -263,6 +263,9 @@ FAMILIES = [
            _fixed(shape=SMALL_SHAPES, layout=LAYOUTS),
            [dict(shape=(1,), layout="contiguous"), dict(shape=(5, 67), layout="transposed"),
             dict(shape=(2, 65537), layout="contiguous")]),  # C's threaded path: >= 4 * 32768 elements
+    Family("gelu_erf_forward", "gelu_erf_backward", gelu_case,
+           _fixed(shape=SMALL_SHAPES, layout=LAYOUTS),
+           [dict(shape=(1,), layout="contiguous"), dict(shape=(5, 67), layout="transposed")]),
     Family("lstm_forward", "lstm_backward", lstm_case,
            _fixed(B=st.integers(1, 5), T=st.sampled_from([1, 2, 5, 11]), I=st.integers(1, 7),
                   D=st.sampled_from([1, 3, 8, 17]), layout=LAYOUTS,
@@ -424,11 +427,12 @@ def _autograd_cases():
     return {
         "scaled_dot_product_attention": (
             lambda q, k, v: _weighted(F.scaled_dot_product_attention(q, k, v, is_causal=True), w), qkv),
-        "layer_norm": (lambda x, g, b: _weighted(F.layer_norm(x, g, b), w), [r(2, 7, 13), r(13), r(13)]),
+        "layer_norm": (lambda x, g, b: _weighted(F.layer_norm(x, 13, g, b), w), [r(2, 7, 13), r(13), r(13)]),
         "cross_entropy": (lambda x: F.cross_entropy(x, targets) * 3.0, [r(2, 7, 11) * 4]),
         "lstm": (lambda x, h, c, wi, wh, b: sum(_weighted(o, w) for o in F.lstm(x, h, c, wi, wh, b)),
                  [r(3, 6, 4), r(3, 5), r(3, 5), r(4, 20) * 0.5, r(5, 20) * 0.5, r(20) * 0.1]),
         "gelu": (lambda x: _weighted(F.gelu(x), w), [r(4, 33) * 3]),
+        "gelu_tanh": (lambda x: _weighted(F.gelu(x, approximate="tanh"), w), [r(4, 33) * 3]),
         "softmax": (lambda x: _weighted(F.softmax(x), w), [r(4, 33) * 3]),
     }
 

@@ -184,8 +184,8 @@ def test_dropout_same_seed_gives_same_masks_and_eval_is_identity():
     assert not np.array_equal(first, a(x).data)  # the generator moves on
     a.eval()
     assert a(x) is x
-    with pytest.raises(ValueError, match="p must be in"):
-        nn.Dropout(1.0)
+    with pytest.raises(ValueError, match=r"p must be in \[0, 1\], got 1.5"):
+        nn.Dropout(1.5)
 
 
 def test_sequential_and_module_list_name_children_by_index():
@@ -209,7 +209,7 @@ def _lstm_inputs(B=2, T=5, I=3, seed=0, dtype=np.float64):
 
 
 def test_lstm_shapes_and_parameter_names():
-    lstm = nn.LSTM(3, 4, num_layers=2, rng=0)
+    lstm = nn.LSTM(3, 4, num_layers=2, batch_first=True, rng=0)
     assert dict((n, p.shape) for n, p in lstm.named_parameters()) == {
         "weight_ih_l0": (3, 16), "weight_hh_l0": (4, 16), "bias_l0": (16,),
         "weight_ih_l1": (4, 16), "weight_hh_l1": (4, 16), "bias_l1": (16,)}
@@ -227,7 +227,7 @@ def test_lstm_step_by_step_equals_whole_sequence_forward_and_gradients():
     weights = np.random.default_rng(1).standard_normal((2, 6, 4))  # projection of the outputs
 
     def run(stepwise):
-        lstm = nn.LSTM(3, 4, num_layers=2, rng=0).to(np.float64)
+        lstm = nn.LSTM(3, 4, num_layers=2, batch_first=True, rng=0).to(np.float64)
         xt = Tensor(x, requires_grad=True)
         h0 = Tensor(np.full((2, 2, 4), 0.1), requires_grad=True)
         c0 = Tensor(np.full((2, 2, 4), -0.2), requires_grad=True)
@@ -257,7 +257,7 @@ def test_lstm_step_by_step_equals_whole_sequence_forward_and_gradients():
        layers=st.integers(1, 2))
 @example(B=1, T=1, I=1, D=1, layers=1)
 def test_lstm_chunked_calls_equal_one_call_for_any_shape(B, T, I, D, layers):
-    lstm = nn.LSTM(I, D, num_layers=layers, rng=0).to(np.float64)
+    lstm = nn.LSTM(I, D, num_layers=layers, batch_first=True, rng=0).to(np.float64)
     x = np.random.default_rng(T).standard_normal((B, T, I))
     whole, (h, c) = lstm(Tensor(x))
     state, outs = None, []
@@ -270,7 +270,7 @@ def test_lstm_chunked_calls_equal_one_call_for_any_shape(B, T, I, D, layers):
 
 
 def test_lstm_gradcheck_two_layers_float64():
-    lstm = nn.LSTM(2, 3, num_layers=2, rng=0).to(np.float64)
+    lstm = nn.LSTM(2, 3, num_layers=2, batch_first=True, rng=0).to(np.float64)
     names = [n for n, _ in lstm.named_parameters()]
 
     def f(x, h0, c0, *params):
@@ -285,9 +285,9 @@ def test_lstm_gradcheck_two_layers_float64():
 
 def test_lstm_dropout_between_layers_is_seeded_and_off_in_eval():
     x = Tensor(_lstm_inputs(dtype=np.float32))
-    a, b = nn.LSTM(3, 4, 2, dropout=0.5, rng=0), nn.LSTM(3, 4, 2, dropout=0.5, rng=0)
+    a, b = nn.LSTM(3, 4, 2, batch_first=True, dropout=0.5, rng=0), nn.LSTM(3, 4, 2, batch_first=True, dropout=0.5, rng=0)
     np.testing.assert_array_equal(a(x)[0].data, b(x)[0].data)
-    plain = nn.LSTM(3, 4, 2, dropout=0.0, rng=0)
+    plain = nn.LSTM(3, 4, 2, batch_first=True, dropout=0.0, rng=0)
     assert not np.allclose(a(x)[0].data, plain(x)[0].data)
     a.eval()
     np.testing.assert_array_equal(a(x)[0].data, plain(x)[0].data)

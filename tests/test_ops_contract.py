@@ -28,6 +28,7 @@ CASES = {
     "sigmoid": (elementwise, [f32(4)], {}),
     "relu": (elementwise, [f32(4) - 1.0], {}),
     "gelu": (elementwise, [f32(4)], {}),
+    "gelu_erf": (elementwise, [f32(4)], {}),
     "clip": (elementwise, [f32(5)], {"low": 0.7, "high": 1.2}),
     "where": (elementwise, [np.array([True, False, True]), f32(2, 3), -1e9], {}),
     "sum": (reduce, [f32(2, 3)], {"axis": 1}),

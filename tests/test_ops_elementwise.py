@@ -81,8 +81,12 @@ def test_pow_scalar_base_matches_numpy_and_finite_differences(x, base):
     check_op(lambda t: base ** t, lambda a: base ** a, [x])
 
 
-def _gelu(a):
+def _gelu_tanh(a):
     return 0.5 * a * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (a + 0.044715 * a ** 3)))
+
+
+def _gelu_erf(a):
+    return 0.5 * a * (1.0 + np.vectorize(math.erf)(a / math.sqrt(2.0)))
 
 
 UNARY = {  # name: (tinygpt, NumPy formula, low, high, kinks to stay away from)
@@ -92,9 +96,11 @@ UNARY = {  # name: (tinygpt, NumPy formula, low, high, kinks to stay away from)
     "tanh": (F.tanh, np.tanh, -3.0, 3.0, ()),
     "sigmoid": (F.sigmoid, lambda a: 1.0 / (1.0 + np.exp(-a)), -6.0, 6.0, ()),
     "relu": (F.relu, lambda a: np.where(a > 0, a, 0.0), -2.0, 2.0, (0.0,)),
-    "gelu": (F.gelu, _gelu, -4.0, 4.0, ()),
+    "gelu": (F.gelu, _gelu_erf, -4.0, 4.0, ()),
+    "gelu_tanh": (lambda t: F.gelu(t, approximate="tanh"), _gelu_tanh, -4.0, 4.0, ()),
     "method_exp": (lambda t: t.exp(), np.exp, -3.0, 3.0, ()),
-    "method_gelu": (lambda t: t.gelu(), _gelu, -4.0, 4.0, ()),
+    "method_gelu": (lambda t: t.gelu(), _gelu_erf, -4.0, 4.0, ()),
+    "method_gelu_tanh": (lambda t: t.gelu("tanh"), _gelu_tanh, -4.0, 4.0, ()),
 }
 
 

@@ -69,11 +69,17 @@ def ones(*shape):
     (lambda: F.cross_entropy(ones(2, 4), np.array([0, 1]), reduction="avg"),
      "reduction must be 'mean', 'sum' or 'none', got 'avg'"),
     (lambda: ones(6).reshape(4, 2), r"reshape: cannot reshape an array of shape \(6,\) \(6 elements\) into \(4, 2\)"),
-    (lambda: ones(2, 3).transpose(0, 0), r"transpose: axes \(0, 0\) are not a permutation"),
-    (lambda: F.split(ones(5), 2), "split: axis 0 of size 5 does not divide into 2 equal parts"),
+    (lambda: ones(2, 3).permute(0, 0), r"transpose: axes \(0, 0\) are not a permutation"),
+    (lambda: ones(2, 3).transpose(0, 2), r"transpose: dim1=2 is out of range for a tensor with 2 dimensions"),
+    (lambda: F.split(ones(5), [2, 2]), r"split: sizes \[2, 2\] must be >= 0 and add up to 5"),
+    (lambda: F.split(ones(5), 0), "split: split_size=0 must be a positive int"),
+    (lambda: F.chunk(ones(5), 0), "chunk: chunks=0 must be a positive int"),
     (lambda: F.concatenate([ones(2, 3), ones(2, 4)]), r"concatenate: shapes \[\(2, 3\), \(2, 4\)\]"),
     (lambda: F.stack([ones(2), ones(3)]), r"stack: all arrays need one shape, got \[\(2,\), \(3,\)\]"),
-    (lambda: F.layer_norm(ones(2, 3), ones(4)), r"layer_norm: weight \(4,\) and bias None must both be \(3,\)"),
+    (lambda: F.layer_norm(ones(2, 3), (3,), ones(4)), r"layer_norm: weight has shape \(4,\), expected \(3,\)"),
+    (lambda: F.layer_norm(ones(2, 3), 4), r"layer_norm: normalized_shape \(4,\) must be the last dimensions"),
+    (lambda: F.linear(ones(2, 3), ones(4, 3)), r"linear: input \(2, 3\) and weight \(4, 3\) do not fit.*must be transposed: weight.T"),
+    (lambda: F.gelu(ones(2), approximate="erf"), "gelu: approximate must be 'none' or 'tanh', got 'erf'"),
     (lambda: F.scaled_dot_product_attention(ones(1, 1, 3, 2), ones(1, 1, 3, 2), ones(1, 1, 4, 2)),
      r"scaled_dot_product_attention: expected query \(B, nh, Tq, hs\)"),
     (lambda: F.scaled_dot_product_attention(ones(1, 1, 3, 2), ones(1, 1, 2, 2), ones(1, 1, 2, 2), is_causal=True),
@@ -94,14 +100,25 @@ def test_errors_are_raised_before_any_graph_is_recorded():
     assert x.grad is None and x.is_leaf
 
 
+def test_unsupported_torch_options_say_so():
+    with pytest.raises(NotImplementedError, match="dropout: inplace=True is not supported"):
+        F.dropout(ones(2), 0.5, inplace=True)
+    with pytest.raises(TypeError, match="max: dim must be one int"):
+        F.max(ones(2, 3), (0, 1))
+    with pytest.raises(TypeError, match="layer_norm: normalized_shape must be an int or a tuple.*hint: the order"):
+        F.layer_norm(ones(2, 3), ones(3))
+    with pytest.raises(TypeError, match="var: give ddof= or correction=, not both"):
+        F.var(ones(3), correction=0, ddof=1)
+
+
 # ----- NaN and inf propagate -------------------------------------------------------------------
 PROPAGATING = {
     "add": lambda t: t + 1.0, "mul": lambda t: t * 2.0, "exp": F.exp, "tanh": F.tanh, "sigmoid": F.sigmoid,
     "gelu": F.gelu, "relu": F.relu, "clip": lambda t: t.clip(-1.0, 1.0), "sum": lambda t: t.sum(axis=-1),
-    "mean": lambda t: t.mean(axis=-1), "max": lambda t: t.max(axis=-1), "var": lambda t: t.var(axis=-1),
+    "mean": lambda t: t.mean(axis=-1), "max": lambda t: t.amax(axis=-1), "var": lambda t: t.var(axis=-1),
     "matmul": lambda t: t @ np.ones((3, 2)), "softmax": F.softmax, "log_softmax": F.log_softmax,
     "cross_entropy": lambda t: F.cross_entropy(t, np.array([0, 1]), reduction="none"),
-    "layer_norm": lambda t: F.layer_norm(t, Tensor(np.ones(3))),
+    "layer_norm": lambda t: F.layer_norm(t, 3, Tensor(np.ones(3))),
 }
 
 

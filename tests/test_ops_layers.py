@@ -27,22 +27,35 @@ def test_layer_norm_matches_numpy_and_finite_differences(bias, x, seed):
     mean = lambda a: np.sum(a, axis=-1, keepdims=True) / a.shape[-1]  # noqa: E731
     normalized = lambda a: (a - mean(a)) / np.sqrt(mean((a - mean(a)) ** 2) + 1e-5)  # noqa: E731
     if bias:
-        check_op(F.layer_norm, lambda a, w, b: normalized(a) * w + b, [x, w, b])
+        check_op(lambda a, w, b: F.layer_norm(a, a.shape[-1:], w, b),
+                 lambda a, w, b: normalized(a) * w + b, [x, w, b])
     else:
-        check_op(F.layer_norm, lambda a, w: normalized(a) * w, [x, w])
+        check_op(lambda a, w: F.layer_norm(a, a.shape[-1], w), lambda a, w: normalized(a) * w, [x, w])
+
+
+@given(x=arrays(shapes(min_dims=2, max_dims=3)), seed=seeds)
+def test_layer_norm_over_several_trailing_dims_matches_numpy_and_finite_differences(x, seed):
+    rng = np.random.default_rng(seed)
+    ns = x.shape[-2:]
+    w, b = rng.uniform(0.5, 1.5, ns), rng.uniform(-1, 1, ns)
+    axes = (-2, -1)
+    mean = lambda a: np.mean(a, axis=axes, keepdims=True)  # noqa: E731
+    normalized = lambda a: (a - mean(a)) / np.sqrt(mean((a - mean(a)) ** 2) + 1e-5)  # noqa: E731
+    check_op(lambda a, w, b: F.layer_norm(a, ns, w, b), lambda a, w, b: normalized(a) * w + b, [x, w, b])
+    check_op(lambda a: F.layer_norm(a, ns), normalized, [x])  # no weight, no bias
 
 
 def test_layer_norm_eps_goes_inside_the_square_root():
-    out = F.layer_norm(Tensor(np.array([[0.0, 2.0]])), Tensor(np.ones(2)), eps=1.0)
+    out = F.layer_norm(Tensor(np.array([[0.0, 2.0]])), (2,), Tensor(np.ones(2)), eps=1.0)
     np.testing.assert_allclose(out.data, [[-1 / np.sqrt(2.0), 1 / np.sqrt(2.0)]])
 
 
 # ----- dropout ---------------------------------------------------------------------------------
 def test_dropout_with_the_same_seed_drops_the_same_elements():
     x = Tensor(np.ones((8, 16), dtype=np.float32))
-    a = F.dropout(x, 0.5, np.random.default_rng(7)).data
-    b = F.dropout(x, 0.5, np.random.default_rng(7)).data
-    c = F.dropout(x, 0.5, np.random.default_rng(8)).data
+    a = F.dropout(x, 0.5, generator=np.random.default_rng(7)).data
+    b = F.dropout(x, 0.5, generator=np.random.default_rng(7)).data
+    c = F.dropout(x, 0.5, generator=np.random.default_rng(8)).data
     np.testing.assert_array_equal(a, b)
     assert (a != c).any()
     assert set(np.unique(a)) <= {0.0, 2.0} and a.dtype == np.float32
@@ -50,8 +63,8 @@ def test_dropout_with_the_same_seed_drops_the_same_elements():
 
 def test_dropout_is_the_identity_in_eval_and_for_p_0():
     x = Tensor(np.arange(6.0), requires_grad=True)
-    assert F.dropout(x, 0.9, np.random.default_rng(0), training=False) is x
-    assert F.dropout(x, 0.0, np.random.default_rng(0)) is x
+    assert F.dropout(x, 0.9, generator=np.random.default_rng(0), training=False) is x
+    assert F.dropout(x, 0.0, generator=np.random.default_rng(0)) is x
 
 
 @pytest.mark.parametrize("p", [0.1, 0.5, 0.9])
@@ -65,17 +78,37 @@ def test_dropout_preserves_the_expected_value(p):
 
 @given(x=arrays(shapes(min_dims=1)), p=st.sampled_from([0.2, 0.5]), seed=seeds)
 def test_dropout_scales_survivors_and_matches_finite_differences(x, p, seed):
-    out = F.dropout(Tensor(x), p, np.random.default_rng(seed)).data
+    out = F.dropout(Tensor(x), p, generator=np.random.default_rng(seed)).data
     kept = out != 0
     np.testing.assert_allclose(out[kept], x[kept] / (1 - p), rtol=1e-15)
     # a fresh Generator with the same seed per call: finite differences see one fixed mask
-    gradcheck(lambda t: F.dropout(t, p, np.random.default_rng(seed)), [x])
+    gradcheck(lambda t: F.dropout(t, p, generator=np.random.default_rng(seed)), [x])
 
 
-@pytest.mark.parametrize("p", [-0.1, 1.0, 1.5])
+def test_dropout_with_p_1_drops_everything_and_passes_no_gradient():
+    x = Tensor(np.ones(4), requires_grad=True)
+    out = F.dropout(x, 1.0)
+    (out * np.arange(4.0)).sum().backward()
+    np.testing.assert_array_equal(out.data, 0.0)
+    np.testing.assert_array_equal(x.grad, 0.0)
+
+
+def test_dropout_without_a_generator_uses_the_default_stream_that_manual_seed_restarts():
+    import tinygpt
+    x = Tensor(np.ones(50))
+    tinygpt.manual_seed(3)
+    first = F.dropout(x, 0.5).data
+    assert not np.array_equal(first, F.dropout(x, 0.5).data)  # the stream moves on
+    tinygpt.manual_seed(3)
+    np.testing.assert_array_equal(F.dropout(x, 0.5).data, first)
+    with pytest.raises(TypeError, match="dropout: generator must be a np.random.Generator or None, got int"):
+        F.dropout(x, 0.5, generator=3)
+
+
+@pytest.mark.parametrize("p", [-0.1, 1.5])
 def test_dropout_rejects_p_outside_0_1(p):
-    with pytest.raises(ValueError, match=f"p must be in \\[0, 1\\), got {p}"):
-        F.dropout(Tensor(np.ones(3)), p, np.random.default_rng(0))
+    with pytest.raises(ValueError, match=f"p must be in \\[0, 1\\], got {p}"):
+        F.dropout(Tensor(np.ones(3)), p, generator=np.random.default_rng(0))
 
 
 # ----- attention -------------------------------------------------------------------------------
@@ -121,7 +154,7 @@ def test_fused_attention_equals_composed_primitives(causal):
     future = np.triu(np.ones((4, 6), dtype=bool), k=6 - 4 + 1)
 
     def composed(q, k, v):
-        scores = (q @ k.transpose(0, 1, 3, 2)) * (1.0 / np.sqrt(5))  # (B, nh, Tq, Tk)
+        scores = (q @ k.transpose(-2, -1)) * (1.0 / np.sqrt(5))  # (B, nh, Tq, Tk)
         if causal:
             scores = scores.masked_fill(future, -np.inf)
         return F.softmax(scores, axis=-1) @ v
@@ -168,9 +201,9 @@ def test_causal_self_attention_equals_split_heads_and_sdpa(dtype, tol):
     qkv_array, weights = rng.normal(size=(B, T, 3 * C)).astype(dtype), rng.normal(size=(B, T, C))
 
     def composed(qkv):
-        q, k, v = (x.reshape(B, T, nh, hs).transpose(0, 2, 1, 3) for x in F.split(qkv, 3, axis=-1))
+        q, k, v = (x.reshape(B, T, nh, hs).transpose(1, 2) for x in F.split(qkv, C, dim=-1))
         y = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (B, nh, T, hs)
-        return y.transpose(0, 2, 1, 3).reshape(B, T, C)
+        return y.transpose(1, 2).reshape(B, T, C)
     results = []
     for f in (lambda qkv: F.causal_self_attention(qkv, nh), composed):
         qkv = Tensor(qkv_array, requires_grad=True)

@@ -1,4 +1,4 @@
-"""Reductions: sum, mean, max, var over axis None / int / tuple / negative, with and without keepdims."""
+"""Reductions: sum, mean, amax, var over axis None / int / tuple / negative, with and without keepdims."""
 
 import math
 
@@ -28,9 +28,9 @@ REDUCTIONS = {
             lambda a, axis, keepdims: np.sum(a, axis=axis, keepdims=keepdims)),
     "mean": (lambda t, axis, keepdims: F.mean(t, axis=axis, keepdims=keepdims),
              lambda a, axis, keepdims: np.sum(a, axis=axis, keepdims=keepdims) / _count(a, axis)),
-    "max": (lambda t, axis, keepdims: t.max(axis, keepdims),
+    "amax": (lambda t, axis, keepdims: t.amax(axis=axis, keepdims=keepdims),  # NumPy: axis=() reduces nothing
             lambda a, axis, keepdims: np.max(a, axis=axis, keepdims=keepdims)),
-    "var": (lambda t, axis, keepdims: t.var(axis, keepdims),
+    "var": (lambda t, axis, keepdims: t.var(axis, keepdim=keepdims, correction=0),
             lambda a, axis, keepdims: _numpy_var(a, axis, keepdims, 0)),
 }
 
@@ -59,7 +59,10 @@ def test_var_with_ddof_matches_numpy_and_finite_differences(case, ddof):
     x, axis, keepdims = case
     if _count(x, axis) <= ddof:
         return  # 0 / 0: covered by test_var_of_a_single_value_with_ddof_1_is_nan
-    check_op(lambda t: F.var(t, axis, keepdims, ddof), lambda a: _numpy_var(a, axis, keepdims, ddof), [x])
+    check_op(lambda t: F.var(t, axis, keepdim=keepdims, correction=ddof),
+             lambda a: _numpy_var(a, axis, keepdims, ddof), [x])
+    check_op(lambda t: F.var(t, axis=axis, keepdims=keepdims, ddof=ddof),  # NumPy's spelling
+             lambda a: _numpy_var(a, axis, keepdims, ddof), [x])
 
 
 def test_var_of_a_single_value_with_ddof_1_is_nan():
@@ -69,7 +72,7 @@ def test_var_of_a_single_value_with_ddof_1_is_nan():
 
 def test_max_gradient_is_shared_equally_between_ties():
     x = Tensor(np.array([[1.0, 3.0, 3.0], [2.0, 2.0, 2.0]]), requires_grad=True)
-    (x.max(axis=1) * np.array([6.0, 9.0])).sum().backward()
+    (x.amax(axis=1) * np.array([6.0, 9.0])).sum().backward()
     np.testing.assert_allclose(x.grad, [[0.0, 3.0, 3.0], [3.0, 3.0, 3.0]])
 
 

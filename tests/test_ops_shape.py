@@ -45,10 +45,13 @@ def permutations(draw, ndim):
 @given(x=arrays(shapes(min_dims=1, max_dims=4)), data=st.data())
 def test_transpose_and_permute_match_numpy_and_finite_differences(x, data):
     axes = data.draw(permutations(x.ndim))
-    check_op(lambda t: t.transpose(axes), lambda a: np.transpose(a, axes), [x])
+    check_op(lambda t: t.permute(axes), lambda a: np.transpose(a, axes), [x])
     check_op(lambda t: t.permute(*axes), lambda a: np.transpose(a, axes), [x])
+    check_op(lambda t: F.permute(t, axes), lambda a: np.transpose(a, axes), [x])
     check_op(lambda t: t.T, lambda a: a.T, [x])
-    check_op(lambda t: F.transpose(t), lambda a: np.transpose(a), [x])
+    dim0, dim1 = data.draw(st.integers(-x.ndim, x.ndim - 1)), data.draw(st.integers(-x.ndim, x.ndim - 1))
+    check_op(lambda t: t.transpose(dim0, dim1), lambda a: np.swapaxes(a, dim0, dim1), [x])
+    check_op(lambda t: F.transpose(t, dim0, dim1), lambda a: np.swapaxes(a, dim0, dim1), [x])
 
 
 @given(x=arrays(shapes(min_dims=1, max_dims=3)), data=st.data())
@@ -130,15 +133,29 @@ def test_stack_matches_numpy_and_finite_differences(k, shape, data):
 
 
 @given(case=arrays_and_axis(shapes(min_dims=1)), data=st.data())
-def test_split_into_equal_parts_matches_numpy_and_finite_differences(case, data):
+def test_split_into_chunks_of_one_size_matches_slicing_and_finite_differences(case, data):
+    """torch.split's int: pieces of `size` elements, the last one shorter when it does not divide."""
     x, axis = case
     n = x.shape[axis]
-    parts = data.draw(st.sampled_from([d for d in range(1, n + 1) if n % d == 0]))
-    step = n // parts
+    size = data.draw(st.integers(1, n + 1))
 
     def by_slicing(a):
-        return tuple(np.take(a, range(i * step, (i + 1) * step), axis=axis) for i in range(parts))
-    check_op(lambda t: t.split(parts, axis=axis), by_slicing, [x])
+        return tuple(np.take(a, range(lo, min(lo + size, n)), axis=axis) for lo in range(0, n, size))
+    check_op(lambda t: t.split(size, axis=axis), by_slicing, [x])
+    check_op(lambda t: F.split(t, size, dim=axis), by_slicing, [x])
+
+
+@given(case=arrays_and_axis(shapes(min_dims=1)), data=st.data())
+def test_chunk_matches_slicing_and_finite_differences(case, data):
+    """torch.chunk: at most `chunks` pieces of ceil(n / chunks), fewer when the size runs out."""
+    x, axis = case
+    n = x.shape[axis]
+    chunks = data.draw(st.integers(1, n + 2))
+    size = -(-n // chunks)
+
+    def by_slicing(a):
+        return tuple(np.take(a, range(lo, min(lo + size, n)), axis=axis) for lo in range(0, n, size))
+    check_op(lambda t: t.chunk(chunks, axis), by_slicing, [x])
 
 
 @st.composite
@@ -146,6 +163,12 @@ def cut_points(draw):
     """(x, cuts): sorted indices into axis 0 of x, maybe repeated, maybe 0 or the end (empty pieces)."""
     x = draw(arrays(shapes(min_dims=1)))
     return x, sorted(draw(st.lists(st.integers(0, x.shape[0]), max_size=3)))
+
+
+def _sizes(cuts, n):
+    """np.split's cut points -> torch.split's list of piece sizes."""
+    bounds = [0] + cuts + [n]
+    return [hi - lo for lo, hi in zip(bounds, bounds[1:])]
 
 
 @given(case=cut_points())
@@ -157,8 +180,9 @@ def test_split_at_indices_with_unused_pieces_matches_numpy_and_finite_difference
     def pieces(a):
         return tuple(a[lo:max(lo, hi)] for lo, hi in zip(bounds, bounds[1:]))
     # keep every other piece: the unused ones send no gradient and must not break backward
-    check_op(lambda t: F.split(t, cuts, axis=0)[::2], lambda a: pieces(a)[::2], [x])
-    check_op(lambda t: F.split(t, cuts, axis=0)[-1], lambda a: pieces(a)[-1], [x])
+    sizes = _sizes(cuts, x.shape[0])
+    check_op(lambda t: F.split(t, sizes, 0)[::2], lambda a: pieces(a)[::2], [x])
+    check_op(lambda t: F.split(t, sizes, 0)[-1], lambda a: pieces(a)[-1], [x])
 
 
 @pytest.mark.parametrize("index", [(slice(None), 0), (Ellipsis, None), (1, Ellipsis, slice(None, None, -1))])

@@ -163,3 +163,34 @@ def test_optim_new_rules_state_dict_resume_equals_an_uninterrupted_run(name):
         second.step()
     for a, b in zip([p.data for p in ps], straight):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("kwargs", [dict(lr=0.1, momentum=0.9, dampening=0.5), dict(lr=0.1, momentum=0.9, nesterov=True,
+                                                                                 weight_decay=0.01), {}])
+def test_sgd_with_torchs_arguments_and_defaults_matches_torch_step_for_step(kwargs):
+    ours = run_tinygpt(lambda ps: optim.SGD(ps, **kwargs), 6)
+    torch = pytest.importorskip("torch")
+    theirs = run_torch(lambda ps: torch.optim.SGD(ps, **kwargs), 6)  # {}: both default to lr=1e-3
+    for a, b in zip(ours, theirs):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("norm_type", [1.0, 2.0, 3.5, float("inf")])
+def test_clip_grad_norm_of_any_order_matches_torch(norm_type):
+    torch = pytest.importorskip("torch")
+    ps = [nn.Parameter(w) for w in start()]
+    tps = [torch.nn.Parameter(torch.tensor(w)) for w in start()]
+    for p, tp, g in zip(ps, tps, grads(0)):
+        p.grad, tp.grad = g.copy(), torch.tensor(g)
+    total = optim.clip_grad_norm_(ps, 0.5, norm_type)
+    theirs = torch.nn.utils.clip_grad_norm_(tps, 0.5, norm_type)
+    assert total == pytest.approx(theirs.item(), rel=1e-12)
+    for p, tp in zip(ps, tps):
+        np.testing.assert_allclose(p.grad, tp.grad.numpy(), rtol=1e-10)  # the same max_norm / (total + 1e-6)
+
+
+def test_clip_grad_norm_raises_on_a_nonfinite_norm_when_asked():
+    p = nn.Parameter(np.ones(2))
+    p.grad = np.array([np.inf, 1.0])
+    with pytest.raises(RuntimeError, match="total norm of order 2.0 of the gradients is inf"):
+        optim.clip_grad_norm_(p, 1.0, error_if_nonfinite=True)

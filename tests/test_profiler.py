@@ -19,7 +19,7 @@ tensor_module = importlib.import_module("tinygpt.tensor")
 
 def _mlp_loss(seed=0):
     rng = np.random.default_rng(seed)
-    mlp = nn.Sequential(nn.Linear(8, 16, rng=rng), nn.GELU(), nn.LayerNorm(16), nn.Linear(16, 4, rng=rng))
+    mlp = nn.Sequential(nn.Linear(8, 16, rng=rng), nn.GELU("tanh"), nn.LayerNorm(16), nn.Linear(16, 4, rng=rng))
     x = tinygpt.Tensor(rng.standard_normal((5, 8)), dtype=np.float32)  # float32: what the C kernels take
     targets = rng.integers(0, 4, size=5)
     return mlp, F.cross_entropy(mlp(x), targets)
@@ -111,7 +111,7 @@ def test_profile_backend_reports_the_fallback_when_a_kernel_declines(monkeypatch
     monkeypatch.setitem(backend._chosen, "gelu_forward", ("c", declining_gelu))
     x = np.linspace(-2, 2, 12, dtype=np.float32).reshape(3, 4)
     with tinygpt.profile() as prof:
-        y = F.gelu(tinygpt.Tensor(x))
+        y = F.gelu(tinygpt.Tensor(x), approximate="tanh")
     assert calls == [(3, 4)]
     assert [(r.op, r.backend) for r in prof.records] == [("gelu", "numpy")]
     np.testing.assert_allclose(y.data, backend._references["gelu_forward"](x)[0])

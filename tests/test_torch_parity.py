@@ -48,6 +48,8 @@ def _torch_self_attention(qkv, n_head):
     return TF.scaled_dot_product_attention(q, k, v, is_causal=True).transpose(1, 2).reshape(B, T, C)
 
 
+BCE_WEIGHT = rng.uniform(0, 2, (3,))
+
 # name: (tinygpt, torch, inputs)
 CASES = {
     "add_broadcast": (lambda a, b: a + b, lambda a, b: a + b, [normal(2, 1, 3), normal(4, 1)]),
@@ -65,8 +67,15 @@ CASES = {
     "tanh": (F.tanh, torch.tanh, [normal(2, 3)]),
     "sigmoid": (F.sigmoid, torch.sigmoid, [normal(2, 3) * 5]),
     "relu": (F.relu, torch.relu, [normal(2, 3)]),
-    "gelu": (F.gelu, lambda a: TF.gelu(a, approximate="tanh"), [normal(2, 3) * 2]),
+    "gelu": (F.gelu, TF.gelu, [normal(2, 3) * 2]),  # both exact (erf) by default
+    "gelu_tanh": (lambda a: F.gelu(a, approximate="tanh"), lambda a: TF.gelu(a, approximate="tanh"),
+                  [normal(2, 3) * 2]),
     "clip": (lambda a: a.clip(-0.5, 0.5), lambda a: a.clamp(-0.5, 0.5), [normal(3, 4)]),
+    "clamp_one_side": (lambda a: F.clamp(a, max=0.2), lambda a: torch.clamp(a, max=0.2), [normal(3, 4)]),
+    "add_alpha": (lambda a, b: F.add(a, b, alpha=-2.5), lambda a, b: torch.add(a, b, alpha=-2.5),
+                  [normal(2, 3), normal(3)]),
+    "sub_alpha": (lambda a, b: F.sub(a, b, alpha=0.5), lambda a, b: torch.sub(a, b, alpha=0.5),
+                  [normal(2, 3), normal(2, 3)]),
     "where": (lambda a, b: F.where(np.array([True, False, True]), a, b),
               lambda a, b: torch.where(torch.tensor([True, False, True]), a, b),
               [normal(2, 3), normal(2, 1)]),
@@ -85,6 +94,9 @@ CASES = {
                               [normal(2, 5, 12)]),
     "reshape": (lambda a: a.reshape(3, -1), lambda a: a.reshape(3, -1), [normal(2, 3, 2)]),
     "permute": (lambda a: a.permute(2, 0, 1), lambda a: a.permute(2, 0, 1), [normal(2, 3, 4)]),
+    "F_permute": (lambda a: F.permute(a, (1, 2, 0)), lambda a: torch.permute(a, (1, 2, 0)), [normal(2, 3, 4)]),
+    "transpose": (lambda a: F.transpose(a, 0, -1), lambda a: torch.transpose(a, 0, -1), [normal(2, 3, 4)]),
+    "transpose_method": (lambda a: a.transpose(1, 2), lambda a: a.transpose(1, 2), [normal(2, 3, 4)]),
     "transpose_T": (lambda a: a.T, lambda a: a.T, [normal(3, 4)]),
     "getitem_basic": (lambda a: a[1:, None, ..., -1], lambda a: a[1:, None, ..., -1], [normal(3, 4, 5)]),
     "getitem_int_array": (lambda a: a[np.array([2, 0, 2, 2])],
@@ -95,19 +107,46 @@ CASES = {
                           lambda a: a[torch.tensor([True, False, True])], [normal(3, 2)]),
     "embedding": (lambda w, i: F.embedding(i, w), lambda w, i: TF.embedding(i, w),
                   [normal(5, 3), np.array([[4, 0, 4], [1, 4, 4]])]),
+    "embedding_padding_idx": (lambda w, i: F.embedding(i, w, padding_idx=4),
+                              lambda w, i: TF.embedding(i, w, padding_idx=4),
+                              [normal(5, 3), np.array([[4, 0, 4], [1, 4, 4]])]),
+    "embedding_negative_padding_idx": (lambda w, i: F.embedding(i, w, -5), lambda w, i: TF.embedding(i, w, -5),
+                                       [normal(5, 3), np.array([0, 1, 0])]),
+    "cat": (lambda *t: F.cat(t, 1), lambda *t: torch.cat(t, 1), [normal(2, 1), normal(2, 3)]),
     "concatenate": (lambda *t: F.concatenate(t, axis=-1), lambda *t: torch.cat(t, dim=-1),
                     [normal(2, 1), normal(2, 3), normal(2, 2)]),
     "stack": (lambda *t: F.stack(t, axis=1), lambda *t: torch.stack(t, dim=1), [normal(2, 3), normal(2, 3)]),
-    "split_equal": (lambda a: F.split(a, 3, axis=0), lambda a: torch.tensor_split(a, 3, dim=0),
-                    [normal(6, 2)]),
-    "split_indices_unused": (lambda a: F.split(a, [1, 4], axis=1)[1:],
-                             lambda a: torch.tensor_split(a, [1, 4], dim=1)[1:], [normal(2, 6)]),
+    "split_size": (lambda a: F.split(a, 3), lambda a: torch.split(a, 3), [normal(6, 2)]),
+    "split_size_uneven": (lambda a: a.split(4, dim=-1), lambda a: a.split(4, dim=-1), [normal(2, 10)]),
+    "split_sizes_unused": (lambda a: F.split(a, [1, 3, 2], 1)[1:],
+                           lambda a: torch.split(a, [1, 3, 2], 1)[1:], [normal(2, 6)]),
+    "chunk": (lambda a: F.chunk(a, 3, 1), lambda a: torch.chunk(a, 3, 1), [normal(2, 7)]),
+    "chunk_fewer_pieces": (lambda a: a.chunk(4), lambda a: a.chunk(4), [normal(6, 2)]),  # 3 pieces of 2
     "softmax": (lambda a: F.softmax(a, axis=1), lambda a: torch.softmax(a, dim=1), [normal(2, 3, 4)]),
     "log_softmax": (lambda a: F.log_softmax(a, axis=0), lambda a: torch.log_softmax(a, dim=0),
                     [normal(3, 4)]),
-    "layer_norm": (F.layer_norm, lambda x, w, b: TF.layer_norm(x, (4,), w, b),
+    "layer_norm": (lambda x, w, b: F.layer_norm(x, (4,), w, b), lambda x, w, b: TF.layer_norm(x, (4,), w, b),
                    [normal(2, 3, 4), normal(4), normal(4)]),
-    "layer_norm_no_bias": (F.layer_norm, lambda x, w: TF.layer_norm(x, (4,), w), [normal(3, 4), normal(4)]),
+    "layer_norm_no_bias": (lambda x, w: F.layer_norm(x, 4, w), lambda x, w: TF.layer_norm(x, (4,), w),
+                           [normal(3, 4), normal(4)]),
+    "layer_norm_no_affine": (lambda x: F.layer_norm(x, [4]), lambda x: TF.layer_norm(x, [4]), [normal(3, 4)]),
+    "layer_norm_two_dims": (lambda x, w, b: F.layer_norm(x, (3, 4), w, b),
+                            lambda x, w, b: TF.layer_norm(x, (3, 4), w, b),
+                            [normal(2, 3, 4), normal(3, 4), normal(3, 4)]),
+    "mse_loss": (F.mse_loss, TF.mse_loss, [normal(2, 3), normal(2, 3)]),
+    "mse_loss_sum": (lambda a, b: F.mse_loss(a, b, reduction="sum"), lambda a, b: TF.mse_loss(a, b, reduction="sum"),
+                     [normal(2, 3), normal(2, 3)]),
+    "mse_loss_none": (lambda a, b: F.mse_loss(a, b, reduction="none"),
+                      lambda a, b: TF.mse_loss(a, b, reduction="none"), [normal(2, 3), normal(2, 3)]),
+    "binary_cross_entropy": (F.binary_cross_entropy, TF.binary_cross_entropy,
+                             [rng.uniform(0.05, 0.95, (2, 3)), rng.uniform(0, 1, (2, 3))]),
+    "binary_cross_entropy_weight_sum": (  # torch takes no gradient for weight: a constant
+        lambda p, t: F.binary_cross_entropy(p, t, BCE_WEIGHT, reduction="sum"),
+        lambda p, t: TF.binary_cross_entropy(p, t, torch.tensor(BCE_WEIGHT), reduction="sum"),
+        [rng.uniform(0.05, 0.95, (2, 3)), rng.uniform(0, 1, (2, 3))]),
+    "binary_cross_entropy_none": (lambda p, t: F.binary_cross_entropy(p, t, reduction="none"),
+                                  lambda p, t: TF.binary_cross_entropy(p, t, reduction="none"),
+                                  [rng.uniform(0.05, 0.95, (4,)), rng.uniform(0, 1, (4,))]),
 }
 
 
@@ -127,19 +166,53 @@ def test_binary_op_with_any_broadcast_matches_torch(op, pair, seed):
     assert_matches_torch(BINARY[op], BINARY[op], [r.normal(size=pair[0]), r.normal(size=pair[1])])
 
 
-@pytest.mark.parametrize("name", ["sum", "mean", "max", "var"])
+@pytest.mark.parametrize("name", ["sum", "mean", "amax", "var"])
 @given(shape=shapes(min_dims=1), data=st.data(), keepdims=st.booleans())
 def test_reduction_matches_torch(name, shape, data, keepdims):
     axis = data.draw(axes(len(shape)).filter(lambda a: a != ()))  # torch reads dim=() as "all"
     x = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1))).normal(size=shape)
     dim = tuple(range(len(shape))) if axis is None else axis
-    if name == "var" and (x.size if axis is None else np.prod([shape[a] for a in np.atleast_1d(axis)])) < 2:
-        return  # torch and tinygpt agree on 0 here, but torch warns about the degrees of freedom
+    if name == "var" and (x.size if axis is None else np.prod([shape[a] for a in np.atleast_1d(axis)])) < 3:
+        return  # 0 / 0 or torch's warning about the degrees of freedom
     torch_f = {"sum": lambda t: torch.sum(t, dim=dim, keepdim=keepdims),
                "mean": lambda t: torch.mean(t, dim=dim, keepdim=keepdims),
-               "max": lambda t: torch.amax(t, dim=dim, keepdim=keepdims),
-               "var": lambda t: torch.var(t, dim=dim, keepdim=keepdims, correction=0)}[name]
-    assert_matches_torch(lambda t: getattr(t, name)(axis, keepdims), torch_f, [x])
+               "amax": lambda t: torch.amax(t, dim=dim, keepdim=keepdims),
+               "var": lambda t: torch.var(t, dim=dim, keepdim=keepdims)}[name]  # unbiased: correction=1
+    assert_matches_torch(lambda t: getattr(t, name)(axis, keepdims) if name != "var"
+                         else t.var(axis, keepdim=keepdims), torch_f, [x])
+    if name == "var":  # NumPy's ddof=0 and torch's correction=0 are the biased variance
+        assert_matches_torch(lambda t: F.var(t, axis=axis, keepdims=keepdims, ddof=0),
+                             lambda t: torch.var(t, dim=dim, keepdim=keepdims, correction=0), [x])
+
+
+@pytest.mark.parametrize("dim, keepdim", [(0, False), (1, True), (-1, False)])
+def test_max_along_a_dim_returns_values_and_indices_as_torch(dim, keepdim):
+    x = normal(3, 4)
+    values, indices = F.max(Tensor(x), dim, keepdim)
+    theirs = torch.max(torch.tensor(x), dim, keepdim)
+    np.testing.assert_allclose(values.data, theirs.values.numpy(), rtol=0)
+    np.testing.assert_array_equal(indices, theirs.indices.numpy())
+    assert_matches_torch(lambda t: F.max(t, dim=dim, keepdim=keepdim).values,
+                         lambda t: torch.max(t, dim=dim, keepdim=keepdim).values, [x])
+    assert_matches_torch(lambda t: t.max(), lambda t: t.max(), [x])  # no dim: the largest value
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("kind", ["integers", "ignored", "probabilities"])
+@pytest.mark.parametrize("weighted, smoothing", [(True, 0.0), (False, 0.2), (True, 0.3)])
+def test_cross_entropy_weight_and_label_smoothing_match_torch(reduction, kind, weighted, smoothing):
+    logits = normal(6, 5)
+    targets = np.array([1, 4, 0, 2, 2, 3])
+    if kind == "ignored":
+        targets[1] = targets[4] = -100
+    if kind == "probabilities":
+        p = np.exp(normal(6, 5))
+        targets = p / p.sum(-1, keepdims=True)
+    w = rng.uniform(0.2, 2.0, 5) if weighted else None
+    assert_matches_torch(
+        lambda t: F.cross_entropy(t, targets, w, reduction=reduction, label_smoothing=smoothing),
+        lambda t: TF.cross_entropy(t, torch.tensor(targets), None if w is None else torch.tensor(w),
+                                   reduction=reduction, label_smoothing=smoothing), [logits], rtol=1e-9)
 
 
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
@@ -187,3 +260,38 @@ def test_lstm_matches_torch(used):
     inputs = [normal(batch, steps, features), normal(batch, hidden), normal(batch, hidden),
               normal(features, 4 * hidden) * 0.5, normal(hidden, 4 * hidden) * 0.5, normal(4 * hidden) * 0.5]
     assert_matches_torch(lambda *t: tuple(F.lstm(*t)[j] for j in used), torch_lstm, inputs)
+
+
+@pytest.mark.parametrize("batch_first, bias", [(False, True), (True, False)])
+def test_nn_lstm_with_torchs_layout_arguments_matches_torch(batch_first, bias):
+    """nn.LSTM(batch_first=False) reads (T, B, I) as torch's default does; bias=False has no bias."""
+    import tinygpt.nn as nn
+    ours = nn.LSTM(3, 4, num_layers=2, bias=bias, batch_first=batch_first, rng=0).to(np.float64)
+    theirs = torch.nn.LSTM(3, 4, num_layers=2, bias=bias, batch_first=batch_first).double()
+    with torch.no_grad():
+        for name, p in ours.named_parameters():
+            if name.startswith("bias_l"):
+                k = name[len("bias_l"):]
+                getattr(theirs, f"bias_ih_l{k}").copy_(torch.tensor(p.data))
+                getattr(theirs, f"bias_hh_l{k}").zero_()
+            else:
+                getattr(theirs, name).copy_(torch.tensor(p.data.T))
+    x = normal(5, 2, 3)  # (T, B, I) or (B, T, I)
+    out, (h, c) = ours(Tensor(x))
+    t_out, (t_h, t_c) = theirs(torch.tensor(x))
+    for a, b in ((out, t_out), (h, t_h), (c, t_c)):
+        np.testing.assert_allclose(a.data, b.detach().numpy(), rtol=1e-10, atol=1e-12)
+
+
+def test_nn_layers_with_torchs_arguments_match_torch():
+    import tinygpt.nn as nn
+    x = normal(2, 3, 4)
+    ln, t_ln = nn.LayerNorm((3, 4), eps=1e-3).to(np.float64), torch.nn.LayerNorm((3, 4), eps=1e-3).double()
+    np.testing.assert_allclose(ln(Tensor(x)).data, t_ln(torch.tensor(x)).detach().numpy(), rtol=1e-10)
+    plain = nn.LayerNorm(4, elementwise_affine=False)
+    np.testing.assert_allclose(plain(Tensor(x, dtype=np.float64)).data,
+                               torch.nn.LayerNorm(4, elementwise_affine=False)(torch.tensor(x)).numpy(), rtol=1e-10)
+    np.testing.assert_allclose(nn.GELU()(Tensor(x)).data, torch.nn.GELU()(torch.tensor(x)).numpy(), rtol=1e-12)
+    assert torch.nn.Embedding(5, 3, padding_idx=2).weight[2].abs().sum() == 0
+    assert not nn.Embedding(5, 3, padding_idx=2).weight.data[2].any()  # both start the padding row at 0
+    assert nn.Dropout().p == torch.nn.Dropout().p == 0.5

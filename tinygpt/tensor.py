@@ -124,20 +124,21 @@ class Tensor:
         return tensor
 
     # ----- backward -------------------------------------------------------------------------
-    def backward(self, grad=None, retain_graph=False):
-        """Fill `.grad` of every leaf this tensor depends on with d(self)/d(leaf), weighted by `grad`."""
+    def backward(self, gradient=None, retain_graph=None):
+        """Fill `.grad` of every leaf this tensor depends on with d(self)/d(leaf), weighted by
+        `gradient` (torch's name; needed unless self is a scalar). retain_graph=None is False."""
         if not self.requires_grad:
             raise RuntimeError("backward() on a tensor that does not require grad: no input of the "
                                "ops that made it has requires_grad=True (or it was made under no_grad)")
-        if grad is None:
+        if gradient is None:
             if self.data.size != 1:
                 raise ValueError(f"backward() without a gradient needs a scalar, but this tensor "
-                                 f"has shape {self.shape}; pass grad= of that shape or reduce first")
+                                 f"has shape {self.shape}; pass gradient= of that shape or reduce first")
             grad = np.ones_like(self.data)
         else:
-            grad = np.asarray(grad.data if isinstance(grad, Tensor) else grad, dtype=self.dtype)
+            grad = np.asarray(gradient.data if isinstance(gradient, Tensor) else gradient, dtype=self.dtype)
             if grad.shape != self.shape:
-                raise ValueError(f"backward(grad=...) got shape {grad.shape}, expected {self.shape}")
+                raise ValueError(f"backward(gradient=...) got shape {grad.shape}, expected {self.shape}")
         if self._node is None:
             self._accumulate(grad)
             return
@@ -250,29 +251,34 @@ class Tensor:
     def tanh(self): return F.tanh(self)
     def sigmoid(self): return F.sigmoid(self)
     def relu(self): return F.relu(self)
-    def gelu(self): return F.gelu(self)
-    def clip(self, min=None, max=None): return F.clip(self, min, max)
-    # NumPy's axis/keepdims and PyTorch's dim/keepdim alike (functional._pick)
-    def sum(self, axis=None, keepdims=None, **torch_names): return F.sum(self, axis, keepdims, **torch_names)
-    def mean(self, axis=None, keepdims=None, **torch_names): return F.mean(self, axis, keepdims, **torch_names)
-    def max(self, axis=None, keepdims=None, **torch_names): return F.max(self, axis, keepdims, **torch_names)
-    def var(self, axis=None, keepdims=None, ddof=0, **torch_names): return F.var(self, axis, keepdims, ddof, **torch_names)
+    def gelu(self, approximate="none"): return F.gelu(self, approximate)
+    def clamp(self, min=None, max=None): return F.clamp(self, min, max)
+    def clip(self, min=None, max=None): return F.clamp(self, min, max)
+    # PyTorch's dim/keepdim, positionally or by name; NumPy's axis/keepdims by name
+    def sum(self, dim=None, keepdim=False, **numpy_names): return F.sum(self, dim, keepdim, **numpy_names)
+    def mean(self, dim=None, keepdim=False, **numpy_names): return F.mean(self, dim, keepdim, **numpy_names)
+    def max(self, dim=None, keepdim=False, **numpy_names): return F.max(self, dim, keepdim, **numpy_names)
+    def amax(self, dim=None, keepdim=False, **numpy_names): return F.amax(self, dim, keepdim, **numpy_names)
+    def var(self, dim=None, *, correction=1, keepdim=False, **numpy_names):
+        return F.var(self, dim, correction=correction, keepdim=keepdim, **numpy_names)
     def softmax(self, dim=None, **numpy_name): return F.softmax(self, dim, **numpy_name)
     def log_softmax(self, dim=None, **numpy_name): return F.log_softmax(self, dim, **numpy_name)
     def reshape(self, *shape): return F.reshape(self, _one_tuple(shape))
-    def transpose(self, *axes): return F.transpose(self, _one_tuple(axes) if axes else None)
-    def permute(self, *axes): return F.transpose(self, _one_tuple(axes))
-    def split(self, sections, axis=-1): return F.split(self, sections, axis)
+    def transpose(self, dim0, dim1): return F.transpose(self, dim0, dim1)
+    def permute(self, *dims): return F.permute(self, _one_tuple(dims))
+    def split(self, split_size, dim=0, **numpy_name): return F.split(self, split_size, dim, **numpy_name)
+    def chunk(self, chunks, dim=0, **numpy_name): return F.chunk(self, chunks, dim, **numpy_name)
     def masked_fill(self, mask, value): return F.masked_fill(self, mask, value)
 
     @property
     def T(self):
-        return F.transpose(self)
+        """The dimensions reversed (a matrix transposed), as torch's and NumPy's .T."""
+        return F.permute(self, None)
 
 
 def _one_tuple(args):
     """`x.reshape(2, 3)` and `x.reshape((2, 3))` alike: the arguments as one tuple.
-    NOTE: a lone int is an axis, not a sequence: `x.permute(0)` of a 1-D x means (0,)."""
+    NOTE: a lone int is a dimension, not a sequence: `x.permute(0)` of a 1-D x means (0,)."""
     return tuple(args[0]) if len(args) == 1 and not isinstance(args[0], (int, np.integer)) else args
 
 

@@ -12,7 +12,7 @@ ACTIVATIONS = {
     "relu": F.relu,
     "sigmoid": F.sigmoid,
     "tanh": F.tanh,
-    "gelu": F.gelu,  # NOTE: GPT-2's tanh approximation; Keras' default is the exact erf form
+    "gelu": lambda x: F.gelu(x, approximate="tanh"),  # NOTE: Keras' default is the exact erf form
     "softmax": lambda x: F.softmax(x, axis=-1),
 }
 

@@ -11,12 +11,11 @@ Not here: the loop that calls them (training.py), BackupAndRestore (callbacks_ba
 
 import csv
 import math
-import sys
 import time
 import warnings
 from pathlib import Path
 
-from tqdm.auto import tqdm
+from tinygpt.keras import printer
 
 
 class Callback:
@@ -88,7 +87,7 @@ def _format_logs(logs):
 
 class ProgbarLogger(Callback):
     """fit's output: verbose=1 a tqdm bar per epoch with the running loss and metrics,
-    verbose=2 one line per epoch. The only printing in tinygpt.keras besides summary()."""
+    verbose=2 one line per epoch, both through tinygpt.keras.printer."""
 
     def __init__(self, verbose=1):
         super().__init__()
@@ -97,8 +96,7 @@ class ProgbarLogger(Callback):
     def on_epoch_begin(self, epoch, logs=None):
         self.started = time.perf_counter()
         if self.verbose == 1:
-            self.bar = tqdm(total=self.params["steps"], desc=f"Epoch {epoch + 1}/{self.params['epochs']}",
-                            unit="batch", file=sys.stdout, dynamic_ncols=True)
+            self.bar = printer.epoch_bar(self.params["steps"], f"Epoch {epoch + 1}/{self.params['epochs']}")
 
     def on_train_batch_end(self, batch, logs=None):
         if self.bar is not None:
@@ -112,8 +110,7 @@ class ProgbarLogger(Callback):
             self.bar = None
         elif self.verbose == 2:
             seconds = time.perf_counter() - self.started
-            print(f"Epoch {epoch + 1}/{self.params['epochs']} - {seconds:.0f}s - {_format_logs(logs)}",
-                  flush=True)
+            printer.line(f"Epoch {epoch + 1}/{self.params['epochs']} - {seconds:.0f}s - {_format_logs(logs)}")
 
 
 def _monitor_mode(name, monitor, mode):
@@ -177,11 +174,10 @@ class EarlyStopping(Callback):
 
     def on_train_end(self, logs=None):
         if self.stopped_epoch > 0 and self.verbose > 0:
-            print(f"Epoch {self.stopped_epoch + 1}: early stopping", flush=True)
+            printer.line(f"Epoch {self.stopped_epoch + 1}: early stopping")
         if self.restore_best_weights and self.best_weights is not None:
             if self.verbose > 0:
-                print(f"Restoring model weights from the end of the best epoch: {self.best_epoch + 1}.",
-                      flush=True)
+                printer.line(f"Restoring model weights from the end of the best epoch: {self.best_epoch + 1}.")
             self.model.set_weights(self.best_weights)
 
 
@@ -212,8 +208,8 @@ class ModelCheckpoint(Callback):
             if not better:
                 return
             if self.verbose > 0:
-                print(f"Epoch {epoch + 1}: {self.monitor} improved from {self.best:.5f} to "
-                      f"{current:.5f}, saving model to {path}", flush=True)
+                printer.line(f"Epoch {epoch + 1}: {self.monitor} improved from {self.best:.5f} to "
+                             f"{current:.5f}, saving model to {path}")
             self.best = current
         self.model.save_weights(path)
 
@@ -263,8 +259,8 @@ class ReduceLROnPlateau(Callback):
                     new_lr = max(old_lr * self.factor, self.min_lr)
                     self.model.optimizer.learning_rate = new_lr
                     if self.verbose > 0:
-                        print(f"Epoch {epoch + 1}: ReduceLROnPlateau reducing learning rate to "
-                              f"{new_lr}.", flush=True)
+                        printer.line(f"Epoch {epoch + 1}: ReduceLROnPlateau reducing learning rate to "
+                                     f"{new_lr}.")
                     self.cooldown_counter, self.wait = self.cooldown, 0
 
 
@@ -290,7 +286,7 @@ class LearningRateScheduler(Callback):
                              f"it must return a finite float")
         self.model.optimizer.learning_rate = float(new_lr)
         if self.verbose > 0:
-            print(f"Epoch {epoch + 1}: LearningRateScheduler setting learning rate to {new_lr}.", flush=True)
+            printer.line(f"Epoch {epoch + 1}: LearningRateScheduler setting learning rate to {new_lr}.")
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
@@ -337,7 +333,8 @@ class TerminateOnNaN(Callback):
     def on_train_batch_end(self, batch, logs=None):
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(loss):
-            # Keras prints this; library code here does not print, so it is a warning instead
+            # Keras prints this line; here it is a RuntimeWarning, which a caller can filter or
+            # turn into an error (it has no verbose= to switch it off)
             warnings.warn(f"Batch {batch}: Invalid loss {loss}, terminating training", RuntimeWarning)
             self.model.stop_training = True
 

@@ -15,9 +15,9 @@ import numpy as np
 
 from tinygpt import nn
 from tinygpt.keras import losses as losses_module
-from tinygpt.keras import saving
+from tinygpt.keras import printer
 from tinygpt.keras.layers import Dense, Layer
-from tinygpt.keras.models import summary_table
+from tinygpt.keras.models import ModelWeights, summary_table
 from tinygpt.keras.symbolic import KerasTensor, call_symbolic, flatten, is_symbolic
 from tinygpt.keras.training import Trainer
 from tinygpt.keras.utils import next_seed
@@ -41,7 +41,7 @@ def _topological_nodes(outputs):
     return order
 
 
-class Model(Trainer, Layer):
+class Model(Trainer, ModelWeights, Layer):
     """Model(inputs=Input(...), outputs=...) or a subclass defining call(self, x[, training])."""
 
     default_name = "functional"
@@ -294,15 +294,7 @@ class Model(Trainer, Layer):
             return node
         return None
 
-    def get_layer(self, name=None, index=None):
-        """A layer by its name (or position in model.layers), as Keras' get_layer."""
-        return _get_layer(self, name, index)
-
-    # ----- weights and printing (trainable_weights comes from Layer) ---------------------------
-    def get_weights(self):
-        self._require_built("get_weights")
-        return [w for layer in self.layers for w in layer.get_weights()]
-
+    # ----- weights and printing (get/save/load_weights: ModelWeights; trainable_weights: Layer) --
     def set_weights(self, weights):
         self._require_built("set_weights")
         Layer.set_weights(self, weights)
@@ -311,19 +303,13 @@ class Model(Trainer, Layer):
         self._require_built("count_params")
         return sum(p.size for p in self.parameters())
 
-    def save_weights(self, filepath, overwrite=True):
-        return saving.save_weights(self, filepath)
-
-    def load_weights(self, filepath):
-        saving.load_weights(self, filepath)
-
     def summary(self, print_fn=None):
         """Keras' table with a "Connected to" column; columns widen to fit long names."""
         self._require_built("summary")
         if not self.functional:
             rows = [(f"{layer.name} ({type(layer).__name__})", "?", f"{layer.count_params():,}")
                     for layer in self.layers]
-            (print_fn or print)(summary_table(self, rows))
+            printer.summary(summary_table(self, rows), print_fn)
             return
         rows = [(f"{t.name} (InputLayer)", str(t.shape), "0", "-") for t in self.inputs]
         for node in self.nodes:

@@ -26,7 +26,21 @@ def _float_tensor(x):
     return Tensor(np.asarray(x, dtype=np.float32))
 
 
-class Layer(nn.Module):
+class WeightLists:
+    """Keras' trainable_weights and non_trainable_weights (see split_weights), shared by every
+    Layer (the functional Model among them) and by Sequential."""
+
+    @property
+    def trainable_weights(self):
+        """The Parameters fit updates: all below, except those of layers with trainable=False."""
+        return split_weights(self)[0]
+
+    @property
+    def non_trainable_weights(self):
+        return split_weights(self)[1]
+
+
+class Layer(WeightLists, nn.Module):
     """Base class: a name, a lazy `build`, Keras-named weights, and `layer(x, training=False)`.
 
     Subclasses define make_weights(input_shape, rng), compute_output_shape(input_shape),
@@ -93,14 +107,6 @@ class Layer(nn.Module):
         self.check_input_shape(shape)
         self.train(training)  # training=True turns dropout on; Keras' default call is inference
         return self.forward(x)
-
-    @property
-    def trainable_weights(self):
-        return split_weights(self)[0]
-
-    @property
-    def non_trainable_weights(self):
-        return split_weights(self)[1]
 
     # ----- weights as NumPy lists, the Keras way --------------------------------------------
     def get_weights(self):
@@ -224,7 +230,7 @@ class LSTM(Layer):
 
     def make_weights(self, input_shape, rng):
         n_in, d = input_shape[-1], self.units
-        self.lstm = nn.LSTM(n_in, d, num_layers=1, rng=rng)  # same layout and gate order as Keras
+        self.lstm = nn.LSTM(n_in, d, num_layers=1, batch_first=True, rng=rng)  # same layout and gate order as Keras
         self.lstm.weight_ih_l0.data[...] = initializers.glorot_uniform((n_in, 4 * d), rng)  # kernel
         self.lstm.weight_hh_l0.data[...] = initializers.orthogonal((d, 4 * d), rng)  # recurrent_kernel
         bias = np.zeros(4 * d)

@@ -99,7 +99,7 @@ class GlobalMaxPooling1D(Layer):
         return (input_shape[0], input_shape[2])
 
     def forward(self, x):
-        return F.max(_float_tensor(x), axis=1)
+        return F.amax(_float_tensor(x), axis=1)
 
 
 class GlobalAveragePooling1D(GlobalMaxPooling1D):

@@ -160,7 +160,7 @@ class MeanSquaredError(Loss):
         return _same_shape_targets("mse", y, output_shape, output_desc, what)
 
     def compute(self, y_true, y_pred, from_logits):
-        return F.mse(y_pred, y_true)
+        return F.mse_loss(y_pred, y_true)
 
 
 class MeanAbsoluteError(Loss):

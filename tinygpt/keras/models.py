@@ -11,15 +11,37 @@ Not here: the functional API and subclassed models (functional.py); a Sequential
 import numpy as np
 
 from tinygpt import nn
-from tinygpt.keras import saving
-from tinygpt.keras.layers import Embedding, Layer, split_weights
+from tinygpt.keras import printer, saving
+from tinygpt.keras.layers import Embedding, Layer, WeightLists, split_weights
 from tinygpt.keras.symbolic import KerasTensor, is_symbolic
 from tinygpt.keras.training import Trainer
 from tinygpt.keras.utils import next_seed
 from tinygpt.tensor import Tensor
 
 
-class Sequential(Trainer, nn.Module):
+class ModelWeights:
+    """What Sequential and the functional Model do alike with `self.layers`: get_layer, and the
+    model's weights as NumPy lists or files (saving.py)."""
+
+    def get_layer(self, name=None, index=None):
+        """A layer by its name (or position in model.layers), as Keras' get_layer."""
+        return _get_layer(self, name, index)
+
+    def get_weights(self):
+        """Every layer's weights in order, as NumPy copies (Keras' names and layouts)."""
+        self._require_built("get_weights")
+        return [w for layer in self.layers for w in layer.get_weights()]
+
+    def save_weights(self, filepath, overwrite=True):
+        """Write filepath with its suffix swapped for .safetensors and .json ('m.weights.h5' ->
+        m.weights.safetensors + m.weights.json; see saving.py). overwrite=False refuses existing files."""
+        return saving.save_weights(self, filepath, overwrite=overwrite)
+
+    def load_weights(self, filepath):
+        saving.load_weights(self, filepath)
+
+
+class Sequential(Trainer, ModelWeights, WeightLists, nn.Module):
     """Sequential([Embedding(1000, 64), LSTM(128), Dense(1000, activation='softmax')])."""
 
     def __init__(self, layers=None, name=None, seed=None):
@@ -150,25 +172,7 @@ class Sequential(Trainer, nn.Module):
                                       "outputs) instead, which can be called like a layer")
         return self.forward(self.prepare_x(x), training=training)
 
-    def get_layer(self, name=None, index=None):
-        """A layer by its name (or position), as Keras' get_layer."""
-        return _get_layer(self, name, index)
-
-    @property
-    def trainable_weights(self):
-        """The Parameters fit updates: every layer's, except those of layers with trainable=False."""
-        return split_weights(self)[0]
-
-    @property
-    def non_trainable_weights(self):
-        return split_weights(self)[1]
-
-    # ----- weights ------------------------------------------------------------------------------
-    def get_weights(self):
-        """Every layer's weights in order, as NumPy copies (Keras' names and layouts)."""
-        self._require_built("get_weights")
-        return [w for layer in self.layers for w in layer.get_weights()]
-
+    # ----- weights (get_weights, save_weights, load_weights: ModelWeights) -----------------------
     def set_weights(self, weights):
         self._require_built("set_weights")
         weights = list(weights)
@@ -185,14 +189,6 @@ class Sequential(Trainer, nn.Module):
         self._require_built("count_params")
         return sum(layer.count_params() for layer in self.layers)
 
-    def save_weights(self, filepath, overwrite=True):
-        """Write filepath with its suffix swapped for .safetensors and .json ('m.weights.h5' ->
-        m.weights.safetensors + m.weights.json; see saving.py). overwrite=False refuses existing files."""
-        return saving.save_weights(self, filepath, overwrite=overwrite)
-
-    def load_weights(self, filepath):
-        saving.load_weights(self, filepath)
-
     # ----- printing -----------------------------------------------------------------------------
     def summary(self, print_fn=None):
         """Print Keras' table: each layer, its output shape and parameter count, then the totals.
@@ -200,7 +196,7 @@ class Sequential(Trainer, nn.Module):
         self._require_built("summary")
         rows = [(f"{layer.name} ({type(layer).__name__})", str(shape), f"{layer.count_params():,}")
                 for layer, shape in zip(self.layers, self._shapes()[1:])]
-        (print_fn or print)(summary_table(self, rows))
+        printer.summary(summary_table(self, rows), print_fn)
 
     def extra_repr(self):
         return f"name={self.name!r}, built={self.built}, input_shape={self.input_shape}"

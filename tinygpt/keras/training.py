@@ -10,11 +10,10 @@ Not here: the layers and the forward pass (layers.py, models.py), losses and met
 import math
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from tinygpt.keras import losses as losses_module
 from tinygpt.keras import metrics as metrics_module
-from tinygpt.keras import optimizers
+from tinygpt.keras import optimizers, printer
 from tinygpt.keras.batches import BatchStream, is_batch_stream, split_batch
 from tinygpt.keras.callbacks import CallbackList, History, ProgbarLogger
 from tinygpt.keras.layers import Dense, split_weights
@@ -283,7 +282,7 @@ class Trainer:
     def _evaluate_batches(self, batches, verbose=0):
         means = _RunningMeans(self.compiled_metrics)
         with no_grad():  # no graph: evaluation only reads the weights
-            for xb, yb in tqdm(batches, unit="batch", disable=verbose == 0):
+            for xb, yb in printer.batches(batches, verbose):
                 loss, predictions = self._loss_and_predictions(xb, yb, training=False)
                 means.add(n_samples(xb), loss.item(), self._metric_values(yb, predictions))
         return means.result()
@@ -302,7 +301,7 @@ class Trainer:
                        for start in range(0, n_samples(prepared), batch_size))
         outputs = []
         with no_grad():
-            for xb in tqdm(batches, unit="batch", disable=verbose == 0):
+            for xb in printer.batches(batches, verbose):
                 out = self.forward(xb, training=False)
                 outputs.append([o.data for o in out] if isinstance(out, list) else out.data)
         if isinstance(outputs[0], list):  # several outputs: one array each, as Keras returns

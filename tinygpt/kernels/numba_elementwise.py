@@ -1,4 +1,5 @@
-"""Numba GELU (GPT-2's tanh approximation), forward and backward, one pass over memory each.
+"""Numba GELUs, forward and backward, one pass over memory each: GPT-2's tanh approximation
+(`gelu`) and the exact erf form (`gelu_erf`, PyTorch's default).
 
 Written with the sigmoid, since 0.5 (1 + tanh(u)) = σ(2u): out = x σ(2u), which never computes
 1 + tanh(u) for u far below 0, where the reference loses digits to cancellation. Cache: x, as there.
@@ -14,6 +15,8 @@ from .numba_math import FAST, exp32, threads_for
 
 GELU_SCALE = np.float32(math.sqrt(2.0 / math.pi))  # the constants of tinygpt/ops/elementwise.py
 GELU_CUBIC = np.float32(0.044715)
+INV_SQRT2 = 1.0 / math.sqrt(2.0)
+INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 
 
 @njit(parallel=True, fastmath=FAST, error_model="numpy", cache=True)
@@ -26,15 +29,32 @@ def _gelu_flat(x, out):
         out[i] = x[i] * (s if u >= 0 else e * s)  # σ(2u), and σ(-2|u|) = e σ(2|u|)
 
 
-def gelu_forward(x):
-    """x: (...) -> out: (...), cache x. GPT-2's 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))"""
+def _forward(flat_kernel, x):
+    """out = flat_kernel over x's elements -> (out, cache x), or NotImplemented for non-float32."""
     if not isinstance(x, np.ndarray) or x.dtype != np.float32:
         return NotImplemented
     flat = np.ascontiguousarray(x).reshape(-1)
     out = np.empty_like(flat)
     with threads_for(flat.size):
-        _gelu_flat(flat, out)
+        flat_kernel(flat, out)
     return out.reshape(x.shape), x
+
+
+def _backward(flat_kernel, dout, x):
+    """dx = flat_kernel over (dout, x) elementwise, or NotImplemented for non-float32."""
+    if not isinstance(x, np.ndarray) or x.dtype != np.float32 or dout.dtype != np.float32 \
+            or dout.shape != x.shape:
+        return NotImplemented
+    flat = np.ascontiguousarray(x).reshape(-1)
+    dx = np.empty_like(flat)
+    with threads_for(flat.size):
+        flat_kernel(np.ascontiguousarray(dout).reshape(-1), flat, dx)
+    return dx.reshape(x.shape)
+
+
+def gelu_forward(x):
+    """x: (...) -> out: (...), cache x. GPT-2's 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))"""
+    return _forward(_gelu_flat, x)
 
 
 @njit(parallel=True, fastmath=FAST, error_model="numpy", cache=True)
@@ -52,11 +72,32 @@ def _gelu_backward_flat(dout, x, dx):
 
 def gelu_backward(dout, x):
     """dout: (...) -> dx: (...)"""
-    if not isinstance(x, np.ndarray) or x.dtype != np.float32 or dout.dtype != np.float32 \
-            or dout.shape != x.shape:
-        return NotImplemented
-    flat = np.ascontiguousarray(x).reshape(-1)
-    dx = np.empty_like(flat)
-    with threads_for(flat.size):
-        _gelu_backward_flat(np.ascontiguousarray(dout).reshape(-1), flat, dx)
-    return dx.reshape(x.shape)
+    return _backward(_gelu_backward_flat, dout, x)
+
+
+@njit(parallel=True, fastmath=FAST, error_model="numpy", cache=True)
+def _gelu_erf_flat(x, out):
+    """x, out: (N,) float32; erf in float64, as math.erf is, then rounded once"""
+    for i in prange(x.size):
+        xi = np.float64(x[i])
+        out[i] = 0.5 * xi * (1.0 + math.erf(xi * INV_SQRT2))
+
+
+def gelu_erf_forward(x):
+    """x: (...) -> out: (...), cache x. The exact GELU: 0.5 x (1 + erf(x / sqrt(2)))"""
+    return _forward(_gelu_erf_flat, x)
+
+
+@njit(parallel=True, fastmath=FAST, error_model="numpy", cache=True)
+def _gelu_erf_backward_flat(dout, x, dx):
+    """dout, x, dx: (N,) float32"""
+    for i in prange(x.size):
+        xi = np.float64(x[i])
+        # out = x Φ(x): d/dx = Φ(x) + x φ(x)
+        cdf = 0.5 * (1.0 + math.erf(xi * INV_SQRT2))
+        dx[i] = dout[i] * (cdf + xi * INV_SQRT_2PI * math.exp(-0.5 * xi * xi))
+
+
+def gelu_erf_backward(dout, x):
+    """dout: (...) -> dx: (...)"""
+    return _backward(_gelu_erf_backward_flat, dout, x)

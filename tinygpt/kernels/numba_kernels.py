@@ -12,11 +12,12 @@ import numpy as np
 
 from .numba_adamw import adamw_update
 from .numba_attention import attention_backward, attention_forward
-from .numba_elementwise import gelu_backward, gelu_forward
+from .numba_elementwise import gelu_backward, gelu_erf_backward, gelu_erf_forward, gelu_forward
 from .numba_layernorm import layernorm_backward, layernorm_forward
 from .numba_lstm import lstm_backward, lstm_forward
 from .numba_softmax import (cross_entropy_backward, cross_entropy_forward, log_softmax_backward,
                             log_softmax_forward, softmax_backward, softmax_forward)
+
 
 def _float32(rng, *shape):
     return rng.standard_normal(shape).astype(np.float32)
@@ -52,6 +53,8 @@ def warmup():
         "layernorm_backward": lambda: layernorm_backward(dx, caches["ln"]),
         "gelu_forward": lambda: forward("gelu", gelu_forward, x),
         "gelu_backward": lambda: gelu_backward(dx, caches["gelu"]),
+        "gelu_erf_forward": lambda: forward("gelu_erf", gelu_erf_forward, x),
+        "gelu_erf_backward": lambda: gelu_erf_backward(dx, caches["gelu_erf"]),
         "lstm_forward": lambda: forward("lstm", lstm_forward, *lstm_args),
         "lstm_backward": lambda: lstm_backward((_float32(rng, 2, 3, 5), None, None), caches["lstm"]),
         "adamw_update": lambda: adamw_update(x.copy(), dx, np.zeros_like(x), np.zeros_like(x),

@@ -163,10 +163,10 @@ class CausalSelfAttention(Module):
             y = F.causal_self_attention(qkv, nh, p, rng=self.attn_dropout.rng)  # (B, T, 3C) -> (B, T, C)
             return self.resid_dropout(self.c_proj(y))
         # the same steps one by one, so the new keys and values can join the cache
-        q, k, v = F.split(self.c_attn(x), 3, axis=-1)  # (B, T, 3C) -> 3 x (B, T, C)
-        q = q.reshape(B, T, nh, hs).transpose(0, 2, 1, 3)  # (B, T, C) -> (B, nh, T, hs)
-        k = k.reshape(B, T, nh, hs).transpose(0, 2, 1, 3)
-        v = v.reshape(B, T, nh, hs).transpose(0, 2, 1, 3)
+        q, k, v = F.split(self.c_attn(x), C, dim=-1)  # (B, T, 3C) -> 3 x (B, T, C)
+        q = q.reshape(B, T, nh, hs).permute(0, 2, 1, 3)  # (B, T, C) -> (B, nh, T, hs)
+        k = k.reshape(B, T, nh, hs).permute(0, 2, 1, 3)
+        v = v.reshape(B, T, nh, hs).permute(0, 2, 1, 3)
         if k.requires_grad:
             raise RuntimeError("the KV cache is for inference and would cut gradients; "
                                "run cached forwards inside `with tinygpt.no_grad():`")
@@ -175,7 +175,7 @@ class CausalSelfAttention(Module):
         # queries are the last T positions of the keys: causal masking lines them up (see F)
         y = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True,
                                            rng=self.attn_dropout.rng)  # (B, nh, T, hs)
-        y = y.transpose(0, 2, 1, 3).reshape(B, T, C)  # (B, nh, T, hs) -> (B, T, C)
+        y = y.permute(0, 2, 1, 3).reshape(B, T, C)  # (B, nh, T, hs) -> (B, T, C)
         return self.resid_dropout(self.c_proj(y))
 
     def extra_repr(self):
@@ -195,7 +195,7 @@ class MLP(Module):
         super().__init__()
         rng = as_rng(rng)
         self.c_fc = Linear(n_embd, 4 * n_embd, bias=bias, rng=rng)
-        self.gelu = GELU()
+        self.gelu = GELU(approximate="tanh")  # GPT-2 uses the tanh approximation
         self.c_proj = Linear(4 * n_embd, n_embd, bias=bias, rng=rng)
         self.dropout = Dropout(resid_pdrop, rng=rng.spawn(1)[0])
 

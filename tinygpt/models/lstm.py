@@ -41,7 +41,8 @@ class LSTMLanguageModel(Module):
         self.config = config
         self.wte = Embedding(config.vocab_size, config.n_embd, rng=rng)
         self.drop = Dropout(config.dropout, rng=rng.spawn(1)[0])
-        self.lstm = LSTM(config.n_embd, config.hidden_size, config.n_layer, config.dropout, rng=rng)
+        self.lstm = LSTM(config.n_embd, config.hidden_size, config.n_layer, batch_first=True,
+                         dropout=config.dropout, rng=rng)
         self.lm_head = Linear(config.hidden_size, config.vocab_size, rng=rng)
         # as in PyTorch's word_language_model example: small uniform embedding and head, zero bias
         self.wte.weight.data[...] = rng.uniform(-0.1, 0.1, self.wte.weight.shape)

@@ -10,9 +10,9 @@ from tinygpt.nn.module import Module
 class ModuleList(Module):
     """A list of Modules, each registered under its index: `blocks[0]`, `for b in blocks`."""
 
-    def __init__(self, modules=()):
+    def __init__(self, modules=None):
         super().__init__()
-        for module in modules:
+        for module in modules or ():
             self.append(module)
 
     def append(self, module):

@@ -22,7 +22,7 @@ class Linear(Module):
     NOTE: weight is stored (in_features, out_features), like GPT-2's Conv1D and unlike
     torch.nn.Linear's (out, in); a PyTorch weight loads here transposed."""
 
-    def __init__(self, in_features, out_features, bias=True, rng=None, dtype=np.float32):
+    def __init__(self, in_features, out_features, bias=True, *, rng=None, dtype=np.float32):
         super().__init__()
         rng = as_rng(rng)
         self.in_features, self.out_features = in_features, out_features
@@ -38,58 +38,87 @@ class Linear(Module):
 
 
 class Embedding(Module):
-    """idx: integer (...) -> (..., embedding_dim): row idx of weight (num_embeddings, embedding_dim)."""
+    """idx: integer (...) -> (..., embedding_dim): row idx of weight (num_embeddings, embedding_dim).
 
-    def __init__(self, num_embeddings, embedding_dim, rng=None, dtype=np.float32):
+    As in PyTorch, weights start N(0, 1), and the row padding_idx (if given) starts at zero and
+    gets no gradient, so it stays what it is."""
+
+    def __init__(self, num_embeddings, embedding_dim, padding_idx=None, *, rng=None, dtype=np.float32):
         super().__init__()
         rng = as_rng(rng)
-        self.num_embeddings, self.embedding_dim = num_embeddings, embedding_dim
+        if padding_idx is not None:
+            if not isinstance(padding_idx, (int, np.integer)) or not -num_embeddings <= padding_idx < num_embeddings:
+                raise ValueError(f"Embedding: padding_idx={padding_idx!r} must be an int in "
+                                 f"[{-num_embeddings}, {num_embeddings - 1}]")
+            padding_idx = int(padding_idx) % num_embeddings
+        self.num_embeddings, self.embedding_dim, self.padding_idx = num_embeddings, embedding_dim, padding_idx
         self.weight = Parameter(rng.standard_normal((num_embeddings, embedding_dim)), dtype=dtype)
+        if padding_idx is not None:
+            self.weight.data[padding_idx] = 0.0
 
     def forward(self, idx):
-        return F.embedding(idx, self.weight)
+        return F.embedding(idx, self.weight, self.padding_idx)
 
     def extra_repr(self):
-        return f"{self.num_embeddings}, {self.embedding_dim}"
+        pad = "" if self.padding_idx is None else f", padding_idx={self.padding_idx}"
+        return f"{self.num_embeddings}, {self.embedding_dim}{pad}"
 
 
 class LayerNorm(Module):
-    """x: (..., C) -> (..., C), normalised over C, then scaled by weight and shifted by bias."""
+    """x: (..., *normalized_shape) -> the same shape, normalised over the trailing normalized_shape,
+    then (elementwise_affine) scaled by weight and shifted by bias, both of normalized_shape."""
 
-    def __init__(self, normalized_shape, eps=1e-5, bias=True, dtype=np.float32):
+    def __init__(self, normalized_shape, eps=1e-5, elementwise_affine=True, bias=True, *, dtype=np.float32):
         super().__init__()
-        self.normalized_shape, self.eps = normalized_shape, eps
-        self.weight = Parameter(np.ones(normalized_shape), dtype=dtype)
-        self.bias = Parameter(np.zeros(normalized_shape), dtype=dtype) if bias else None
+        if isinstance(normalized_shape, (int, np.integer)):
+            normalized_shape = (int(normalized_shape),)
+        self.normalized_shape, self.eps = tuple(normalized_shape), eps
+        self.elementwise_affine = elementwise_affine
+        self.weight = Parameter(np.ones(self.normalized_shape), dtype=dtype) if elementwise_affine else None
+        self.bias = Parameter(np.zeros(self.normalized_shape), dtype=dtype) if elementwise_affine and bias else None
 
     def forward(self, x):
-        return F.layer_norm(x, self.weight, self.bias, self.eps)
+        return F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
 
     def extra_repr(self):
-        return f"{self.normalized_shape}, eps={self.eps}, bias={self.bias is not None}"
+        return (f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}, "
+                f"bias={self.bias is not None}")
 
 
 class Dropout(Module):
     """Zero each element with probability p in training mode; the identity in eval mode.
 
-    The masks come from this layer's own Generator, so the same seed gives the same masks."""
+    The masks come from this layer's own Generator (`rng`), so the same seed gives the same masks."""
 
-    def __init__(self, p=0.0, rng=None):
+    def __init__(self, p=0.5, inplace=False, *, rng=None):
         super().__init__()
-        if not 0.0 <= p < 1.0:
-            raise ValueError(f"Dropout: p must be in [0, 1), got {p}")
-        self.p = p
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"Dropout: p must be in [0, 1], got {p}")
+        if inplace:
+            raise NotImplementedError("Dropout: inplace=True is not supported; tinygpt ops never "
+                                      "overwrite their input")
+        self.p, self.inplace = p, inplace
         self.rng = as_rng(rng)
 
     def forward(self, x):
-        return F.dropout(x, self.p, self.rng, training=self.training)
+        return F.dropout(x, self.p, training=self.training, generator=self.rng)
 
     def extra_repr(self):
         return f"p={self.p}"
 
 
 class GELU(Module):
-    """GPT-2's tanh approximation of x * Φ(x), elementwise."""
+    """x Φ(x), elementwise: approximate='none' (PyTorch's default) is exact, with erf;
+    'tanh' is GPT-2's approximation, which tinygpt's GPT asks for."""
+
+    def __init__(self, approximate="none"):
+        super().__init__()
+        if approximate not in ("none", "tanh"):
+            raise ValueError(f"GELU: approximate must be 'none' or 'tanh', got {approximate!r}")
+        self.approximate = approximate
 
     def forward(self, x):
-        return F.gelu(x)
+        return F.gelu(x, self.approximate)
+
+    def extra_repr(self):
+        return f"approximate={self.approximate!r}"

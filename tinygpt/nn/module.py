@@ -18,7 +18,7 @@ class Parameter(Tensor):
 
     __slots__ = ()  # Tensor uses __slots__; an empty one keeps Parameter just as small
 
-    def __init__(self, data, dtype=None):
+    def __init__(self, data, *, dtype=None):
         super().__init__(data, requires_grad=True, dtype=dtype)
 
     def __repr__(self):
@@ -70,13 +70,15 @@ class Module:
         object.__delattr__(self, name)
 
     # ----- walking the tree -----------------------------------------------------------------
-    def named_modules(self):
-        """[(dotted name, module)] for this module ('') and every descendant, parents first."""
-        result, seen = [], set()
-        stack = [("", self)]  # a stack, not recursion: the tree is walked in definition order
+    def named_modules(self, memo=None, prefix="", remove_duplicate=True):
+        """[(dotted name, module)] for this module (`prefix`) and every descendant, parents first;
+        a module reached twice is listed once unless remove_duplicate=False. memo: a set of
+        modules to leave out (they and everything below them), as in torch."""
+        result, seen = [], set() if memo is None else {id(m) for m in memo}
+        stack = [(prefix, self)]  # a stack, not recursion: the tree is walked in definition order
         while stack:
             name, module = stack.pop()
-            if id(module) in seen:
+            if remove_duplicate and id(module) in seen:
                 continue
             seen.add(id(module))
             result.append((name, module))
@@ -85,8 +87,8 @@ class Module:
             stack.extend(reversed(children))
         return result
 
-    def modules(self):
-        return [module for _, module in self.named_modules()]
+    def modules(self, remove_duplicate=True):
+        return [module for _, module in self.named_modules(remove_duplicate=remove_duplicate)]
 
     def named_children(self):
         return list(self._modules.items())
@@ -94,19 +96,23 @@ class Module:
     def children(self):
         return list(self._modules.values())
 
-    def named_parameters(self):
-        """[(dotted name, Parameter)]. A Parameter shared by two modules (tied weights) appears
-        once, under the first name met, so it is counted, saved and updated once."""
+    def named_parameters(self, prefix="", recurse=True, remove_duplicate=True):
+        """[(dotted name, Parameter)], names starting with `prefix`; recurse=False lists only this
+        module's own. A Parameter shared by two modules (tied weights) appears once, under the
+        first name met, so it is counted, saved and updated once (unless remove_duplicate=False)."""
         result, seen = [], set()
-        for prefix, module in self.named_modules():
+        modules = self.named_modules(prefix=prefix) if recurse else [(prefix, self)]
+        for name, module in modules:
             for key, param in module._parameters.items():
-                if id(param) not in seen:
+                if param is None:
+                    continue
+                if not remove_duplicate or id(param) not in seen:
                     seen.add(id(param))
-                    result.append((f"{prefix}.{key}" if prefix else key, param))
+                    result.append((f"{name}.{key}" if name else key, param))
         return result
 
-    def parameters(self):
-        return [param for _, param in self.named_parameters()]
+    def parameters(self, recurse=True):
+        return [param for _, param in self.named_parameters(recurse=recurse)]
 
     def num_parameters(self):
         return sum(param.size for param in self.parameters())
@@ -121,9 +127,13 @@ class Module:
     def eval(self):
         return self.train(False)
 
-    def zero_grad(self):
+    def zero_grad(self, set_to_none=True):
+        """Forget every gradient: None (the default, as in PyTorch), or arrays of zeros."""
         for param in self.parameters():
-            param.grad = None
+            if set_to_none or param.grad is None:
+                param.grad = None
+            else:
+                param.grad = np.zeros_like(param.data)
 
     def to(self, dtype):
         """Convert every parameter to `dtype` in place (same Parameter objects, so ties and
@@ -134,15 +144,18 @@ class Module:
         return self
 
     # ----- saving and loading ---------------------------------------------------------------
-    def state_dict(self):
-        """{dotted name: a copy of the parameter's array}."""
-        return {name: param.data.copy() for name, param in self.named_parameters()}
+    def state_dict(self, *, prefix="", keep_vars=False):
+        """{dotted name (after `prefix`): a copy of the parameter's array}, or with keep_vars=True
+        the Parameters themselves."""
+        return {prefix + name: (param if keep_vars else param.data.copy())
+                for name, param in self.named_parameters()}
 
-    def load_state_dict(self, state, strict=True):
+    def load_state_dict(self, state_dict, strict=True):
         """Copy arrays from `state` into the parameters (in place, cast to each parameter's dtype).
 
         Shape mismatches always raise; with strict=True missing and unexpected keys raise too, all
         listed in one ValueError. Returns LoadResult(missing_keys, unexpected_keys)."""
+        state = {k: (v.data if isinstance(v, Tensor) else v) for k, v in state_dict.items()}
         own = dict(self.named_parameters())
         missing = [name for name in own if name not in state]
         unexpected = [name for name in state if name not in own]

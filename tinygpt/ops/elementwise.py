@@ -1,7 +1,8 @@
 """Elementwise ops: arithmetic with broadcasting, and the pointwise nonlinearities.
 
 Binary ops take arrays or Python scalars; a gradient flows only to array inputs, summed back over
-the axes broadcasting stretched (`unbroadcast`). GELU is GPT-2's tanh approximation.
+the axes broadcasting stretched (`unbroadcast`). Two GELUs: `gelu` is GPT-2's tanh approximation,
+`gelu_erf` the exact x Φ(x) (PyTorch's default, approximate='none').
 Not here: reductions (reduce.py) or softmax-like ops that look along an axis (softmax.py).
 """
 
@@ -217,6 +218,27 @@ def gelu_backward(dout, x):
     # out = 0.5 x (1 + t): d/dx = 0.5 (1 + t) + 0.5 x (1 - t^2) d(inner)/dx
     dinner = GELU_SCALE * (1.0 + 3.0 * GELU_CUBIC * x * x)
     return dout * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * dinner)
+
+
+# NumPy has no erf; math.erf element by element is exact and slow, fine for a reference (the
+# Numba kernel of the same name is the fast path for float32)
+_erf = np.frompyfunc(math.erf, 1, 1)
+INV_SQRT2 = 1.0 / math.sqrt(2.0)
+INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+
+
+@kernel
+def gelu_erf_forward(x):
+    """x: (...) -> out: (...), cache x. The exact GELU: x Φ(x) = 0.5 x (1 + erf(x / sqrt(2)))"""
+    return 0.5 * x * (1.0 + np.asarray(_erf(x * INV_SQRT2), dtype=x.dtype)), x
+
+
+@kernel
+def gelu_erf_backward(dout, x):
+    """dout: (...) -> dx: (...)"""
+    # out = x Φ(x): d/dx = Φ(x) + x φ(x), with φ(x) = exp(-x²/2) / sqrt(2π) the normal density
+    cdf = 0.5 * (1.0 + np.asarray(_erf(x * INV_SQRT2), dtype=x.dtype))
+    return dout * (cdf + x * (INV_SQRT_2PI * np.exp(-0.5 * x * x)))
 
 
 def clip_forward(x, low=None, high=None):

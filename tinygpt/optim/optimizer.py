@@ -49,9 +49,10 @@ class Optimizer:
     def parameters(self):
         return [p for group in self.param_groups for p in group["params"]]
 
-    def zero_grad(self):
+    def zero_grad(self, set_to_none=True):
+        """Forget every gradient: None (the default, as in PyTorch), or arrays of zeros."""
         for p in self.parameters():
-            p.grad = None
+            p.grad = None if set_to_none or p.grad is None else np.zeros_like(p.data)
 
     def step(self):
         """Update every parameter that has a gradient; parameters without one are left alone."""

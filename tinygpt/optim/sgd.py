@@ -1,5 +1,5 @@
-"""Stochastic gradient descent with optional momentum, Nesterov momentum and (L2) weight decay,
-with PyTorch's update rule (dampening 0), so both libraries take the same steps.
+"""Stochastic gradient descent with optional momentum (and its dampening), Nesterov momentum and
+(L2) weight decay, with PyTorch's update rule, arguments and defaults, so both take the same steps.
 Not here: adaptive methods (adam.py).
 """
 
@@ -7,13 +7,15 @@ from tinygpt.optim.optimizer import Optimizer
 
 
 class SGD(Optimizer):
-    def __init__(self, params, lr=1e-2, momentum=0.0, nesterov=False, weight_decay=0.0):
+    def __init__(self, params, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False):
         if lr < 0 or momentum < 0 or weight_decay < 0:
             raise ValueError(f"SGD: lr, momentum and weight_decay must be >= 0, got lr={lr}, "
                              f"momentum={momentum}, weight_decay={weight_decay}")
-        if nesterov and momentum <= 0:
-            raise ValueError("SGD: nesterov=True needs momentum > 0")
-        super().__init__(params, dict(lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay))
+        if nesterov and (momentum <= 0 or dampening != 0):
+            raise ValueError(f"SGD: nesterov=True needs momentum > 0 and dampening 0, got "
+                             f"momentum={momentum}, dampening={dampening}")
+        super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening,
+                                      weight_decay=weight_decay, nesterov=nesterov))
 
     def update(self, param, grad, group, state):
         lr, momentum = group["lr"], group["momentum"]
@@ -25,7 +27,7 @@ class SGD(Optimizer):
             else:
                 buf = state["momentum_buffer"]
                 buf *= momentum
-                buf += grad  # buf = momentum * buf + g
+                buf += (1.0 - group["dampening"]) * grad  # buf = momentum buf + (1 - dampening) g
             buf = state["momentum_buffer"]
             # Nesterov: step along the gradient plus the *next* momentum, a look-ahead
             grad = grad + momentum * buf if group["nesterov"] else buf

@@ -5,7 +5,7 @@
 
 config.py (TrainConfig), data.py (text -> tokens on disk), trainer.py (the loop, resume, Ctrl-C),
 runs.py (the run directory: checkpoints, metrics.csv, load_run). Not here: sampling (generate.py),
-classification fine-tuning (finetune.py), or anything that prints (cli.py).
+classification fine-tuning (tinygpt.finetune), or anything that prints (cli.py).
 """
 
 from tinygpt.train.config import TrainConfig, build_model, read_run_config

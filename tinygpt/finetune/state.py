@@ -2,7 +2,7 @@
 the classifier's weights, AdamW's moments, the schedule, every random stream (the shuffle's, taken at
 the start of the current epoch, and each dropout's) and where in the epoch's order the next batch starts.
 A signal (Ctrl-C, SIGTERM, SIGHUP) asks the loop to stop after the current step, then save.
-Not here: the fine-tuning loop itself (finetune.py) or the checkpoint file format (checkpoint.py).
+Not here: the fine-tuning loop itself (run.py) or the checkpoint file format (checkpoint.py).
 """
 
 import contextlib

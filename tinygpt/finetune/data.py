@@ -2,7 +2,7 @@
 sides, and turning them into padded id arrays.
 
 Copies matter: sentiment-zh has 35,123 reviews but only 17,410 distinct texts, so every split
-here keeps all copies of a text together. Not here: the training loop (finetune.py) or reading
+here keeps all copies of a text together. Not here: the training loop (run.py) or reading
 CSV/JSONL files (data.py).
 """
 

@@ -6,7 +6,7 @@ Texts are encoded by the pretrained run's tokenizer, cut to max_len tokens and r
 classifier reads each text's state at its last real token (or the mean). With freeze_body only the head learns,
 so the body's features never change: they are computed once and reused every epoch.
 Not here: the classifier itself (models/classifier.py), loading and splitting the labelled examples
-(finetune_data.py) or language-model training (tinygpt.train).
+(data.py) or language-model training (tinygpt.train).
 """
 
 import dataclasses
@@ -20,10 +20,10 @@ import numpy as np
 
 import tinygpt
 from tinygpt import functional as F
-from tinygpt import finetune_state
 from tinygpt.checkpoint import checkpoint_path, rng_from_json, rng_state_to_json, save_checkpoint
 from tinygpt.text_files import load_labelled
-from tinygpt.finetune_data import encode_texts, load_examples, split_examples, to_batch_arrays
+from tinygpt.finetune import state as finetune_state
+from tinygpt.finetune.data import encode_texts, load_examples, split_examples, to_batch_arrays
 from tinygpt.generate import inference
 from tinygpt.models import SequenceClassifier
 from tinygpt.optim import AdamW, WarmupCosine, clip_grad_norm_, weight_decay_groups
