@@ -244,7 +244,7 @@ def choose_out_dir(config, overwrite):
 def estimate_size(config):
     """What training's loss estimates average over, e.g. "20 batches of 12"."""
     c = config.resolved()
-    return f"estimated on {c.eval_iters} random batches of {c.batch_size}"
+    return f"estimated on {c.eval_iters} random batches of {c.batch_size * distributed.launched_size() * c.grad_accum}"
 
 
 def stderr_is_terminal():
