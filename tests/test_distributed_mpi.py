@@ -136,3 +136,34 @@ def test_the_loss_estimate_is_sharded_and_matches_one_process(monkeypatch, tmp_p
     a, b = ref.estimate_loss(), two.estimate_loss()
     for split in ("train", "val"):
         assert b[split] == pytest.approx(a[split], abs=1e-5)
+
+
+def keras_model(seed):
+    from tinygpt.keras import Input, Sequential
+    from tinygpt.keras.layers import Dense
+    model = Sequential([Input(shape=(6,)), Dense(16, activation="tanh"), Dense(3, activation="softmax")], seed=seed)
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def test_keras_fit_under_mpiexec_is_data_parallel_and_matches_one_process(world):
+    """45 samples in batches of 10: the last batch of 5 splits 3 + 2, so the shards are weighted."""
+    from tinygpt.keras import distribution
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(45, 6)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int64) + (x[:, 1] > 0.5)
+    assert isinstance(distribution.distribution(), distribution.DataParallel)  # automatic under mpiexec
+    distribution.set_distribution(distribution.SingleProcess())
+    try:
+        alone = keras_model(seed=1)
+        alone_history = alone.fit(x, y, batch_size=10, epochs=3, seed=4, verbose=0).history
+    finally:
+        distribution.set_distribution(None)
+    # rank 1 starts from other weights and another shuffle seed: rank 0's are broadcast
+    two = keras_model(seed=1 + world.rank)
+    history = two.fit(x, y, batch_size=10, epochs=3, seed=4 + world.rank, verbose=0).history
+    world.check_same([p.data for p in two.parameters()], "the keras weights")
+    for p, q in zip(two.parameters(), alone.parameters()):
+        np.testing.assert_allclose(p.data, q.data, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(history["loss"], alone_history["loss"], rtol=1e-5)
+    assert history["accuracy"] == alone_history["accuracy"]  # the whole batch's predictions, gathered

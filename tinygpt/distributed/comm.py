@@ -135,6 +135,14 @@ class World:
         self.wait([self.comm.Iallgather(piece, out)], what)
         return out
 
+    def allgatherv_(self, rows, n, what="allgather"):
+        """Every rank's `rows` (np.array_split(range(n), size) shards, in rank order) -> (n, ...) on every rank."""
+        counts = [len(part) for part in np.array_split(np.arange(n), self.size)]
+        row = int(np.prod(rows.shape[1:]))
+        out = np.empty((n,) + rows.shape[1:], dtype=rows.dtype)
+        self.wait([self.comm.Iallgatherv(rows, [out, [c * row for c in counts]])], what)
+        return out
+
     def gather_(self, piece, out, what="gather"):
         """Every rank's `piece` into `out` on rank 0 (`out` is ignored elsewhere)."""
         self.wait([self.comm.Igather(piece, out if self.is_root else None, root=0)], what)
