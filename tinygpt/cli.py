@@ -408,6 +408,10 @@ def cmd_serve(args):
 
 def cmd_finetune(args):
     from tinygpt.finetune import FinetuneConfig, finetune
+    if distributed.launched_size() > 1:
+        raise UsageError(f"tinygpt finetune is not data-parallel: under mpiexec each of the "
+                         f"{distributed.launched_size()} ranks would train alone into the same run; run it "
+                         f"as one process (docs/distributed.md)")
 
     fields = {f.name for f in dataclasses.fields(FinetuneConfig)}
     given = {k: v for k, v in vars(args).items() if k in fields - {"resume"} and v is not None}

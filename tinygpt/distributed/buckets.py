@@ -15,7 +15,10 @@ import numpy as np
 
 from tinygpt.tensor import _topological_order
 
-DEFAULT_BUCKET_BYTES = 1 << 20  # 1 MiB: several buckets even for small models, so there is overlap
+# Without bucket_bytes: about an eighth of the gradients per bucket, within these limits. Several
+# buckets for any model, so the first leaves while most of backward is still to come; few enough
+# (and large enough) that the per-message cost stays small.
+BUCKETS_WANTED, MIN_BUCKET_BYTES, MAX_BUCKET_BYTES = 8, 64 << 10, 4 << 20
 
 
 class Bucket:
@@ -50,10 +53,13 @@ class _CountedLeaf:
 class GradBuckets:
     """params -> buckets; backward(loss) leaves every p.grad averaged over the ranks."""
 
-    def __init__(self, params, world, bucket_bytes=DEFAULT_BUCKET_BYTES):
+    def __init__(self, params, world, bucket_bytes=None):
+        params = list(params)
+        if bucket_bytes is None:
+            total = 4 * sum(p.data.size for p in params)
+            bucket_bytes = min(max(total // BUCKETS_WANTED, MIN_BUCKET_BYTES), MAX_BUCKET_BYTES)
         if isinstance(bucket_bytes, bool) or not isinstance(bucket_bytes, int) or bucket_bytes < 4:
             raise ValueError(f"bucket_bytes must be an int >= 4 (one float32), got {bucket_bytes!r}")
-        params = list(params)
         for p in params:
             if p.data.dtype != np.float32:
                 raise TypeError(f"gradient buckets hold float32, but a parameter of shape {p.shape} is "

@@ -22,13 +22,13 @@ import numpy as np
 import tinygpt
 from tinygpt.malloc_settings import keep_freed_memory
 from tinygpt import distributed
-from tinygpt.checkpoint import checkpoint_path, load_checkpoint, rng_from_json, rng_state_to_json
+from tinygpt.checkpoint import checkpoint_path, rng_from_json, rng_state_to_json
 from tinygpt.data import random_windows, sequential_batches, split_tokens
 from tinygpt.token_files import write_tokens
 from tinygpt.generate import default_prompt, generate_text, inference
 from tinygpt.train.limits import check_eval_work, check_step_fits
 from tinygpt.optim import AdamW, ConstantLR, WarmupCosine, clip_grad_norm_, weight_decay_groups
-from tinygpt.train import runs
+from tinygpt.train import parallel, runs
 from tinygpt.train.config import RESUMABLE_CHANGES, TrainConfig, build_model, read_run_config
 from tinygpt.train.data import (build_tokenizer, check_split_sizes, encode_in_pieces, load_splits,
                                 read_training_text)
@@ -162,7 +162,7 @@ class Trainer:
         # a stream of its own for the batches, separate from the one that initialised the weights
         self.rng = np.random.default_rng([config.seed, 0])
         self.step, self.fresh = 0, True
-        self._fork_dropout(config.seed, 0)
+        parallel.fork_dropout(self.model, config.seed, self.rank, 0)
         if not self.is_root:
             self.train_tokens, self.val_tokens = split_tokens(ids, config.val_fraction)
             return
@@ -181,7 +181,8 @@ class Trainer:
     def _resume(self, config):
         """Continue the run in out_dir from its latest checkpoint, exactly where it stopped."""
         saved = TrainConfig.from_run(self.run_dir)
-        path, tensors, meta, notes = self._open_checkpoint()
+        path, tensors, meta, notes = parallel.open_checkpoint(self.world, self.run_dir, self.resume_from,
+                                                              self._take_lock)
         for message in notes:
             self.log(message)
         # batch_size and grad_accum may change only with the rank count (checked below)
@@ -193,16 +194,7 @@ class Trainer:
             raise ValueError(f"cannot resume {self.run_dir}: {name} is {given!r} but the run was made with "
                              f"{was!r}; a resumed run keeps its settings (only steps and the evaluation "
                              f"settings may change)")
-        global_batch = config.batch_size * self.ranks * config.grad_accum
-        saved_batch = meta.get("global_batch", saved.batch_size * saved.grad_accum)
-        if global_batch != saved_batch:
-            raise ValueError(f"cannot resume {self.run_dir} with a global batch of {global_batch} windows "
-                             f"(batch_size {config.batch_size} x {self.ranks} rank(s) x grad_accum "
-                             f"{config.grad_accum}): the run was trained with {saved_batch}; choose "
-                             f"--batch-size and --grad-accum so that their product times the rank count "
-                             f"is {saved_batch}"
-                             + (f", e.g. --batch-size {saved_batch // self.ranks} --grad-accum 1"
-                                if saved_batch % self.ranks == 0 else f" (a rank count that divides it)"))
+        parallel.check_global_batch(self.run_dir, config, self.ranks, meta, saved)
         model_config = read_run_config(self.run_dir)["model"]
         self.config, self.tokenizer = config, runs.load_run_tokenizer(self.run_dir)
         self.model = build_model(model_config, seed=config.seed)
@@ -215,50 +207,17 @@ class Trainer:
         for name, module in runs.dropout_modules(self.model):
             module.rng = rng_from_json(meta["rng"]["dropout"][name])
         self.step, self.fresh, self.saved_step, self.checkpoint = meta["step"], False, meta["step"], path
-        self._fork_dropout(config.seed, self.step)
+        parallel.fork_dropout(self.model, config.seed, self.rank, self.step)
         self.last_eval = {"train": meta.get("train_loss"), "val": meta.get("val_loss")}
         self.train_tokens, self.val_tokens = load_splits(self.run_dir / runs.TOKENS, config.val_fraction)
         self._model_config = model_config  # config.json is rewritten once every rank has read it
         self.log(f"resuming {self.run_dir} at step {self.step} from {path.name}")
-
-    def _open_checkpoint(self):
-        """Rank 0 takes the lock and picks the checkpoint (renaming newer ones it skips); the other
-        ranks then read the one it picked -> (path, tensors, meta, notes)."""
-        if self.world is None:
-            self._take_lock()
-            return runs.resume_checkpoint(self.run_dir, self.resume_from)
-        step, opened, error = np.array([-1], dtype=np.int64), None, None
-        if self.is_root:
-            try:
-                self._take_lock()
-                opened = runs.resume_checkpoint(self.run_dir, self.resume_from)
-                step[0] = opened[2]["step"]
-            except Exception as e:  # the others hear -1 and stop too
-                error = e
-        self.world.broadcast_(step, "choosing the checkpoint")
-        if error is not None:
-            raise error
-        if self.is_root:
-            return opened
-        if step[0] < 0:
-            raise RuntimeError("rank 0 could not open the run's checkpoint (it reports why)")
-        path = checkpoint_path(self.run_dir, int(step[0]))
-        return (path, *load_checkpoint(path), [])
 
     def _rewrite_resumed_files(self):
         """After every rank has read the run: drop metrics past the checkpoint, save the new settings."""
         self.metrics.truncate_after(self.step)
         self.step_log.truncate_after(self.step)
         self._write_config(self._model_config)  # the new steps / eval settings
-
-    def _fork_dropout(self, seed, step):
-        """Rank r > 0 draws its dropout masks from streams of its own: the same stream on every rank
-        would drop the same units in every shard. (A checkpoint keeps rank 0's streams, so with
-        dropout a resumed multi-rank run is reproducible but not bit-exact.)"""
-        if self.rank == 0:
-            return
-        for k, (name, module) in enumerate(runs.dropout_modules(self.model)):
-            module.rng = np.random.default_rng([seed, 3, self.rank, k, step])
 
     def _make_optimizer(self):
         c = self.config
@@ -278,12 +237,8 @@ class Trainer:
             "model": model_config, "tokenizer": runs.TOKENIZER, "tokens": runs.TOKENS})
 
     # ----- one step, one estimate, one save ---------------------------------------------------
-    def _my_windows(self, x, y):
-        """The global batch (G, T) -> this rank's micro-batches [(b, T) pairs], micro-step m of rank r
-        taking rows (m * ranks + r) * b onwards: so N ranks x b hold exactly one process's N*b."""
-        b, R = self.config.batch_size, self.ranks
-        return [(x[(m * R + self.rank) * b:][:b], y[(m * R + self.rank) * b:][:b])
-                for m in range(self.config.grad_accum)]
+    def _my_micro_batches(self, x, y):
+        return parallel.my_micro_batches(x, y, self.config.batch_size, self.rank, self.ranks, self.config.grad_accum)
 
     def train_step(self):
         """One optimizer step on a fresh random batch -> (loss, lr). The whole global batch is drawn
@@ -292,7 +247,7 @@ class Trainer:
         x, y = random_windows(self.train_tokens, self.global_batch, c.block_size, self.rng)  # (G, T) each
         lr = self.schedule.step(self.optimizer)  # the lr of this step, written into every group
         self.optimizer.zero_grad()
-        micro = self._my_windows(x, y)
+        micro = self._my_micro_batches(x, y)
         losses = []
         for m, (xm, ym) in enumerate(micro):  # (b, T) each
             _, loss = self.model(xm, ym)
@@ -329,7 +284,7 @@ class Trainer:
             rng = np.random.default_rng([c.seed, 1, k])
             with inference(self.model):  # each rank its rows of each global batch, as in training
                 losses = [self.model(xm, ym)[1].item() for _ in range(c.eval_iters)
-                          for xm, ym in self._my_windows(*random_windows(tokens, self.global_batch, c.block_size, rng))]
+                          for xm, ym in self._my_micro_batches(*random_windows(tokens, self.global_batch, c.block_size, rng))]
             if self.world is None:
                 out[split] = float(np.mean(losses))
             else:
