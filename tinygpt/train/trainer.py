@@ -98,7 +98,7 @@ class Trainer:
             failed = error
         if self.world is not None and self.world.any(failed is not None, "the run's set-up"):
             if failed is None:
-                failed = RuntimeError("another rank failed to set up the run (rank 0 reports why)")
+                failed = RuntimeError("another rank failed to set up the run (its own error says why)")
         if failed is not None:
             raise failed
         if config.resume and self.is_root:
