@@ -238,3 +238,29 @@ def test_ctrl_c_on_mpiexec_stops_every_rank_after_one_checkpoint(tmp_path, text_
     saved = sorted(p.name for p in run_dir.glob("ckpt_*.json"))
     assert len(saved) == 1 and out.count("saved checkpoint /") == 1, out
     assert f"continue with: tinygpt train --resume {run_dir}" in out
+
+
+def test_info_names_the_mpi_library_or_how_to_install_it(capsys, monkeypatch):
+    from tinygpt.cli import main
+    have = distributed.mpi_library()
+    if have is None:
+        assert main(["info"]) == 0
+        assert "MPI: mpi4py not installed (pip install 'tinygpt[mpi]'" in capsys.readouterr().out
+        return
+    assert main(["info"]) == 0
+    out = capsys.readouterr().out
+    assert f"MPI: {have['library']} (MPI {have['standard']}, mpi4py {have['mpi4py']}), 1 rank(s) in this job" in out
+
+
+def test_finetune_under_mpiexec_is_refused_with_the_reason(capsys, monkeypatch):
+    from tinygpt.cli import main
+    monkeypatch.setenv("PMI_SIZE", "2")
+    assert main(["finetune", "--from", "nowhere", "--corpus", "sentiment-zh"]) == 2
+    assert "tinygpt finetune is not data-parallel" in capsys.readouterr().err
+
+
+def test_zero_in_one_process_says_it_does_nothing(tmp_path, text_file):
+    logs = []
+    Trainer(TrainConfig(data=str(text_file), out_dir=str(tmp_path / "z"), batch_size=2, zero=1, **TINY),
+            log=logs.append)
+    assert any("zero=1 does nothing in one process" in m for m in logs)

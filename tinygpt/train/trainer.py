@@ -110,7 +110,8 @@ class Trainer:
             self.buckets = GradBuckets(self.model.parameters(), self.world)
         self.log(f"global batch {self.global_batch} windows = batch_size {self.config.batch_size} x "
                  f"{self.ranks} rank(s) x grad_accum {self.config.grad_accum}"
-                 + (f"; ZeRO-1 optimizer sharding" if self.config.zero and self.world else ""))
+                 + ("" if not self.config.zero else "; ZeRO-1 optimizer sharding" if self.world
+                    else "; zero=1 does nothing in one process (there is no other rank to share with)"))
 
     def _take_lock(self):
         """One writer per run directory; then the temp files a killed writer left are garbage."""
