@@ -32,7 +32,8 @@ def test_launched_size_and_rank_read_the_launchers_variables():
     assert distributed.launched_size({"PMI_SIZE": "4", "PMI_RANK": "3"}) == 4
     assert distributed.launched_rank({"PMI_SIZE": "4", "PMI_RANK": "3"}) == 3
     assert distributed.launched_size({"OMPI_COMM_WORLD_SIZE": "2"}) == 2
-    assert distributed.launched_rank({"SLURM_NTASKS": "8", "SLURM_PROCID": "5"}) == 5
+    assert distributed.launched_rank({"SLURM_STEP_NUM_TASKS": "8", "SLURM_PROCID": "5"}) == 5
+    assert distributed.launched_size({"SLURM_NTASKS": "8", "SLURM_PROCID": "0"}) == 1  # sbatch, no srun
     assert distributed.get_world(environ={"PMI_SIZE": "1"}) is None
 
 

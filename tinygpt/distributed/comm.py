@@ -14,7 +14,9 @@ import time
 import numpy as np
 
 # Launchers and the variables in which they announce the world size (first match wins).
-SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_SIZE", "SLURM_NTASKS")
+# NOTE: srun's is SLURM_STEP_NUM_TASKS, not SLURM_NTASKS: a batch script that never calls srun has
+# SLURM_NTASKS too, and is one process.
+SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_SIZE", "SLURM_STEP_NUM_TASKS")
 DEFAULT_TIMEOUT = 300.0  # seconds a collective may wait for the other ranks before the job is aborted
 TIMEOUT_EXIT_CODE = 3  # what every rank exits with when a collective times out
 POLL_SECONDS = 2e-4  # how long a waiting rank sleeps between tests of its requests
