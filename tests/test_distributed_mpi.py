@@ -78,9 +78,14 @@ def test_two_ranks_train_like_one_process_with_twice_the_batch(monkeypatch, tmp_
     mine, theirs = params(trainer), params(ref)
     world.check_same(list(mine.values()), "the final weights")  # bit-identical on every rank
     assert trainer.global_batch == 12
-    if world.is_root:  # only rank 0 reports the losses
+    if world.is_root:  # only rank 0 reports the losses, and writes the files: each row once
         assert len(losses) == 20
         np.testing.assert_allclose(losses, reference, rtol=0, atol=LOSS_TOL)
+        assert len((shared / "two" / "train_steps.csv").read_text().splitlines()) == 1 + 20
+        assert [r.split(",")[0] for r in (shared / "two" / "metrics.csv").read_text().splitlines()] == \
+            ["step", "0", "10", "20"]
+    else:
+        assert losses == []
     for name in mine:
         np.testing.assert_allclose(mine[name], theirs[name], rtol=0, atol=WEIGHT_TOL, err_msg=name)
 
