@@ -4,6 +4,7 @@
                              # bench/kernels.py writes the kernels section)
   python -m bench --quick    # 3 rounds, half the steps, nothing written
   python -m bench --only train,generate,memory,default-train,kernels
+  python -m bench distributed  # MPI data-parallel: 2 ranks vs 1 process (bench/distributed.py)
 
 Runs: NumPy sgemm (the MFU yardstick, before and after), training (train.py), generation
 (generate.py), peak memory (memory.py, subprocesses), the default `tinygpt train` raced against
@@ -28,19 +29,23 @@ BEGIN, END = "<!-- train-generate:begin -->", "<!-- train-generate:end -->"
 SECTION = "## Training and generation (python -m bench)"
 
 
-def write_section(path, body):
-    """Replace this section's generated block in `path` (between BEGIN and END), keeping the rest,
-    including anything written by hand after END. Creates the file or the section if absent."""
+def write_section(path, body, begin=BEGIN, end=END, section=SECTION):
+    """Replace a section's generated block in `path` (between `begin` and `end`), keeping the rest,
+    including anything written by hand after `end`. Creates the file or the section if absent."""
     text = path.read_text() if path.exists() else "# Benchmark results\n"
-    block = f"{BEGIN}\n{body}\n{END}"
-    if BEGIN in text and END in text:
-        text = text[:text.index(BEGIN)] + block + text[text.index(END) + len(END):]
+    block = f"{begin}\n{body}\n{end}"
+    if begin in text and end in text:
+        text = text[:text.index(begin)] + block + text[text.index(end) + len(end):]
     else:
-        text = text.rstrip() + f"\n\n{SECTION}\n\n{block}\n"
+        text = text.rstrip() + f"\n\n{section}\n\n{block}\n"
     path.write_text(text)
 
 
 def main(argv=None):
+    args = sys.argv[1:] if argv is None else list(argv)
+    if args[:1] == ["distributed"]:
+        from bench import distributed
+        return distributed.main(args[1:])
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="3 rounds, half the steps, no file written")
     parser.add_argument("--rounds", type=int, default=None)

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 import tinygpt
+from tinygpt import distributed
 from tinygpt.malloc_settings import keep_freed_memory
 
 EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
@@ -113,7 +114,14 @@ TRAIN_OPTIONS = [
     ("--lstm-layers", "lstm_layers", int, "LSTM layers (2)"),
     ("--lstm-hidden", "lstm_hidden", int, "LSTM hidden size (256)"),
     ("--steps", "steps", int, "optimizer steps (2000)"),
-    ("--batch-size", "batch_size", int, "windows per step (12)"),
+    ("--batch-size", "batch_size", int, "windows per step (12); under mpiexec per rank"),
+    ("--grad-accum", "grad_accum", int, "micro-batches summed into one step (1); global batch = "
+                                        "batch size x ranks x this"),
+    ("--zero", "zero", int, "under mpiexec: 1 shards AdamW's moments over the ranks (ZeRO-1; 0 = off)"),
+    ("--check-weights-every", "check_weights_every", int, "under mpiexec, debug: check every N steps "
+                                                          "that all ranks hold the same weights (0 = off)"),
+    ("--mpi-timeout", "mpi_timeout", float, "under mpiexec: seconds to wait for the other ranks "
+                                            "before aborting the job (300)"),
     ("--max-lr", "max_lr", float, "peak learning rate (1e-3)"),
     ("--min-lr", "min_lr", float, "learning rate at the end of the cosine (1e-4)"),
     ("--warmup-steps", "warmup_steps", int, "linear warmup steps (min(100, steps/10))"),
@@ -165,10 +173,13 @@ def cmd_train(args):
         header = None  # the trainer's own first line says "resuming <run> at step N"
     else:
         config = TrainConfig(**given, init_from=args.init_from)
-        out_dir, header = choose_out_dir(config, args.overwrite)
+        out_dir, header = choose_out_dir_on_rank_0(config, args.overwrite)
         config = dataclasses.replace(config, out_dir=out_dir)
         if config.corpus is None and config.data is None and default_corpus_note():
             header += "\n" + default_corpus_note()
+    if distributed.launched_rank() > 0:  # under mpiexec rank 0 alone reports; the others just train
+        result = train(config, checkpoint=args.checkpoint)
+        return (128 + result.stop_signal if result.stop_signal else EXIT_INTERRUPTED) if result.interrupted else 0
     bar = ProgressBar("train", args.log_interval, header, measured=estimate_size(config))
     try:
         result = train(config, progress=bar.update, log=bar.write, checkpoint=args.checkpoint)
@@ -188,6 +199,26 @@ def cmd_train(args):
         say("---- sample ----")
         say(result.sample)
     return 0
+
+
+def choose_out_dir_on_rank_0(config, overwrite):
+    """choose_out_dir, run by rank 0 alone under mpiexec and sent to the others (each would pick
+    its own "-2" otherwise)."""
+    world = distributed.get_world(config.mpi_timeout)
+    if world is None:
+        return choose_out_dir(config, overwrite)
+    chosen, error = (None, None), None
+    if world.is_root:
+        try:
+            chosen = choose_out_dir(config, overwrite)
+        except Exception as e:
+            error = e
+    out_dir = world.broadcast_text(chosen[0], "choosing the run directory")
+    if error is not None:
+        raise error
+    if out_dir is None:
+        raise ValueError("rank 0 could not choose the run directory (it reports why)")
+    return out_dir, chosen[1] or ""
 
 
 def choose_out_dir(config, overwrite):
@@ -213,7 +244,7 @@ def choose_out_dir(config, overwrite):
 def estimate_size(config):
     """What training's loss estimates average over, e.g. "20 batches of 12"."""
     c = config.resolved()
-    return f"estimated on {c.eval_iters} random batches of {c.batch_size}"
+    return f"estimated on {c.eval_iters} random batches of {c.batch_size * distributed.launched_size() * c.grad_accum}"
 
 
 def stderr_is_terminal():
@@ -377,6 +408,10 @@ def cmd_serve(args):
 
 def cmd_finetune(args):
     from tinygpt.finetune import FinetuneConfig, finetune
+    if distributed.launched_size() > 1:
+        raise UsageError(f"tinygpt finetune is not data-parallel: under mpiexec each of the "
+                         f"{distributed.launched_size()} ranks would train alone into the same run; run it "
+                         f"as one process (docs/distributed.md)")
 
     fields = {f.name for f in dataclasses.fields(FinetuneConfig)}
     given = {k: v for k, v in vars(args).items() if k in fields - {"resume"} and v is not None}
@@ -611,6 +646,9 @@ def cmd_info(args):
     say(f"backend mode: {backend.get_backend()} (TINYGPT_BACKEND=auto|numpy|numba|c, or --backend)")
     for name, (ok, reason) in backend.availability().items():
         say(f"  {name:6s} {'available' if ok else 'NOT available'}: {reason}")
+    mpi = distributed.mpi_library()  # imports mpi4py, when it is installed
+    say(f"MPI: {mpi['library']} (MPI {mpi['standard']}, mpi4py {mpi['mpi4py']}), {mpi['size']} rank(s) in "
+        f"this job" if mpi else "MPI: mpi4py not installed (pip install 'tinygpt[mpi]' for data-parallel training)")
     say(f"{'kernel':28s} {'runs on':8s} implementations")
     for name, chosen, have in backend.report():
         say(f"{name:28s} {chosen:8s} {', '.join(have)}")

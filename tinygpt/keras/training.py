@@ -3,7 +3,8 @@
 
 fit is, per epoch: shuffle, then per batch: forward, loss, backward, optimizer step, with the
 callbacks around; then evaluate the validation data. The loss and metrics it reports are running
-means over the epoch's batches weighted by their size, as Keras reports them.
+means over the epoch's batches weighted by their size, as Keras reports them. Under mpiexec fit is
+data-parallel (distribution.py): each rank takes its shard of every batch, gradients are averaged.
 Not here: the layers and the forward pass (layers.py, models.py), losses and metrics themselves.
 """
 
@@ -14,6 +15,7 @@ import numpy as np
 from tinygpt.keras import losses as losses_module
 from tinygpt.keras import metrics as metrics_module
 from tinygpt.keras import optimizers, printer
+from tinygpt.keras.distribution import data_parallel_world
 from tinygpt.keras.batches import BatchStream, is_batch_stream, split_batch
 from tinygpt.keras.callbacks import CallbackList, History, ProgbarLogger
 from tinygpt.keras.layers import Dense, split_weights
@@ -150,6 +152,7 @@ class Trainer:
     def train_on_batch(self, x, y):
         """One optimizer step on (x, y) -> loss, or [loss, *metrics] with metrics (of this batch)."""
         self._require_compiled("train_on_batch")
+        self._world = None  # one batch, on this rank alone (data-parallel training is fit's)
         x, y = self._prepare_xy(x, y, "x", "y")
         means = _RunningMeans(self.compiled_metrics)
         means.add(n_samples(x), *self._train_step(x, y))
@@ -158,6 +161,10 @@ class Trainer:
 
     def _train_step(self, x, y):
         """-> (the batch's loss as a float, {metric name: its values on this batch})"""
+        if getattr(self, "_world", None) is not None:  # inside a data-parallel fit
+            if self._data_parallel is None:  # the first batch: the parameters exist now
+                self._start_data_parallel()
+            return self._data_parallel_step(x, y)
         loss, predictions = self._loss_and_predictions(x, y, training=True)
         self.optimizer.zero_grad()
         loss.backward()
@@ -165,6 +172,34 @@ class Trainer:
             param.grad = None
         self.optimizer.step()
         return loss.item(), self._metric_values(y, predictions)
+
+    def _data_parallel_step(self, x, y):
+        """_train_step on this rank's shard of the batch: np.array_split's part `rank`, weighted by
+        its share of the samples so that the summed gradients are the whole batch's mean. The
+        shards' predictions are gathered, so the metrics see the whole batch, as in one process."""
+        world, buckets = self._data_parallel
+        n = n_samples(x)
+        rows = np.array_split(np.arange(n), world.size)[world.rank]
+        # a rank with no sample in a short last batch computes one with weight 0: same graph, no effect
+        loss, predictions = self._loss_and_predictions(take(x, rows if len(rows) else [0]),
+                                                       take(y, rows if len(rows) else [0]), training=True)
+        if isinstance(predictions, list):
+            raise NotImplementedError("data-parallel fit of a model with several outputs is not supported")
+        self.optimizer.zero_grad()
+        buckets.backward(loss * (len(rows) / n), divide_by=1)
+        for param in split_weights(self)[1]:
+            param.grad = None
+        self.optimizer.step()
+        total = world.sum([loss.item() * len(rows)], "the batch's loss")[0] / n
+        whole = world.allgatherv_(np.ascontiguousarray(predictions[:len(rows)]), n, "the batch's predictions")
+        return float(total), self._metric_values(y, whole)
+
+    def _start_data_parallel(self):
+        """Rank 0's weights to every rank, and the buckets that average the gradients."""
+        for p in self.parameters():
+            self._world.broadcast_(p.data, "the initial weights")
+        from tinygpt.distributed.buckets import GradBuckets
+        self._data_parallel = (self._world, GradBuckets(self.parameters(), self._world))
 
     # ----- the loops ---------------------------------------------------------------------------
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
@@ -193,6 +228,9 @@ class Trainer:
                 raise NotImplementedError("fit(steps_per_epoch=...) with arrays is not supported by "
                                           "tinygpt.keras; it is for generators of (x, y) batches")
             x, y = self._prepare_xy(x, y, "x", "y")
+        world = data_parallel_world()  # None in one process
+        if world is not None and not world.is_root:
+            verbose = 0  # rank 0 alone shows progress
         if is_batch_stream(validation_data):
             val_stream = BatchStream(validation_data, validation_steps, "validation_data")
         elif validation_data is not None:
@@ -212,6 +250,7 @@ class Trainer:
             x, x_val, y, y_val = take(x, head), take(x, tail), take(y, head), take(y, tail)
 
         rng = self.shuffle_rng if seed is None else np.random.default_rng(seed)
+        self._world, self._data_parallel = world, None  # set up by the first training batch
         n = None if stream else n_samples(x)
         steps = stream.steps_hint if stream else math.ceil(n / batch_size)
         self.history = History()
@@ -241,6 +280,7 @@ class Trainer:
             if self.stop_training:
                 break
         callbacks.on_train_end(logs)
+        self._world = self._data_parallel = None
         return self.history
 
     def _train_batches(self, stream, x, y, rng, shuffle, batch_size):
@@ -250,6 +290,8 @@ class Trainer:
             return
         n = n_samples(x)
         order = rng.permutation(n) if shuffle else np.arange(n)
+        if self._world is not None:  # rank 0's order on every rank: their shuffle_rng may differ
+            order = self._world.broadcast_(order.astype(np.int64), "the shuffled order")
         for start in range(0, n, batch_size):
             batch = order[start:start + batch_size]
             yield take(x, batch), take(y, batch)

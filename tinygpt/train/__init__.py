@@ -4,7 +4,8 @@
     result = train(TrainConfig(steps=500), progress=print)   # -> TrainResult
 
 config.py (TrainConfig), data.py (text -> tokens on disk), trainer.py (the loop, resume, Ctrl-C),
-runs.py (the run directory: checkpoints, metrics.csv, load_run). Not here: sampling (generate.py),
+runs.py (the run directory: checkpoints, metrics.csv, load_run), parallel.py (the loop's share of
+each global batch and resume under mpiexec; docs/distributed.md). Not here: sampling (generate.py),
 classification fine-tuning (tinygpt.finetune), or anything that prints (cli.py).
 """
 

@@ -23,7 +23,10 @@ SCHEDULES = ("cosine", "constant")
 # Settings that may change when a run is resumed: they do not touch the weights, the optimizer
 # or the batches, so the resumed run still takes exactly the steps an uninterrupted one would.
 RESUMABLE_CHANGES = ("steps", "eval_interval", "eval_iters", "sample_tokens", "keep_checkpoints",
-                     "resume", "out_dir", "init_from")
+                     "resume", "out_dir", "init_from", "zero", "check_weights_every", "mpi_timeout",
+                     # these two may change only together with the rank count, keeping the global
+                     # batch (batch_size x ranks x grad_accum) and so the batches; the Trainer checks it
+                     "batch_size", "grad_accum")
 
 
 @dataclass
@@ -51,7 +54,8 @@ class TrainConfig:
     lstm_hidden: int = 256
     # optimisation
     steps: int = 2000
-    batch_size: int = 12
+    batch_size: int = 12  # windows per forward on each rank; the global batch is this x ranks x grad_accum
+    grad_accum: int = 1  # micro-batches whose gradients are summed before one optimizer step
     max_lr: float = 1e-3
     min_lr: float = 1e-4
     warmup_steps: Optional[int] = None  # None: min(100, steps // 10)
@@ -70,15 +74,19 @@ class TrainConfig:
     init_from: Optional[str] = None  # start from the weights and tokenizer of another run
     sample_tokens: int = 200  # generated at the end of training
     keep_checkpoints: int = 2  # older checkpoints are deleted once a newer one is saved
+    # data-parallel training under mpiexec (docs/distributed.md); ignored in one process
+    zero: int = 0  # 1: ZeRO stage 1, each rank keeps AdamW's moments for its slice of the parameters
+    check_weights_every: int = 0  # debug: every N steps, check that all ranks hold the same weights
+    mpi_timeout: float = 300.0  # seconds a rank waits for the others before the job is aborted
 
     def __post_init__(self):
         _check_choice(self, "model", MODELS)
         _check_choice(self, "tokenizer", TOKENIZERS)
         _check_choice(self, "schedule", SCHEDULES)
         for name in ("vocab_size", "n_layer", "n_head", "n_embd", "block_size", "lstm_layers",
-                     "lstm_hidden", "batch_size", "eval_interval", "eval_iters", "keep_checkpoints"):
+                     "lstm_hidden", "batch_size", "grad_accum", "eval_interval", "eval_iters", "keep_checkpoints"):
             _check_int(self, name, minimum=1)
-        for name in ("steps", "sample_tokens", "seed"):
+        for name in ("steps", "sample_tokens", "seed", "check_weights_every"):
             _check_int(self, name, minimum=0)
         for name in ("warmup_steps", "lr_decay_steps"):
             if getattr(self, name) is not None:
@@ -88,6 +96,12 @@ class TrainConfig:
         for name, low, high in (("dropout", 0.0, 1.0), ("beta1", 0.0, 1.0), ("beta2", 0.0, 1.0),
                                 ("val_fraction", 0.0, 1.0)):
             _check_number(self, name, low, high, high_open=True)
+        if self.zero not in (0, 1) or isinstance(self.zero, bool):
+            raise ValueError(f"zero must be 0 (off) or 1 (ZeRO stage 1: sharded optimizer moments), got "
+                             f"{self.zero!r}; stages 2 and 3 (sharded gradients, parameters) are not supported")
+        if isinstance(self.mpi_timeout, bool) or not isinstance(self.mpi_timeout, (int, float)) \
+                or not self.mpi_timeout > 0:
+            raise ValueError(f"mpi_timeout must be a number of seconds > 0, got {self.mpi_timeout!r}")
         if not 0.0 < self.val_fraction:
             raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction!r}: "
                              f"the validation loss needs held-out tokens")

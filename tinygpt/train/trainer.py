@@ -1,8 +1,10 @@
 """The training loop: a random batch of windows -> forward -> backward -> clip -> AdamW step, with
 a warmup + cosine learning rate, loss estimates every eval_interval steps (metrics.csv), and
-checkpoints that resume bit for bit. Ctrl-C stops after the current step and saves.
-Library code never prints: progress(TrainEvent) and log(str) callbacks report instead.
-Not here: the run directory's files (runs.py), the data (data.py), the command line (cli.py).
+checkpoints that resume bit for bit. Ctrl-C stops after the current step and saves. Under mpiexec
+each rank computes its share of every global batch and tinygpt.distributed averages the gradients;
+rank 0 alone writes files and reports. Library code never prints: progress(TrainEvent) and log(str)
+callbacks report instead. Not here: the run directory's files (runs.py), the data (data.py), the
+command line (cli.py), the MPI communication itself (tinygpt.distributed).
 """
 
 import contextlib
@@ -19,14 +21,15 @@ import numpy as np
 
 import tinygpt
 from tinygpt.malloc_settings import keep_freed_memory
-from tinygpt.checkpoint import rng_from_json, rng_state_to_json
-from tinygpt.data import random_windows, sequential_batches
+from tinygpt import distributed
+from tinygpt.checkpoint import checkpoint_path, rng_from_json, rng_state_to_json
+from tinygpt.data import random_windows, sequential_batches, split_tokens
 from tinygpt.token_files import write_tokens
 from tinygpt.generate import default_prompt, generate_text, inference
 from tinygpt.train.limits import check_eval_work, check_step_fits
 from tinygpt.optim import AdamW, ConstantLR, WarmupCosine, clip_grad_norm_, weight_decay_groups
-from tinygpt.train import runs
-from tinygpt.train.config import TrainConfig, build_model, read_run_config
+from tinygpt.train import parallel, runs
+from tinygpt.train.config import RESUMABLE_CHANGES, TrainConfig, build_model, read_run_config
 from tinygpt.train.data import (build_tokenizer, check_split_sizes, encode_in_pieces, load_splits,
                                 read_training_text)
 
@@ -66,24 +69,49 @@ class Trainer:
     def __init__(self, config, progress=None, log=None, checkpoint=None):
         if not isinstance(config, TrainConfig):
             raise TypeError(f"Trainer needs a TrainConfig, got {type(config).__name__}")
-        self.progress = progress or (lambda event: None)
-        self.log = log or (lambda message: None)
+        # None in one process; else this rank's place in the MPI job (tinygpt.distributed)
+        self.world = distributed.get_world(config.mpi_timeout)
+        self.rank, self.ranks = (self.world.rank, self.world.size) if self.world else (0, 1)
+        self.is_root = self.rank == 0
+        self.progress = (progress if self.is_root else None) or (lambda event: None)
+        self.log = (log if self.is_root else None) or (lambda message: None)
+        if self.world is not None:
+            self.world.log = log
+            distributed.share_cores(self.world)
         config = config.resolved()
         self.run_dir = Path(config.out_dir)
         self.metrics = runs.MetricsLog(self.run_dir / runs.METRICS)
         self.step_log = runs.MetricsLog(self.run_dir / runs.STEPS, runs.STEP_COLUMNS)  # every step's loss
         self.last_eval, self.saved_step, self.checkpoint = {}, None, None
         self._stop_requested = self._in_step = False
+        self._stop_agreed = False  # under MPI: the ranks stop together, when any of them was asked to
         self.stop_signal = None  # the signal (SIGINT, SIGTERM, SIGHUP) that stopped the run
         self._lock = None  # a runs.RunLock from setup until run() returns
         self.resume_from = checkpoint  # resume from this ckpt_<step> instead of the newest
         if checkpoint is not None and not config.resume:
             raise ValueError(f"checkpoint={checkpoint!r} chooses where a resumed run starts; it needs resume")
+        failed = None
         try:
             (self._resume if config.resume else self._start)(config)
-        except BaseException:
+        except BaseException as error:
             self._release_lock()
-            raise
+            failed = error
+        if self.world is not None and self.world.any(failed is not None, "the run's set-up"):
+            if failed is None:
+                failed = RuntimeError("another rank failed to set up the run (its own error says why)")
+        if failed is not None:
+            raise failed
+        if config.resume and self.is_root:
+            self._rewrite_resumed_files()
+        self.global_batch = self.config.batch_size * self.ranks * self.config.grad_accum
+        self.buckets = None
+        if self.world is not None:
+            from tinygpt.distributed.buckets import GradBuckets
+            self.buckets = GradBuckets(self.model.parameters(), self.world)
+        self.log(f"global batch {self.global_batch} windows = batch_size {self.config.batch_size} x "
+                 f"{self.ranks} rank(s) x grad_accum {self.config.grad_accum}"
+                 + ("" if not self.config.zero else "; ZeRO-1 optimizer sharding" if self.world
+                    else "; zero=1 does nothing in one process (there is no other rank to share with)"))
 
     def _take_lock(self):
         """One writer per run directory; then the temp files a killed writer left are garbage."""
@@ -98,11 +126,12 @@ class Trainer:
 
     # ----- setting up -------------------------------------------------------------------------
     def _start(self, config):
-        """A new run. Everything that can fail (data, tokenizer, sizes) runs before the first write."""
-        if (self.run_dir / runs.CONFIG).exists():
+        """A new run. Everything that can fail (data, tokenizer, sizes) runs before the first write.
+        Every rank builds the tokenizer and the ids itself (no file needs to be shared); rank 0 writes."""
+        if self.is_root and (self.run_dir / runs.CONFIG).exists():
             raise ValueError(f"{self.run_dir} already holds a run; resume it with --resume "
                              f"{self.run_dir}, or choose another --out-dir")
-        if self.run_dir.exists() and any(self.run_dir.iterdir()):
+        if self.is_root and self.run_dir.exists() and any(self.run_dir.iterdir()):
             raise ValueError(f"{self.run_dir} exists and is not empty; choose another --out-dir")
         text = read_training_text(config)
         if config.init_from is not None:
@@ -134,6 +163,10 @@ class Trainer:
         # a stream of its own for the batches, separate from the one that initialised the weights
         self.rng = np.random.default_rng([config.seed, 0])
         self.step, self.fresh = 0, True
+        parallel.fork_dropout(self.model, config.seed, self.rank, 0)
+        if not self.is_root:
+            self.train_tokens, self.val_tokens = split_tokens(ids, config.val_fraction)
+            return
 
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._take_lock()
@@ -149,16 +182,20 @@ class Trainer:
     def _resume(self, config):
         """Continue the run in out_dir from its latest checkpoint, exactly where it stopped."""
         saved = TrainConfig.from_run(self.run_dir)
-        self._take_lock()
-        differences = config.differences(saved.resolved())
+        path, tensors, meta, notes = parallel.open_checkpoint(self.world, self.run_dir, self.resume_from,
+                                                              self._take_lock)
+        for message in notes:
+            self.log(message)
+        # batch_size and grad_accum may change only with the rank count (checked below)
+        same_ranks = meta.get("ranks", 1) == self.ranks
+        differences = config.differences(saved.resolved(), ignore=tuple(
+            name for name in RESUMABLE_CHANGES if not (same_ranks and name in ("batch_size", "grad_accum"))))
         if differences:
             name, given, was = differences[0]
             raise ValueError(f"cannot resume {self.run_dir}: {name} is {given!r} but the run was made with "
                              f"{was!r}; a resumed run keeps its settings (only steps and the evaluation "
                              f"settings may change)")
-        path, tensors, meta, notes = runs.resume_checkpoint(self.run_dir, self.resume_from)
-        for message in notes:
-            self.log(message)
+        parallel.check_global_batch(self.run_dir, config, self.ranks, meta, saved)
         model_config = read_run_config(self.run_dir)["model"]
         self.config, self.tokenizer = config, runs.load_run_tokenizer(self.run_dir)
         self.model = build_model(model_config, seed=config.seed)
@@ -171,17 +208,27 @@ class Trainer:
         for name, module in runs.dropout_modules(self.model):
             module.rng = rng_from_json(meta["rng"]["dropout"][name])
         self.step, self.fresh, self.saved_step, self.checkpoint = meta["step"], False, meta["step"], path
+        parallel.fork_dropout(self.model, config.seed, self.rank, self.step)
         self.last_eval = {"train": meta.get("train_loss"), "val": meta.get("val_loss")}
         self.train_tokens, self.val_tokens = load_splits(self.run_dir / runs.TOKENS, config.val_fraction)
+        self._model_config = model_config  # config.json is rewritten once every rank has read it
+        self.log(f"resuming {self.run_dir} at step {self.step} from {path.name}")
+
+    def _rewrite_resumed_files(self):
+        """After every rank has read the run: drop metrics past the checkpoint, save the new settings."""
         self.metrics.truncate_after(self.step)
         self.step_log.truncate_after(self.step)
-        self._write_config(model_config)  # the new steps / eval settings
-        self.log(f"resuming {self.run_dir} at step {self.step} from {path.name}")
+        self._write_config(self._model_config)  # the new steps / eval settings
 
     def _make_optimizer(self):
         c = self.config
         groups = weight_decay_groups(self.model.named_parameters(), c.weight_decay)  # no decay on biases, gains
-        self.optimizer = AdamW(groups, lr=c.max_lr, betas=(c.beta1, c.beta2), weight_decay=c.weight_decay)
+        if c.zero and self.world is not None:
+            from tinygpt.distributed.zero import ZeroAdamW
+            self.optimizer = ZeroAdamW(groups, self.world, lr=c.max_lr, betas=(c.beta1, c.beta2),
+                                       weight_decay=c.weight_decay)
+        else:
+            self.optimizer = AdamW(groups, lr=c.max_lr, betas=(c.beta1, c.beta2), weight_decay=c.weight_decay)
         self.schedule = (WarmupCosine(c.max_lr, c.min_lr, c.warmup_steps, c.lr_decay_steps)
                          if c.schedule == "cosine" else ConstantLR(c.max_lr))
 
@@ -191,19 +238,39 @@ class Trainer:
             "model": model_config, "tokenizer": runs.TOKENIZER, "tokens": runs.TOKENS})
 
     # ----- one step, one estimate, one save ---------------------------------------------------
+    def _my_micro_batches(self, x, y):
+        return parallel.my_micro_batches(x, y, self.config.batch_size, self.rank, self.ranks, self.config.grad_accum)
+
     def train_step(self):
-        """One optimizer step on a fresh random batch -> (loss, lr)."""
+        """One optimizer step on a fresh random batch -> (loss, lr). The whole global batch is drawn
+        on every rank, from the same generator, and each rank computes its rows of it."""
         c = self.config
-        x, y = random_windows(self.train_tokens, c.batch_size, c.block_size, self.rng)  # (B, T) each
+        x, y = random_windows(self.train_tokens, self.global_batch, c.block_size, self.rng)  # (G, T) each
         lr = self.schedule.step(self.optimizer)  # the lr of this step, written into every group
-        _, loss = self.model(x, y)
         self.optimizer.zero_grad()
-        loss.backward()
+        micro = self._my_micro_batches(x, y)
+        losses = []
+        for m, (xm, ym) in enumerate(micro):  # (b, T) each
+            _, loss = self.model(xm, ym)
+            if self.buckets is not None and m == len(micro) - 1:
+                # gradients summed over micro-steps and ranks, then divided: the global batch's mean
+                self.buckets.backward(loss, divide_by=self.ranks * len(micro))
+            else:
+                loss.backward()  # accumulates into p.grad; only the last micro-step communicates
+            losses.append(loss.item())
+        if self.buckets is None and len(micro) > 1:
+            scale = np.float32(1.0 / len(micro))
+            for p in self.model.parameters():
+                if p.grad is not None:
+                    p.grad *= scale
+        loss = sum(losses) / len(losses)
+        if self.world is not None:  # the global loss, and whether any rank was asked to stop
+            total = self.world.sum([loss, float(self._stop_requested)], "the step's loss")
+            loss, self._stop_agreed = float(total[0]) / self.ranks, bool(total[1] > 0)
         if c.grad_clip > 0:
             clip_grad_norm_(self.model.parameters(), c.grad_clip)
         self.optimizer.step()
         self.step += 1
-        loss = loss.item()
         if not math.isfinite(loss):
             raise FloatingPointError(f"the training loss is {loss} at step {self.step}; lower the learning "
                                      f"rate (--max-lr) or the gradient clip (--grad-clip)")
@@ -216,35 +283,54 @@ class Trainer:
         c, out = self.config, {}
         for k, (split, tokens) in enumerate((("train", self.train_tokens), ("val", self.val_tokens))):
             rng = np.random.default_rng([c.seed, 1, k])
-            with inference(self.model):
-                losses = [self.model(*random_windows(tokens, c.batch_size, c.block_size, rng))[1].item()
-                          for _ in range(c.eval_iters)]
-            out[split] = float(np.mean(losses))
+            with inference(self.model):  # each rank its rows of each global batch, as in training
+                losses = [self.model(xm, ym)[1].item() for _ in range(c.eval_iters)
+                          for xm, ym in self._my_micro_batches(*random_windows(tokens, self.global_batch, c.block_size, rng))]
+            if self.world is None:
+                out[split] = float(np.mean(losses))
+            else:
+                out[split] = float(self.world.sum([sum(losses)], "the loss estimate")[0]) / (len(losses) * self.ranks)
         return out
 
     def save(self):
         """Checkpoint the whole training state at self.step -> the .json path."""
         if self.saved_step == self.step:
             return self.checkpoint
+        optimizer_arrays, optimizer_meta = runs.optimizer_tensors(self.optimizer)  # ZeRO-1: gathers (every rank)
+        if not self.is_root:
+            self.checkpoint, self.saved_step = checkpoint_path(self.run_dir, self.step), self.step
+            self._agree_saved(None)
+            return self.checkpoint
         tensors = runs.model_tensors(self.model)
-        optimizer_arrays, optimizer_meta = runs.optimizer_tensors(self.optimizer)
         tensors.update(optimizer_arrays)
-        meta = {"kind": "lm", "step": self.step,
-                "tokens_seen": self.step * self.config.batch_size * self.config.block_size,
+        meta = {"kind": "lm", "step": self.step, "global_batch": self.global_batch, "ranks": self.ranks,
+                "tokens_seen": self.step * self.global_batch * self.config.block_size,
                 "optimizer": optimizer_meta, "schedule": self.schedule.state_dict(),
                 "rng": {"data": rng_state_to_json(self.rng),
                         "dropout": {n: rng_state_to_json(m.rng) for n, m in runs.dropout_modules(self.model)}},
                 "train_loss": self.last_eval.get("train"), "val_loss": self.last_eval.get("val")}
-        self.checkpoint = runs.save_step(self.run_dir, self.step, tensors, meta, self.config.keep_checkpoints)
+        try:
+            self.checkpoint = runs.save_step(self.run_dir, self.step, tensors, meta, self.config.keep_checkpoints)
+        except BaseException as error:
+            self._agree_saved(error)
+            raise
+        self._agree_saved(None)
         self.saved_step = self.step
         self.log(f"saved checkpoint {self.run_dir / self.checkpoint.stem} (.safetensors + .json)")
         return self.checkpoint
 
+    def _agree_saved(self, error):
+        """Every rank learns whether rank 0's save worked: on a failed save they all stop."""
+        if self.world is not None and self.world.any(error is not None, "the checkpoint save") and error is None:
+            raise RuntimeError(f"rank 0 could not save the checkpoint at step {self.step} (it reports why)")
+
     def _evaluate(self, lr, tokens_per_sec):
         self.last_eval = self.estimate_loss()
         train_loss, val_loss = self.last_eval["train"], self.last_eval["val"]
-        self.metrics.append({"step": self.step, "train_loss": train_loss, "val_loss": val_loss,
-                             "perplexity": math.exp(min(val_loss, 700.0)), "lr": lr, "tokens_per_sec": tokens_per_sec})
+        if self.is_root:
+            self.metrics.append({"step": self.step, "train_loss": train_loss, "val_loss": val_loss,
+                                 "perplexity": math.exp(min(val_loss, 700.0)), "lr": lr,
+                                 "tokens_per_sec": tokens_per_sec})
         self.progress(TrainEvent("eval", self.step, self.config.steps, train_loss=train_loss, val_loss=val_loss))
 
     # ----- the loop ---------------------------------------------------------------------------
@@ -253,19 +339,23 @@ class Trainer:
         keep_freed_memory()  # no page faults for each step's activations (tinygpt/malloc_settings.py)
         c, started = self.config, time.perf_counter()
         step_time, interval_time, interval_tokens = [], 0.0, 0
-        tokens_per_step = c.batch_size * c.block_size
+        tokens_per_step = self.global_batch * c.block_size  # over all ranks
         with self._lock_held(), self._stop_after_step_on_signal():
             try:
                 if self.fresh:
                     self._evaluate(self.schedule.lr_at(0), None)  # where the loss curve starts
                 while self.step < c.steps:
-                    if self._stop_requested:
+                    if self._stop_agreed if self.world is not None else self._stop_requested:
                         raise KeyboardInterrupt
                     t0, self._in_step = time.perf_counter(), True
                     loss, lr = self.train_step()
                     self._in_step, dt = False, time.perf_counter() - t0
                     step_time.append(dt)
-                    self.step_log.append({"step": self.step, "loss": loss, "lr": lr})
+                    if self.is_root:
+                        self.step_log.append({"step": self.step, "loss": loss, "lr": lr})
+                    if self.world is not None and c.check_weights_every and self.step % c.check_weights_every == 0:
+                        self.world.check_same([p.data for p in self.model.parameters()],
+                                              f"the weights after step {self.step}")
                     interval_time, interval_tokens = interval_time + dt, interval_tokens + tokens_per_step
                     self.progress(TrainEvent("step", self.step, c.steps, loss=loss, lr=lr,
                                              tokens_per_sec=tokens_per_step / dt))
@@ -280,6 +370,8 @@ class Trainer:
                 self.save()  # between steps the state is whole (the caller says how to resume)
                 return self._result(started, step_time, interrupted=True)
         # The run is finished and saved: the plot and the sample are extras, and neither may fail it.
+        if not self.is_root:
+            return self._result(started, step_time)
         if runs.plot_metrics(self.run_dir / runs.METRICS, self.run_dir / runs.PLOT):
             self.log(f"loss curve -> {self.run_dir / runs.PLOT}")
         sample = None
