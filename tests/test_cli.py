@@ -76,6 +76,29 @@ def test_train_resume_continues_to_more_steps(tmp_path, text_file, capsys):
         assert [int(r["step"]) for r in csv.DictReader(f)] == [0, 3, 6, 9]
 
 
+def test_resume_of_a_checkpoint_written_before_attention_dropout(tmp_path, text_file, capsys):
+    # checkpoints from before GPT-2's attention dropout have no generator state for attn_dropout
+    assert run(capsys, "train", "--data", text_file, "--out-dir", tmp_path / "run", *TINY)[0] == 0
+    record = tmp_path / "run" / "ckpt_000006.json"
+    saved = json.loads(record.read_text())
+    generators = saved["meta"]["rng"]["dropout"]
+    dropped = [name for name in generators if name.endswith(".attn.attn_dropout")]
+    assert dropped, sorted(generators)
+    for name in dropped:
+        del generators[name]
+    record.write_text(json.dumps(saved))
+    code, out, err = run(capsys, "train", "--resume", tmp_path / "run", "--steps", "9")
+    assert code == 0, err
+    assert "step 9:" in out
+    # a generator missing for another module is still refused
+    record = sorted((tmp_path / "run").glob("ckpt_*.json"))[-1]
+    saved = json.loads(record.read_text())
+    del saved["meta"]["rng"]["dropout"]["transformer.drop"]
+    record.write_text(json.dumps(saved))
+    code, out, err = run(capsys, "train", "--resume", tmp_path / "run", "--steps", "12")
+    assert code != 0 and "rng['dropout'] names" in err
+
+
 def test_train_init_from_continues_on_new_text(trained, tmp_path, capsys):
     new = tmp_path / "new.txt"
     new.write_text(TEXT[::-1], encoding="utf-8")

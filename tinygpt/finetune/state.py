@@ -11,7 +11,7 @@ import signal
 import threading
 from pathlib import Path
 
-from tinygpt.checkpoint import rng_from_json, rng_state_to_json
+from tinygpt.checkpoint import rng_state_to_json
 from tinygpt.train import runs
 
 SETTINGS = "finetune.json"  # the FinetuneConfig a run was started with, written before the first step
@@ -55,8 +55,7 @@ def load_state(run_dir, model, optimizer, schedule):
     runs.load_model_tensors(model, tensors, path.name)
     runs.load_optimizer(optimizer, tensors, meta["optimizer"], path.name)
     schedule.load_state_dict(meta["schedule"])
-    for name, module in runs.dropout_modules(model):
-        module.rng = rng_from_json(meta["rng"]["dropout"][name])
+    runs.restore_dropout_rngs(model, meta["rng"]["dropout"])
     return path, meta, notes
 
 

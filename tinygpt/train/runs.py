@@ -216,6 +216,25 @@ def dropout_modules(model):
     return [(name, module) for name, module in model.named_modules() if isinstance(module, Dropout)]
 
 
+# Dropout modules a checkpoint may lack because tinygpt added them after it was written: a GPT's
+# attention-probability dropout. Such a module keeps the generator it was built with.
+ADDED_DROPOUTS = (".attn.attn_dropout",)
+
+
+def missing_dropouts(model, saved):
+    """Names of model's dropout modules absent from a checkpoint's rng['dropout'] dict `saved`."""
+    return [name for name, _ in dropout_modules(model) if name not in saved]
+
+
+def restore_dropout_rngs(model, saved):
+    """Set each dropout module's generator from a checkpoint's rng['dropout'] dict (checked first
+    by check_lm_meta or the fine-tuning loader); an added module (ADDED_DROPOUTS) missing there
+    keeps its own."""
+    for name, module in dropout_modules(model):
+        if name in saved:
+            module.rng = rng_from_json(saved[name])
+
+
 def save_step(run_dir, step, tensors, meta, keep):
     """Save checkpoint ckpt_<step> and delete all but the newest `keep`; returns its .json path."""
     path = save_checkpoint(checkpoint_path(run_dir, step), tensors, meta)
@@ -306,9 +325,10 @@ def check_lm_meta(meta, where, max_step, model):
     except (ValueError, TypeError, KeyError) as e:
         raise bad("rng['data']", rng.get("data"), f"a saved random generator state ({e})") from None
     names = [name for name, _ in dropout_modules(model)]
-    if sorted(rng["dropout"]) != sorted(names):
+    added = [name for name in missing_dropouts(model, rng["dropout"]) if name.endswith(ADDED_DROPOUTS)]
+    if sorted(rng["dropout"]) != sorted(set(names) - set(added)):
         raise bad("rng['dropout'] names", sorted(rng["dropout"]), f"the model's dropout modules {sorted(names)}")
-    for name in names:
+    for name in set(names) - set(added):
         try:
             rng_from_json(rng["dropout"][name])
         except (ValueError, TypeError, KeyError) as e:

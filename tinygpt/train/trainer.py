@@ -205,8 +205,7 @@ class Trainer:
         runs.load_optimizer(self.optimizer, tensors, meta["optimizer"], path.name)
         self.schedule.load_state_dict(meta["schedule"])
         self.rng = rng_from_json(meta["rng"]["data"])
-        for name, module in runs.dropout_modules(self.model):
-            module.rng = rng_from_json(meta["rng"]["dropout"][name])
+        runs.restore_dropout_rngs(self.model, meta["rng"]["dropout"])
         self.step, self.fresh, self.saved_step, self.checkpoint = meta["step"], False, meta["step"], path
         parallel.fork_dropout(self.model, config.seed, self.rank, self.step)
         self.last_eval = {"train": meta.get("train_loss"), "val": meta.get("val_loss")}
