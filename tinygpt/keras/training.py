@@ -13,6 +13,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from tinygpt.keras import losses as losses_module
+from tinygpt.keras import masking
 from tinygpt.keras import metrics as metrics_module
 from tinygpt.keras import optimizers
 from tinygpt.keras.batches import BatchStream, is_batch_stream, split_batch
@@ -127,16 +128,20 @@ class Trainer:
         return None
 
     def _loss_and_predictions(self, x, y, training):
-        """-> (scalar loss Tensor, predictions as NumPy: the model's output after its last activation)."""
+        """-> (scalar loss Tensor, predictions as NumPy: the model's output after its last
+        activation, y). With a mask on a (B, T, ...) output, only the real steps of predictions
+        and y remain: the loss and metrics average over those, as Keras'."""
         head = self._fused_head()
         if head is None:
             out = self.forward(x, training=training)
-            return self.loss(y, out), out.data
+            y, out, predictions = masking.select_unmasked(masking.get_mask(out), y, out, out.data)
+            return self.loss(y, out), predictions, y
         # fused: the loss reads the pre-softmax logits, the metrics the probabilities
         features = self.forward(x, training=training, layers=list(self.layers)[:-1])
         logits = head.pre_activation(features)
         predictions = head.activation(Tensor(logits.data)).data  # a constant: outside the graph
-        return self.loss.compute(y, logits, from_logits=True), predictions
+        y, logits, predictions = masking.select_unmasked(masking.get_mask(features), y, logits, predictions)
+        return self.loss.compute(y, logits, from_logits=True), predictions, y
 
     def _metric_values(self, y, predictions):
         """Per-prediction values of the function metrics; Metric objects are updated in place."""
@@ -159,7 +164,7 @@ class Trainer:
 
     def _train_step(self, x, y):
         """-> (the batch's loss as a float, {metric name: its values on this batch})"""
-        loss, predictions = self._loss_and_predictions(x, y, training=True)
+        loss, predictions, y = self._loss_and_predictions(x, y, training=True)
         self.optimizer.zero_grad()
         loss.backward()
         for param in split_weights(self)[1]:  # trainable=False: no gradient, so the step skips it
@@ -284,7 +289,7 @@ class Trainer:
         means = _RunningMeans(self.compiled_metrics)
         with no_grad():  # no graph: evaluation only reads the weights
             for xb, yb in tqdm(batches, unit="batch", disable=verbose == 0):
-                loss, predictions = self._loss_and_predictions(xb, yb, training=False)
+                loss, predictions, yb = self._loss_and_predictions(xb, yb, training=False)
                 means.add(n_samples(xb), loss.item(), self._metric_values(yb, predictions))
         return means.result()
 
