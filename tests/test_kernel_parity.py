@@ -515,9 +515,10 @@ def test_memory_measurement_sees_a_TxT_matrix():
 _COUNT_MISSES = """
 import numba
 from tinygpt.kernels import numba_kernels, numba_attention, numba_softmax, numba_layernorm
-from tinygpt.kernels import numba_elementwise, numba_adamw, numba_lstm, numba_math
+from tinygpt.kernels import numba_elementwise, numba_adamw, numba_lstm, numba_gru, numba_math
 numba_kernels.warmup()
-modules = (numba_attention, numba_softmax, numba_layernorm, numba_elementwise, numba_adamw, numba_lstm, numba_math)
+modules = (numba_attention, numba_softmax, numba_layernorm, numba_elementwise, numba_adamw, numba_lstm,
+           numba_gru, numba_math)
 misses = sorted(f"{m.__name__}.{name}" for m in modules for name, fn in vars(m).items()
                 if isinstance(fn, numba.core.registry.CPUDispatcher) and sum(fn.stats.cache_misses.values()))
 print(",".join(misses))
