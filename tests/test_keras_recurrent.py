@@ -97,12 +97,14 @@ def test_keras_gru_matches_torch_gru_with_the_gate_mapping():
     np.testing.assert_allclose(h.data, t_h[0].detach().numpy(), rtol=1e-5, atol=1e-6)
 
 
-def _keras_gru_numpy(x, kernel, recurrent_kernel, bias, reset_after):
-    """Keras' GRU cell written out in NumPy, gates z, r, h."""
+def _keras_gru_numpy(x, kernel, recurrent_kernel, bias, reset_after, h_keep=1.0):
+    """Keras' GRU cell written out in NumPy, gates z, r, h; h_keep: the recurrent dropout mask,
+    which multiplies the state entering every step."""
     u = recurrent_kernel.shape[0]
     h = np.zeros((x.shape[0], u))
     outs = []
     for t in range(x.shape[1]):
+        h = h * h_keep
         xw = x[:, t] @ kernel + (bias[0] if reset_after else bias)
         if reset_after:
             inner = h @ recurrent_kernel + bias[1]
@@ -236,6 +238,17 @@ def test_lstm_recurrent_dropout_is_one_mask_per_sequence_on_the_state():
     np.testing.assert_allclose(got, _numpy_lstm(x, *layer.get_weights(), keep), rtol=1e-5, atol=1e-6)
     assert not np.allclose(got, layer(x).data)  # inference: no dropout, the fused op
     np.testing.assert_allclose(layer(x).data, _numpy_lstm(x, *layer.get_weights(), 1.0), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("reset_after", [True, False])
+def test_gru_recurrent_dropout_matches_the_numpy_cell_with_the_same_mask(reset_after):
+    layer = GRU(5, recurrent_dropout=0.4, reset_after=reset_after, seed=8)
+    x = rng.standard_normal((3, 4, 2))
+    layer(x)
+    stream = copy.deepcopy(layer.dropout_rng)
+    keep = (stream.random((3, 5)) >= 0.4) / 0.6
+    want = _keras_gru_numpy(x, *[w.astype(np.float64) for w in layer.get_weights()], reset_after, keep)
+    np.testing.assert_allclose(layer(x, training=True).data, want[:, -1], rtol=1e-5, atol=1e-6)
 
 
 def test_gru_recurrent_dropout_trains_and_stays_deterministic_with_a_seed():

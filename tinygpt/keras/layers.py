@@ -49,6 +49,7 @@ class Layer(nn.Module):
         # Keras 2's `input_shape=(100,)` on a first layer: the shape of one sample, batch excluded
         self.declared_input_shape = None if input_shape is None else (None,) + tuple(input_shape)
         self.trainable = True  # False: fit leaves this layer's weights as they are (Keras' freezing)
+        self.input_mask = None  # the (B, T) mask of the current call's input, set by __call__
 
     # ----- what subclasses define -----------------------------------------------------------
     def make_weights(self, input_shape, rng):

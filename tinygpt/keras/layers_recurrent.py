@@ -164,7 +164,7 @@ class GRU(_Recurrent):
         return out, [h]
 
     def step(self, xw_t, states, h_dropped):
-        u, h_prev, sigma, act = self.units, states[0], self.recurrent_activation, self.activation
+        u, sigma, act = self.units, self.recurrent_activation, self.activation
         x_z, x_r, x_h = F.split(xw_t, 3, axis=-1)  # (B, U) each
         if self.reset_after:
             inner = F.matmul(h_dropped, self.recurrent_kernel)  # (B, 3U)
@@ -178,7 +178,9 @@ class GRU(_Recurrent):
             i_z, i_r = F.split(zr, 2, axis=-1)
             z, r = sigma(x_z + i_z), sigma(x_r + i_r)
             hh = act(x_h + F.matmul(r * h_dropped, self.recurrent_kernel[:, 2 * u:]))  # reset first
-        return [z * h_prev + (1.0 - z) * hh]  # h_prev itself, not its recurrent-dropout copy
+        # NOTE: with recurrent dropout the update reads the dropped state too: Keras' cells
+        # replace h_tm1 by h_tm1 * mask before the whole step
+        return [z * h_dropped + (1.0 - z) * hh]
 
     def get_config(self):
         return {**super().get_config(), "recurrent_activation": self.recurrent_activation_name,

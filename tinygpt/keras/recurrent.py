@@ -4,7 +4,7 @@ and the choice between one fused op over the whole sequence and the cell one ste
 The step path composes the cell from primitives (F.lstm over one step, matmul, sigmoid, where), so
 its backward is theirs. It runs when a step needs its own decision: a mask (a masked step carries
 the previous state forward and repeats the previous output, Keras' zero_output_for_mask=False) or
-recurrent dropout (one mask per sequence on the state entering the recurrent product, as Keras).
+recurrent dropout (one mask per sequence on the state entering each step, as Keras).
 Not here: the cells themselves (each layer's `step`), initial_state, stateful layers, unroll.
 """
 
