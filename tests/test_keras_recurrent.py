@@ -11,8 +11,9 @@ import pytest
 import tinygpt.functional as F
 from tinygpt import nn
 from tinygpt.keras import Input, Model, Sequential, recurrent
-from tinygpt.keras.layers import (GRU, LSTM, Bidirectional, Dense, Embedding, GlobalAveragePooling1D,
-                                  GlobalMaxPooling1D, Masking, SimpleRNN, TimeDistributed)
+from tinygpt.keras.layers import (GRU, LSTM, Bidirectional, Concatenate, Dense, Embedding,
+                                  GlobalAveragePooling1D, GlobalMaxPooling1D, Masking, SimpleRNN,
+                                  TimeDistributed)
 from tinygpt.tensor import Tensor
 from tinygpt.testing import gradcheck
 
@@ -317,6 +318,18 @@ def test_embedding_mask_zero_travels_through_sequential_and_functional_models():
         batch = model.predict(x)
         for i, s in enumerate(ids):
             np.testing.assert_allclose(batch[i], model.predict(s[None])[0], atol=1e-6, err_msg=build)
+
+
+def test_concatenate_combines_masks_and_dense_passes_them_on():
+    left, _ = _padded([np.array([1, 2, 3]), np.array([4])], 4, "post")
+    right, _ = _padded([np.array([5, 6]), np.array([7, 1])], 4, "post")
+    a, b = Input(shape=(4,), dtype="int64"), Input(shape=(4,), dtype="int64")
+    merged = Concatenate()([Embedding(8, 3, mask_zero=True)(a), Embedding(8, 3, mask_zero=True)(b)])
+    model = Model([a, b], GRU(4)(Dense(5)(merged)), seed=0)
+    both = model.predict([left, right])
+    # a step is real where it is real in both inputs: row 0 has 2 such steps, row 1 has 1
+    np.testing.assert_allclose(both[0], model.predict([left[:1, :2], right[:1, :2]])[0], atol=1e-6)
+    np.testing.assert_allclose(both[1], model.predict([left[1:, :1], right[1:, :1]])[0], atol=1e-6)
 
 
 def test_masking_layer_marks_steps_equal_to_mask_value():

@@ -18,14 +18,14 @@ from tinygpt.nn.module import Parameter
 
 
 def _initializer(layer, key, name):
-    """An initializer name ('glorot_uniform', 'orthogonal', 'zeros', ...) -> fn(shape, rng)."""
-    fn = getattr(initializers, name, None) if isinstance(name, str) else None
-    if fn is None or name.startswith("_"):
-        known = sorted(n for n in dir(initializers) if not n.startswith("_") and callable(getattr(initializers, n))
-                       and n not in ("math", "np"))
+    """An initializer name ('glorot_uniform', 'orthogonal', 'zeros', ...) -> fn(shape, rng), looked
+    up among the functions of keras/initializers.py."""
+    known = sorted(n for n, fn in vars(initializers).items()
+                   if not n.startswith("_") and callable(fn) and getattr(fn, "__module__", "") == initializers.__name__)
+    if name not in known:
         raise ValueError(f"{layer}: {key}={name!r} is not an initializer tinygpt.keras knows; "
                          f"use one of {known}")
-    return fn
+    return getattr(initializers, name)
 
 
 class _Recurrent(Layer):
@@ -210,8 +210,9 @@ class Masking(Layer):
 
     def forward(self, x):
         x = _float_tensor(x)
-        real = self.compute_mask(x, None)
-        return x * real[..., None].astype(x.dtype)  # as Keras: masked steps become zeros
+        real = self.compute_mask(x, None)  # (B, T)
+        keep = real.reshape(real.shape + (1,) * (x.ndim - 2)).astype(x.dtype)
+        return x * keep  # as Keras: masked steps become zeros
 
     def get_config(self):
         return {"mask_value": self.mask_value}
