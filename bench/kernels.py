@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tinygpt import backend  # noqa: E402
-from tinygpt.ops import (adamw, attention, elementwise, layernorm, lstm, matmul,  # noqa: E402
+from tinygpt.ops import (adamw, attention, elementwise, gru, layernorm, lstm, matmul,  # noqa: E402
                          softmax)
 
 
@@ -65,8 +65,11 @@ def try_torch(threads):
 
 
 def set_threads(threads, modules, torch):
-    from threadpoolctl import threadpool_limits
-    threadpool_limits(threads)  # OpenBLAS (and any OpenMP runtime threadpoolctl can see)
+    try:
+        from threadpoolctl import threadpool_limits
+        threadpool_limits(threads)  # OpenBLAS (and any OpenMP runtime threadpoolctl can see)
+    except ImportError:  # without it OpenBLAS keeps its default: one thread per core
+        pass
     if "c" in modules:
         modules["c"].set_num_threads(threads)
     if torch is not None:
@@ -84,7 +87,8 @@ def pair(fw_name, bw_name, fw_args, dout_of, fw_kwargs=None):
     fw_kwargs = fw_kwargs or {}
     ops = {"matmul": matmul, "attention": attention, "softmax": softmax, "log_softmax": softmax,
            "cross_entropy": softmax, "layernorm": layernorm, "gelu": elementwise, "gelu_erf": elementwise,
-           "lstm": lstm}
+           "lstm": lstm,
+           "gru": gru}
     module = ops[fw_name.rsplit("_", 1)[0]]
     impls = {"numpy": (getattr(module, fw_name).reference, getattr(module, bw_name).reference)}
     for name, mod in MODULES.items():
@@ -266,6 +270,36 @@ def case_lstm(torch):
     return out, flops
 
 
+def case_gru(torch):
+    """2-layer GRU, batch 64, T=100, input 64, hidden 128: both layers forward, then backward."""
+    rng = np.random.default_rng(9)
+    B, T, I, D = 64, 100, 64, 128
+    x, g = rand(rng, B, T, I), rand(rng, B, T, D)
+    h0 = np.zeros((B, D), np.float32)
+    s = 1 / math.sqrt(D)
+    layers = [tuple(rand(rng, *shape, scale=s) for shape in ((n_in, 3 * D), (D, 3 * D), (3 * D,), (3 * D,)))
+              for n_in in (I, D)]
+    impls = {"numpy": (gru.gru_forward.reference, gru.gru_backward.reference)}
+    for name, mod in MODULES.items():
+        if hasattr(mod, "gru_forward") and hasattr(mod, "gru_backward"):
+            impls[name] = (mod.gru_forward, mod.gru_backward)
+
+    def run(fw, bw):
+        (o1, _), c1 = fw(x, h0, *layers[0])
+        (o2, _), c2 = fw(o1, h0, *layers[1])
+        d2 = bw((g, None), c2)
+        return bw((d2[0], None), c1)
+
+    out = {name: (lambda fw=fw, bw=bw: run(fw, bw)) for name, (fw, bw) in impls.items()}
+    if torch is not None:
+        net = torch.nn.GRU(I, D, num_layers=2, batch_first=True)
+        tx, tg = torch.from_numpy(x).requires_grad_(), torch.from_numpy(g)
+        out["torch"] = lambda: net(tx)[0].backward(tg)
+    # as the LSTM's, with 3 gates: three times 2 B T (I + D) 3D multiply-adds per layer
+    flops = sum(3 * 2.0 * B * T * (i + D) * 3 * D for i in (I, D))
+    return out, flops
+
+
 # ---- timing --------------------------------------------------------------------------------
 
 def first_call_seconds(fn):
@@ -373,7 +407,7 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="3 rounds, short blocks, no file")
     parser.add_argument("--rounds", type=int, default=None)
     parser.add_argument("--only", default="", help="comma-separated: sgemm,linear,attention,"
-                        "softmax,log_softmax,cross_entropy,layernorm,gelu,gelu_erf,adamw,lstm")
+                        "softmax,log_softmax,cross_entropy,layernorm,gelu,gelu_erf,adamw,lstm,gru")
     parser.add_argument("--threads", default="2", help="comma-separated thread counts, one kernel "
                         "table each (sgemm always runs on 1 and 2)")
     parser.add_argument("--impls", default="", help="comma-separated subset of numpy,numba,c,"
@@ -436,7 +470,8 @@ def main(argv=None):
              ("gelu", "gelu fwd+bwd, (8, 256, 3072)", case_gelu),
              ("gelu_erf", "gelu_erf (exact) fwd+bwd, (8, 256, 3072)", lambda t: case_gelu(t, "none")),
              ("adamw", "adamw_update, 4M parameters", case_adamw),
-             ("lstm", "LSTM 2 layers fwd+bwd, B=64 T=100 I=64 D=128", case_lstm)]
+             ("lstm", "LSTM 2 layers fwd+bwd, B=64 T=100 I=64 D=128", case_lstm),
+             ("gru", "GRU 2 layers fwd+bwd, B=64 T=100 I=64 D=128", case_gru)]
     for threads in thread_counts:
         set_threads(threads, MODULES, torch)
         rows = []

@@ -99,6 +99,19 @@ class TorchKerasLSTM(nn.Module):
         return self.dense(out[:, -1])  # logits; softmax is folded into the loss
 
 
+class TorchKerasGRU(TorchKerasLSTM):
+    """The seed's model with GRU layers: Embedding(1000, 64) -> GRU(128, sequences) -> GRU(128) -> Dense."""
+
+    def __init__(self, vocab_size=1000, embedding_dim=64, units=128):
+        super().__init__(vocab_size, embedding_dim, units)
+        del self.lstm
+        self.gru = nn.GRU(embedding_dim, units, num_layers=2, batch_first=True)
+
+    def forward(self, idx):
+        out, _ = self.gru(self.embedding(idx))
+        return self.dense(out[:, -1])
+
+
 # ----- the same initial weights on both sides ---------------------------------------------------
 
 def _t(array):
@@ -137,5 +150,16 @@ def load_tinygpt_lstm(model, embedding, lstm_params, dense_w, dense_b):
         getattr(model.lstm, f"weight_hh_l{k}").copy_(_t(lstm_params[f"weight_hh_l{k}"].T))
         getattr(model.lstm, f"bias_ih_l{k}").copy_(_t(lstm_params[f"bias_l{k}"]))
         getattr(model.lstm, f"bias_hh_l{k}").zero_()
+    model.dense.weight.copy_(_t(dense_w.T))
+    model.dense.bias.copy_(_t(dense_b))
+
+
+@torch.no_grad()
+def load_tinygpt_gru(model, embedding, gru_params, dense_w, dense_b):
+    """Copy tinygpt's Embedding weight, nn.GRU parameters ({name: array}, PyTorch's names and gate
+    order, weights (in, out)) and Dense/Linear (w (in, out), b) into a TorchKerasGRU."""
+    model.embedding.weight.copy_(_t(embedding))
+    for name, value in gru_params.items():
+        getattr(model.gru, name).copy_(_t(value.T if value.ndim == 2 else value))
     model.dense.weight.copy_(_t(dense_w.T))
     model.dense.bias.copy_(_t(dense_b))

@@ -1,10 +1,10 @@
 """Training throughput of tinygpt against PyTorch: the three GPT configs (tokens/s) and the seed's
-Keras LSTM (sequences/s), with FLOP/s as a fraction of the NumPy sgemm measured in the same run (MFU).
+Keras LSTM and the same model with GRU layers (sequences/s), with FLOP/s as a fraction of the NumPy sgemm measured in the same run (MFU).
 
 One step = forward, loss, backward, clip_grad_norm_(1.0), optimizer step, zero_grad, on both sides;
 same batch, same initial weights, float32, 2 threads, and in both workers the malloc settings of
 `tinygpt train` (common.keep_freed_memory; --default-malloc for glibc's). Usage (from the repo root):
-  python bench/train.py [--workload tiny|small|baby|lstm ...] [--quick] [--default-malloc | --malloc-ab]
+  python bench/train.py [--workload tiny|small|baby|lstm|gru ...] [--quick] [--default-malloc | --malloc-ab]
 Not here: generation (generate.py) or memory (memory.py).
 """
 
@@ -30,7 +30,11 @@ WORKLOADS = {
     # the seed's Keras model: Embedding(1000, 64) -> LSTM(128, seq) -> LSTM(128) -> Dense(1000, softmax)
     "lstm": dict(kind="lstm", vocab=1000, emb=64, units=128, T=100, batch=64, steps=4, unit="seq/s",
                  torch_ref=780, target=1.0),
+    # the same model with GRU layers: Embedding(1000, 64) -> GRU(128, seq) -> GRU(128) -> Dense(1000)
+    "gru": dict(kind="gru", vocab=1000, emb=64, units=128, T=100, batch=64, steps=4, unit="seq/s",
+                torch_ref=None, target=1.0),
 }
+RECURRENT = ("lstm", "gru")
 LR = 6e-4
 GRAD_CLIP = 1.0
 
@@ -51,12 +55,12 @@ def work_per_step(spec):
 
 
 def flops_per_unit(spec, gpt_model=None):
-    """Training FLOPs per token (GPT: model.flops_per_token()) or per sequence (LSTM: 3x the
-    forward's matmuls, 2 FLOPs per multiply-add)."""
+    """Training FLOPs per token (GPT: model.flops_per_token()) or per sequence (LSTM, GRU: 3x the
+    forward's matmuls, 2 FLOPs per multiply-add; 4 gates for the LSTM, 3 for the GRU)."""
     if spec["kind"] == "gpt":
         return gpt_model.flops_per_token()
-    D, T = spec["units"], spec["T"]
-    forward = sum(T * 2 * (n_in + D) * 4 * D for n_in in (spec["emb"], D)) + 2 * D * spec["vocab"]
+    D, T, gates = spec["units"], spec["T"], 4 if spec["kind"] == "lstm" else 3
+    forward = sum(T * 2 * (n_in + D) * gates * D for n_in in (spec["emb"], D)) + 2 * D * spec["vocab"]
     return 3 * forward
 
 
@@ -100,11 +104,29 @@ class SeedLSTM:
         return self.dense(out[:, -1])  # the last step only: (B, D) -> (B, V)
 
 
+class SeedGRU(SeedLSTM):
+    """The seed's model with GRU layers: Embedding -> 2-layer GRU -> last step -> Linear."""
+
+    def __init__(self, spec, seed=0):
+        from tinygpt import nn
+        rng = np.random.default_rng(seed)
+        self.embedding = nn.Embedding(spec["vocab"], spec["emb"], rng=rng)
+        self.gru = nn.GRU(spec["emb"], spec["units"], num_layers=2, batch_first=True, rng=rng)
+        self.dense = nn.Linear(spec["units"], spec["vocab"], rng=rng)
+
+    def parameters(self):
+        return self.embedding.parameters() + self.gru.parameters() + self.dense.parameters()
+
+    def __call__(self, idx):
+        out, _ = self.gru(self.embedding(idx))  # (B, T) -> (B, T, emb) -> (B, T, D)
+        return self.dense(out[:, -1])
+
+
 def tinygpt_lstm(spec, seed=0):
-    """-> (step, model): one Adam step of the seed LSTM written with tinygpt.nn."""
+    """-> (step, model): one Adam step of the seed LSTM (or its GRU twin) written with tinygpt.nn."""
     from tinygpt import functional as F
     from tinygpt.optim import Adam, clip_grad_norm_
-    model = SeedLSTM(spec, seed)
+    model = (SeedGRU if spec["kind"] == "gru" else SeedLSTM)(spec, seed)
     params = model.parameters()
     opt = Adam(params, lr=1e-3)
     data, i = batches(spec), [0]
@@ -125,10 +147,11 @@ def tinygpt_keras_lstm(spec, seed=0):
     for one epoch of one batch). Raises whatever tinygpt.keras raises while it is unfinished."""
     from tinygpt import keras
     layers = getattr(keras, "layers", keras)
+    cell = layers.GRU if spec["kind"] == "gru" else layers.LSTM
     model = keras.Sequential([
         layers.Embedding(spec["vocab"], spec["emb"], input_length=spec["T"]),
-        layers.LSTM(spec["units"], return_sequences=True),
-        layers.LSTM(spec["units"]),
+        cell(spec["units"], return_sequences=True),
+        cell(spec["units"]),
         layers.Dense(spec["vocab"], activation="softmax"),
     ])
     model.compile(optimizer="adam", loss="categorical_crossentropy")
@@ -180,12 +203,14 @@ def torch_gpt(spec, tg_model=None):
 def torch_lstm(spec, tg_model=None):
     import torch
     import torch.nn.functional as TF
-    from bench.torch_models import TorchKerasLSTM, load_tinygpt_lstm
-    model = TorchKerasLSTM(spec["vocab"], spec["emb"], spec["units"])
+    from bench.torch_models import TorchKerasGRU, TorchKerasLSTM, load_tinygpt_gru, load_tinygpt_lstm
+    gru = spec["kind"] == "gru"
+    model = (TorchKerasGRU if gru else TorchKerasLSTM)(spec["vocab"], spec["emb"], spec["units"])
     if tg_model is not None:
-        load_tinygpt_lstm(model, tg_model.embedding.weight.data,
-                          {n: p.data for n, p in tg_model.lstm.named_parameters()},
-                          tg_model.dense.weight.data, tg_model.dense.bias.data)
+        rnn = tg_model.gru if gru else tg_model.lstm
+        (load_tinygpt_gru if gru else load_tinygpt_lstm)(
+            model, tg_model.embedding.weight.data, {n: p.data for n, p in rnn.named_parameters()},
+            tg_model.dense.weight.data, tg_model.dense.bias.data)
     params = list(model.parameters())
     opt = torch.optim.Adam(params, lr=1e-3)
     data = [(torch.from_numpy(x), torch.from_numpy(y)) for x, y in batches(spec)]
@@ -210,14 +235,14 @@ def tinygpt_weights(spec, seed=0):
     if spec["kind"] == "gpt":
         from tinygpt.models import GPT, GPTConfig
         return GPT(GPTConfig(**spec["gpt"], dropout=0.0), seed=seed)
-    return SeedLSTM(spec, seed)
+    return (SeedGRU if spec["kind"] == "gru" else SeedLSTM)(spec, seed)
 
 
 def build(name, libs=None, same_weights=True):
     """-> ({side: step}, {side: why it is missing}, tinygpt model or None) for workload `name`.
-    Sides: 'tinygpt', 'torch', and for the LSTM 'tinygpt.keras'; libs=None means all of them."""
+    Sides: 'tinygpt', 'torch', and for the LSTM and GRU 'tinygpt.keras'; libs=None means all of them."""
     spec = WORKLOADS[name]
-    libs = libs or (("tinygpt", "tinygpt.keras", "torch") if spec["kind"] == "lstm" else ("tinygpt", "torch"))
+    libs = libs or (("tinygpt", "tinygpt.keras", "torch") if spec["kind"] in RECURRENT else ("tinygpt", "torch"))
     sides, missing, tg_model = {}, {}, None
     if "tinygpt" in libs:
         step, tg_model = (tinygpt_gpt if spec["kind"] == "gpt" else tinygpt_lstm)(spec)
@@ -240,7 +265,7 @@ def build(name, libs=None, same_weights=True):
 def worker_build(name, lib, tag=None):
     """In a worker process (common.run_sides): this library's sides of workload `name`, named
     "<side> <tag>" when a tag is given."""
-    libs = {"torch": ("torch",)}.get(lib, ("tinygpt", "tinygpt.keras") if WORKLOADS[name]["kind"] == "lstm"
+    libs = {"torch": ("torch",)}.get(lib, ("tinygpt", "tinygpt.keras") if WORKLOADS[name]["kind"] in RECURRENT
                                       else ("tinygpt",))
     sides, missing, _ = build(name, libs)
     if tag:
@@ -342,6 +367,7 @@ CATEGORIES = [
     ("GELU", ("gelu_forward", "gelu_backward")),
     ("softmax / cross-entropy", ("cross_entropy", "softmax")),
     ("LSTM kernel", ("lstm_forward", "lstm_backward")),
+    ("GRU kernel", ("gru_forward", "gru_backward")),
     ("elementwise add / bias and residual", ("add_forward", "add_backward", "unbroadcast")),
     ("optimizer (adamw_update, Adam.update)", ("adamw_update", "_adamw", "update", "step")),
     ("clip_grad_norm_", ("clip_grad_norm_",)),

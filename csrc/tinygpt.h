@@ -156,3 +156,29 @@ void lstm_backward(float *dx,            /* (batch, steps, in) */
                    const float *cs,      /* (batch, steps + 1, d) */
                    const float *tanh_c,  /* (batch, steps, d) */
                    int batch, int steps, int in, int d);
+
+/* gru.c: one GRU layer over a whole sequence; gates in PyTorch's order r, z, n (reset after) */
+void gru_forward(float *hs,          /* (batch, steps + 1, d): hs[:, 0] = h0 on entry */
+                 float *gates,       /* (batch, steps, 3d): activated r, z, n */
+                 float *hn,          /* (batch, steps, d): h_{t-1} W_hn + b_hn */
+                 const float *x,     /* (batch, steps, in) */
+                 const float *w_ih,  /* (in, 3d) */
+                 const float *w_hh,  /* (d, 3d) */
+                 const float *b_ih,  /* (3d,) */
+                 const float *b_hh,  /* (3d,) */
+                 int batch, int steps, int in, int d);
+
+void gru_backward(float *dx,           /* (batch, steps, in) */
+                  float *dh0,          /* (batch, d): holds dh_T on entry (zeros if none) */
+                  float *dw_ih,        /* (in, 3d) */
+                  float *dw_hh,        /* (d, 3d) */
+                  float *db_ih,        /* (3d,) */
+                  float *db_hh,        /* (3d,) */
+                  const float *dout,   /* (batch, steps, d) or NULL */
+                  const float *x,      /* (batch, steps, in) */
+                  const float *w_ih,   /* (in, 3d) */
+                  const float *w_hh,   /* (d, 3d) */
+                  const float *gates,  /* (batch, steps, 3d) */
+                  const float *hs,     /* (batch, steps + 1, d) */
+                  const float *hn,     /* (batch, steps, d) */
+                  int batch, int steps, int in, int d);

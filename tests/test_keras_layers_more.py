@@ -160,9 +160,7 @@ def test_conv1d_matches_torch(stride, dilation, pad):
 
 
 def test_layer_errors_name_the_keras_feature():
-    with pytest.raises(NotImplementedError, match="return_state"):
-        Bidirectional(LSTM(3, return_state=True))
-    with pytest.raises(NotImplementedError, match="only LSTM"):
+    with pytest.raises(NotImplementedError, match="wraps LSTM, GRU and SimpleRNN"):
         Bidirectional(Dense(3))
     with pytest.raises(ValueError, match="padding must be one of"):
         Conv1D(2, 3, padding="full")

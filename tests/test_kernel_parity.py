@@ -179,6 +179,15 @@ def lstm_case(p, rng, dtype):
     return Case((x, h0, c0, lay_out(w_ih, p["layout"]), w_hh, _normal(rng, (4 * d,), dtype, 0.1)), {})
 
 
+def gru_case(p, rng, dtype):
+    b, t, i, d = p["B"], p["T"], p["I"], p["D"]
+    x = lay_out(_normal(rng, (b, t, i), dtype), p["layout"])
+    h0 = _normal(rng, (b, d), dtype, 0.5)
+    w_ih, w_hh = _normal(rng, (i, 3 * d), dtype, 0.5), _normal(rng, (d, 3 * d), dtype, 0.5)
+    b_ih, b_hh = _normal(rng, (3 * d,), dtype, 0.1), _normal(rng, (3 * d,), dtype, 0.1)
+    return Case((x, h0, lay_out(w_ih, p["layout"]), w_hh, b_ih, b_hh), {})
+
+
 def matmul_case(p, rng, dtype):
     m, k, n = p["M"], p["K"], p["N"]
     lead = (p["batch"],) if p["batch"] else ()
@@ -272,6 +281,14 @@ FAMILIES = [
                   grads=st.sampled_from([(1, 0, 0), (1, 1, 1), (0, 1, 0), (0, 0, 1)])),
            [dict(B=1, T=1, I=1, D=1, layout="contiguous", grads=(1, 1, 1)),
             dict(B=3, T=11, I=5, D=17, layout="transposed", grads=(1, 0, 1))]),
+    Family("gru_forward", "gru_backward", gru_case,
+           _fixed(B=st.integers(1, 5), T=st.sampled_from([1, 2, 5, 11]), I=st.integers(1, 7),
+                  D=st.sampled_from([1, 3, 8, 17]), layout=LAYOUTS,
+                  grads=st.sampled_from([(1, 0), (1, 1), (0, 1)])),
+           [dict(B=1, T=1, I=1, D=1, layout="contiguous", grads=(1, 1)),
+            dict(B=3, T=11, I=5, D=17, layout="transposed", grads=(1, 0)),
+            # C's threaded path: batch * 3D * D >= 16 * 1024
+            dict(B=8, T=5, I=3, D=33, layout="contiguous", grads=(1, 1))]),
     Family("matmul_forward", "matmul_backward", matmul_case,
            _fixed(M=ODD, K=ODD, N=ODD, batch=st.sampled_from([0, 0, 2]), same_batch=st.booleans(),
                   layout=LAYOUTS),
@@ -283,7 +300,7 @@ FAMILY_OF = {name: fam for fam in FAMILIES for name in (fam.forward, fam.backwar
 
 def douts_for(out, family, params, rng):
     """The upstream gradient(s) for `out`, laid out like the inputs (LSTM: None where not drawn)."""
-    if family.forward == "lstm_forward":
+    if family.forward in ("lstm_forward", "gru_forward"):
         return tuple(lay_out(_normal(rng, o.shape, o.dtype), params["layout"]) if g else None
                      for o, g in zip(out, params["grads"]))
     return lay_out(_normal(rng, np.shape(out), out.dtype), params.get("layout", "contiguous"))
@@ -431,6 +448,8 @@ def _autograd_cases():
         "cross_entropy": (lambda x: F.cross_entropy(x, targets) * 3.0, [r(2, 7, 11) * 4]),
         "lstm": (lambda x, h, c, wi, wh, b: sum(_weighted(o, w) for o in F.lstm(x, h, c, wi, wh, b)),
                  [r(3, 6, 4), r(3, 5), r(3, 5), r(4, 20) * 0.5, r(5, 20) * 0.5, r(20) * 0.1]),
+        "gru": (lambda x, h, wi, wh, bi, bh: sum(_weighted(o, w) for o in F.gru(x, h, wi, wh, bi, bh)),
+                [r(3, 6, 4), r(3, 5), r(4, 15) * 0.5, r(5, 15) * 0.5, r(15) * 0.1, r(15) * 0.1]),
         "gelu": (lambda x: _weighted(F.gelu(x), w), [r(4, 33) * 3]),
         "gelu_tanh": (lambda x: _weighted(F.gelu(x, approximate="tanh"), w), [r(4, 33) * 3]),
         "softmax": (lambda x: _weighted(F.softmax(x), w), [r(4, 33) * 3]),
@@ -516,9 +535,10 @@ def test_memory_measurement_sees_a_TxT_matrix():
 _COUNT_MISSES = """
 import numba
 from tinygpt.kernels import numba_kernels, numba_attention, numba_softmax, numba_layernorm
-from tinygpt.kernels import numba_elementwise, numba_adamw, numba_lstm, numba_math
+from tinygpt.kernels import numba_elementwise, numba_adamw, numba_lstm, numba_gru, numba_math
 numba_kernels.warmup()
-modules = (numba_attention, numba_softmax, numba_layernorm, numba_elementwise, numba_adamw, numba_lstm, numba_math)
+modules = (numba_attention, numba_softmax, numba_layernorm, numba_elementwise, numba_adamw, numba_lstm,
+           numba_gru, numba_math)
 misses = sorted(f"{m.__name__}.{name}" for m in modules for name, fn in vars(m).items()
                 if isinstance(fn, numba.core.registry.CPUDispatcher) and sum(fn.stats.cache_misses.values()))
 print(",".join(misses))

@@ -7,7 +7,7 @@ import inspect
 import numpy as np
 import pytest
 
-from tinygpt.ops import (attention, conv, dropout, elementwise, layernorm, linear, lstm, matmul, reduce,
+from tinygpt.ops import (attention, conv, dropout, elementwise, gru, layernorm, linear, lstm, matmul, reduce,
                          shape, softmax)
 
 rng = np.random.default_rng(0)
@@ -53,11 +53,12 @@ CASES = {
     "causal_self_attention": (attention, [f32(2, 3, 12)], {"n_head": 2}),
     "conv1d": (conv, [f32(2, 7, 3), f32(3, 3, 4)], {"stride": 2, "dilation": 1, "pad_left": 1, "pad_right": 1}),
     "lstm": (lstm, [f32(2, 3, 4), f32(2, 5), f32(2, 5), f32(4, 20), f32(5, 20), f32(20)], {}),
+    "gru": (gru, [f32(2, 3, 4), f32(2, 5), f32(4, 15), f32(5, 15), f32(15), f32(15)], {}),
 }
 
 
 def test_every_op_in_tinygpt_ops_is_covered():
-    modules = (attention, conv, dropout, elementwise, layernorm, linear, lstm, matmul, reduce, shape,
+    modules = (attention, conv, dropout, elementwise, gru, layernorm, linear, lstm, matmul, reduce, shape,
                softmax)
     ops = {name[:-len("_forward")] for m in modules for name, _ in inspect.getmembers(m)
            if name.endswith("_forward")}

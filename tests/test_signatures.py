@@ -138,6 +138,9 @@ SIGNATURES = {
 DIFFERENT = {
     "F.conv1d": "channels last, (B, T, C) with weight (K, C_in, C_out), as the Keras layer it serves",
     "F.lstm": "one layer over (B, T, I) with explicit weights; torch.lstm is an internal of nn.LSTM",
+    "nn.GRU": "torch's takes *args, **kwargs; its documented arguments (input_size, hidden_size, "
+              "num_layers=1, bias=True, batch_first=False, dropout=0.0, bidirectional=False) are ours",
+    "F.gru": "one layer over (B, T, I) with explicit weights; torch.gru is an internal of nn.GRU",
     "F.scaled_dot_product_attention": "torch's is a builtin with no readable signature; "
                                       "tests/test_attention_dropout.py compares it with the one in its docstring",
     "Module.to": "to(dtype) only: there are no devices",

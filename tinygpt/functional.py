@@ -19,6 +19,7 @@ from tinygpt.ops import dropout as _dropout
 from tinygpt.ops import elementwise as _ew
 from tinygpt.ops import layernorm as _ln
 from tinygpt.ops import linear as _linear
+from tinygpt.ops import gru as _gru
 from tinygpt.ops import lstm as _lstm
 from tinygpt.ops import matmul as _mm
 from tinygpt.ops import reduce as _red
@@ -550,3 +551,16 @@ def lstm(x, h0, c0, w_ih, w_hh, b):
                              f"and hidden size {d}")
     return apply(_lstm.lstm_forward, _lstm.lstm_backward, x, h0, c0, w_ih, w_hh, b)
 
+
+
+def gru(x, h0, w_ih, w_hh, b_ih, b_hh):
+    """One GRU layer over a sequence (gates r, z, n): x (B, T, I) -> (out (B, T, D), h_T (B, D))."""
+    batch, _, features = x.shape
+    d = w_hh.shape[0]
+    expected = {"h0": (h0.shape, (batch, d)), "w_ih": (w_ih.shape, (features, 3 * d)),
+                "w_hh": (w_hh.shape, (d, 3 * d)), "b_ih": (b_ih.shape, (3 * d,)), "b_hh": (b_hh.shape, (3 * d,))}
+    for name, (got, want) in expected.items():
+        if got != want:
+            raise ValueError(f"gru: {name} has shape {got}, expected {want} for x {x.shape} "
+                             f"and hidden size {d}")
+    return apply(_gru.gru_forward, _gru.gru_backward, x, h0, w_ih, w_hh, b_ih, b_hh)

@@ -8,7 +8,7 @@
 
 Sequential, functional (Model(inputs, outputs)) and subclassed models; Keras' losses, metrics, optimizers
 and callbacks by name; weights saved as safetensors + JSON. What differs from Keras: docs/keras.md.
-Not here: masking, custom training steps, HDF5 files, GPUs.
+Not here: custom training steps, HDF5 files, GPUs.
 """
 
 from tinygpt.keras import callbacks, layers, losses, metrics, models, optimizers, preprocessing, utils

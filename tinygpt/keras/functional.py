@@ -6,7 +6,8 @@ from its outputs to its inputs (iteratively, no recursion) and keeps the nodes i
 comes after the nodes that feed it. forward() replays that order on real Tensors. A layer called
 twice (shared) appears once in model.layers and has one set of weights. A Model is a Layer, so it can
 be called on symbolic tensors inside another Model. compile/fit/evaluate/predict are the Trainer's.
-Not here: dict outputs, metrics on models with several outputs, masking, Sequential as a layer.
+Masks travel with the Tensors (masking.py), so a masked output's loss averages over its real steps.
+Not here: dict outputs, metrics on models with several outputs, Sequential as a layer.
 """
 
 import inspect
@@ -15,7 +16,8 @@ import numpy as np
 
 from tinygpt import nn
 from tinygpt.keras import losses as losses_module
-from tinygpt.keras import printer
+from tinygpt.keras import masking, printer
+from tinygpt.keras import saving
 from tinygpt.keras.layers import Dense, Layer
 from tinygpt.keras.models import ModelWeights, summary_table
 from tinygpt.keras.symbolic import KerasTensor, call_symbolic, flatten, is_symbolic
@@ -200,6 +202,7 @@ class Model(Trainer, ModelWeights, Layer):
             args = _fill(node.inputs, values)
             if node is logits_node:
                 node.layer.train(training)
+                self._head_mask = masking.get_mask(args)  # the output's mask (Dense passes masks on)
                 out = node.layer.pre_activation(args)
             else:
                 out = node.layer(args, training=training, **node.kwargs)
@@ -273,16 +276,18 @@ class Model(Trainer, ModelWeights, Layer):
         if head is not None:  # as Sequential: the loss reads the Dense layer's logits (no log(0))
             logits = self.forward(x, training=training, logits_node=head)
             predictions = head.layer.activation(Tensor(logits.data)).data  # a constant for the metrics
-            return self.output_losses[0].compute(y, logits, from_logits=True), predictions
+            y, logits, predictions = masking.select_unmasked(self._head_mask, y, logits, predictions)
+            return self.output_losses[0].compute(y, logits, from_logits=True), predictions, y
         if not self.functional or len(self.outputs) == 1:
             out = self.forward(x, training=training)
-            return self.output_losses[0](y, out), out.data
+            y, out, predictions = masking.select_unmasked(masking.get_mask(out), y, out, out.data)
+            return self.output_losses[0](y, out), predictions, y
         outs = self.forward(x, training=training)
         total = None
         for loss, weight, yi, out in zip(self.output_losses, self.loss_weights, y, outs):
             term = loss(yi, out) * weight
             total = term if total is None else total + term
-        return total, [out.data for out in outs]
+        return total, [out.data for out in outs], y
 
     def _fused_head(self):
         """The output's node if it is a Dense whose activation the (single) loss can fuse with."""

@@ -6,13 +6,15 @@ its input size), drawn from Keras' initial distributions (initializers.py). Shap
 Keras prints them, the batch as None: `(None, 100, 64)`. Weights keep Keras' names and layouts
 (`kernel` (in, out), LSTM gates i, f, c, o), so `get_weights()` lists transfer from Keras as they are.
 Called on keras.Input tensors, a layer records the call instead (symbolic.py, functional.py).
-Not here: Sequential (models.py), training (training.py), masking.
+A layer reads its input's mask and records its output's (masking.py, compute_mask).
+Not here: Sequential (models.py), training (training.py), GRU and SimpleRNN (layers_recurrent.py).
 """
 
 import numpy as np
 
+from tinygpt import functional as F
 from tinygpt import nn
-from tinygpt.keras import activations, initializers
+from tinygpt.keras import activations, initializers, masking, recurrent
 from tinygpt.keras.symbolic import Input, InputLayer, call_symbolic, is_symbolic, map_structure
 from tinygpt.keras.utils import next_seed
 from tinygpt.tensor import Tensor
@@ -47,6 +49,7 @@ class Layer(WeightLists, nn.Module):
     check_input_shape(input_shape), forward(x) and named_weights()."""
 
     default_name = "layer"
+    supports_masking = False  # True: the input's mask passes through to the output (Dense, Dropout)
 
     def __init__(self, name=None, seed=None, input_shape=None):
         super().__init__()
@@ -60,6 +63,7 @@ class Layer(WeightLists, nn.Module):
         # Keras 2's `input_shape=(100,)` on a first layer: the shape of one sample, batch excluded
         self.declared_input_shape = None if input_shape is None else (None,) + tuple(input_shape)
         self.trainable = True  # False: fit leaves this layer's weights as they are (Keras' freezing)
+        self.input_mask = None  # the (B, T) mask of the current call's input, set by __call__
 
     # ----- what subclasses define -----------------------------------------------------------
     def make_weights(self, input_shape, rng):
@@ -70,6 +74,11 @@ class Layer(WeightLists, nn.Module):
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)
+
+    def compute_mask(self, x, mask):
+        """The mask of the output (B, T) from the input's, as Keras' compute_mask: passed through
+        by a layer that supports masking, dropped by one that does not (or that consumes it)."""
+        return mask if self.supports_masking else None
 
     def named_weights(self):
         """[(Keras name, Parameter)] in Keras' order: the order of get_weights()."""
@@ -92,21 +101,30 @@ class Layer(WeightLists, nn.Module):
         self.make_weights(input_shape, rng)
         self.input_shape, self.built = input_shape, True
 
-    def __call__(self, x, training=False, **kwargs):
+    def __call__(self, x, training=False, mask=None, **kwargs):
         """x: an array or Tensor, batch first -> a Tensor (a list of them for return_state).
+        mask: (B, T) booleans, True for real steps; default: the mask x carries (masking.py).
         On symbolic tensors (keras.Input) -> symbolic tensors: the call is recorded, not run."""
-        if kwargs:  # e.g. Keras' LSTM(...)(x, initial_state=[h, c]) or mask=...
+        if kwargs:  # e.g. Keras' LSTM(...)(x, initial_state=[h, c])
             raise NotImplementedError(f"{type(self).__name__} {self.name!r}: the call arguments "
                                       f"{sorted(kwargs)} are not supported by tinygpt.keras; its "
-                                      f"layers take (x, training=False)")
+                                      f"layers take (x, training=False, mask=None)")
         if is_symbolic(x):
+            if mask is not None:
+                raise NotImplementedError(f"{type(self).__name__} {self.name!r}: mask=... on keras.Input "
+                                          f"tensors is not supported by tinygpt.keras; put a Masking "
+                                          f"layer or Embedding(mask_zero=True) before it instead")
             return call_symbolic(self, x, kwargs)
         shape = map_structure(lambda t: (None,) + tuple(np.shape(t.data if isinstance(t, Tensor) else t))[1:], x)
         if not self.built:
             self.build(shape)
         self.check_input_shape(shape)
         self.train(training)  # training=True turns dropout on; Keras' default call is inference
-        return self.forward(x)
+        self.input_mask = masking.get_mask(x) if mask is None else np.asarray(mask, dtype=bool)
+        out = self.forward(x)
+        if out is not x:
+            masking.set_mask(out, self.compute_mask(x, self.input_mask))
+        return out
 
     # ----- weights as NumPy lists, the Keras way --------------------------------------------
     def get_weights(self):
@@ -174,11 +192,8 @@ class Embedding(Layer):
         if input_length is not None:
             _check_units("Embedding", input_length=input_length)
             self.declared_input_shape = (None, int(input_length))
-        if mask_zero:
-            raise NotImplementedError("Embedding(mask_zero=True): masking is not implemented in "
-                                      "tinygpt.keras; pad with padding='pre' (pad_sequences' default) "
-                                      "so a recurrent layer reads the real tokens last")
         self.input_dim, self.output_dim, self.input_length = int(input_dim), int(output_dim), input_length
+        self.mask_zero = bool(mask_zero)  # id 0 is padding: the mask marks it for the layers after
 
     def make_weights(self, input_shape, rng):
         self.embedding = nn.Embedding(self.input_dim, self.output_dim, rng=rng)
@@ -192,6 +207,11 @@ class Embedding(Layer):
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape) + (self.output_dim,)
+
+    def compute_mask(self, x, mask):
+        if not self.mask_zero:
+            return None
+        return np.asarray(x.data if isinstance(x, Tensor) else x) != 0  # (B, T)
 
     def forward(self, x):
         idx = np.asarray(x.data if isinstance(x, Tensor) else x)
@@ -209,24 +229,27 @@ class Embedding(Layer):
         return [("embeddings", self.embedding.weight)]
 
     def get_config(self):
-        return {"input_dim": self.input_dim, "output_dim": self.output_dim, "input_length": self.input_length}
+        return {"input_dim": self.input_dim, "output_dim": self.output_dim, "input_length": self.input_length,
+                "mask_zero": self.mask_zero}
 
 
 class LSTM(Layer):
     """x (B, T, I) -> (B, T, units) with return_sequences, else the last step (B, units);
-    with return_state, [output, h, c] like Keras, h and c each (B, units)."""
+    with return_state, [output, h, c] like Keras, h and c each (B, units). The whole sequence is
+    one fused op (nn.LSTM); with a mask or recurrent_dropout it runs step by step (recurrent.py)."""
 
     default_name = "lstm"
 
     def __init__(self, units, return_sequences=False, return_state=False, dropout=0.0,
-                 unit_forget_bias=True, **kwargs):
+                 unit_forget_bias=True, recurrent_dropout=0.0, go_backwards=False, stateful=False,
+                 unroll=False, **kwargs):
         super().__init__(**kwargs)
         _check_units("LSTM", units=units)
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"LSTM: dropout must be in [0, 1), got {dropout!r}")
-        self.units, self.dropout = int(units), float(dropout)
+        recurrent.check_rates("LSTM", dropout, recurrent_dropout)
+        recurrent.check_unsupported("LSTM", stateful=stateful, unroll=unroll)
+        self.units, self.dropout, self.recurrent_dropout = int(units), float(dropout), float(recurrent_dropout)
         self.return_sequences, self.return_state = bool(return_sequences), bool(return_state)
-        self.unit_forget_bias = bool(unit_forget_bias)
+        self.unit_forget_bias, self.go_backwards = bool(unit_forget_bias), bool(go_backwards)
 
     def make_weights(self, input_shape, rng):
         n_in, d = input_shape[-1], self.units
@@ -253,16 +276,22 @@ class LSTM(Layer):
         state = (input_shape[0], self.units)
         return [out, state, state] if self.return_state else out
 
+    def compute_mask(self, x, mask):
+        return recurrent.output_mask(self, mask, 2)
+
     def forward(self, x):
-        x = _float_tensor(x)
-        if self.training and self.dropout > 0.0:
-            # Keras' LSTM dropout: one mask per sequence, the same at every time step
-            keep = self.dropout_rng.random((x.shape[0], 1, x.shape[2])) >= self.dropout
-            x = x * (keep / (1.0 - self.dropout)).astype(x.dtype)
+        return recurrent.run(self, _float_tensor(x), self._fused, lambda x: x, self._step, 2)
+
+    def _fused(self, x):
         out, (h, c) = self.lstm(x)  # out (B, T, D); h, c (1, B, D): one layer
-        h, c = h[0], c[0]  # (B, D); h is out[:, -1]
-        output = out if self.return_sequences else h
-        return [output, h, c] if self.return_state else output
+        return out, [h[0], c[0]]  # h is out[:, -1]
+
+    def _step(self, x_t, states, h_dropped):
+        """One step through the same op: F.lstm over T=1 from (h_dropped, c)."""
+        lstm = self.lstm
+        _, h, c = F.lstm(x_t.reshape((x_t.shape[0], 1, x_t.shape[1])), h_dropped, states[1],
+                         lstm.weight_ih_l0, lstm.weight_hh_l0, lstm.bias_l0)
+        return [h, c]
 
     def named_weights(self):
         return [("kernel", self.lstm.weight_ih_l0), ("recurrent_kernel", self.lstm.weight_hh_l0),
@@ -270,13 +299,15 @@ class LSTM(Layer):
 
     def get_config(self):
         return {"units": self.units, "return_sequences": self.return_sequences,
-                "return_state": self.return_state}
+                "return_state": self.return_state, "dropout": self.dropout,
+                "recurrent_dropout": self.recurrent_dropout, "go_backwards": self.go_backwards}
 
 
 class Dense(Layer):
     """x (..., in) -> activation(x @ kernel + bias): (..., units); kernel (in, units)."""
 
     default_name = "dense"
+    supports_masking = True
 
     def __init__(self, units, activation=None, use_bias=True, **kwargs):
         super().__init__(**kwargs)
@@ -320,6 +351,7 @@ class Dropout(Layer):
     """Zero a fraction `rate` of the inputs during fit (scaling the rest by 1/(1-rate)); identity otherwise."""
 
     default_name = "dropout"
+    supports_masking = True
 
     def __init__(self, rate, **kwargs):
         super().__init__(**kwargs)
@@ -344,10 +376,11 @@ __all__ = ["Layer", "Input", "InputLayer", "Embedding", "LSTM", "Dense", "Dropou
 # so that `from tinygpt.keras.layers import Conv1D` works as it does in Keras.
 from tinygpt.keras.layers_conv import Conv1D  # noqa: E402
 from tinygpt.keras.layers_merge import Add, Concatenate  # noqa: E402
+from tinygpt.keras.layers_recurrent import GRU, Masking, SimpleRNN  # noqa: E402
 from tinygpt.keras.layers_reshape import (Activation, Flatten, GlobalAveragePooling1D,  # noqa: E402
                                           GlobalMaxPooling1D, RepeatVector, Reshape)
 from tinygpt.keras.layers_text import StringLookup, TextVectorization  # noqa: E402
 from tinygpt.keras.layers_wrappers import Bidirectional, TimeDistributed  # noqa: E402
 
-__all__ += ["Conv1D", "Bidirectional", "TimeDistributed", "Add", "Concatenate", "Activation", "Flatten", "GlobalAveragePooling1D", "GlobalMaxPooling1D",
+__all__ += ["GRU", "SimpleRNN", "Masking", "Conv1D", "Bidirectional", "TimeDistributed", "Add", "Concatenate", "Activation", "Flatten", "GlobalAveragePooling1D", "GlobalMaxPooling1D",
             "RepeatVector", "Reshape", "TextVectorization", "StringLookup"]

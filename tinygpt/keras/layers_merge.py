@@ -4,6 +4,7 @@ Not here: Multiply, Average, Dot (not yet in tinygpt.keras).
 """
 
 from tinygpt import functional as F
+from tinygpt.keras import masking
 from tinygpt.keras.layers import Layer, _float_tensor
 
 
@@ -37,6 +38,9 @@ class Concatenate(Layer):
         out[axis] = sum(s[axis] for s in input_shape)
         return tuple(out)
 
+    def compute_mask(self, xs, masks):
+        return masking.combine(masks)  # a step is real where it is real in every input
+
     def forward(self, xs):
         return F.concatenate([_float_tensor(x) for x in xs], axis=self.axis)
 
@@ -56,6 +60,9 @@ class Add(Layer):
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[0])
+
+    def compute_mask(self, xs, masks):
+        return masking.combine(masks)
 
     def forward(self, xs):
         total = _float_tensor(xs[0])

@@ -1,10 +1,13 @@
 """Keras layers without weights that move or pool values: Flatten, Reshape, RepeatVector,
 GlobalMaxPooling1D, GlobalAveragePooling1D, Activation. Each is one or two tinygpt.functional
-calls, so each backward is the primitives' own (reshape, stack, max, mean).
+calls, so each backward is the primitives' own (reshape, stack, max, mean). The global poolings
+honour a mask (B, T): padding steps count neither in the max nor in the mean.
 Not here: layers with weights (layers.py, layers_conv.py), pooling with a window (MaxPooling1D).
 """
 
 import math
+
+import numpy as np
 
 from tinygpt import functional as F
 from tinygpt.keras import activations
@@ -98,8 +101,14 @@ class GlobalMaxPooling1D(Layer):
     def compute_output_shape(self, input_shape):
         return (input_shape[0], input_shape[2])
 
+    def compute_mask(self, x, mask):
+        return None  # the time axis is gone
+
     def forward(self, x):
-        return F.amax(_float_tensor(x), axis=1)
+        x, mask = _float_tensor(x), self.input_mask
+        if mask is not None:  # padding steps never win: they become -inf before the max
+            x = F.where(np.broadcast_to(mask[:, :, None], x.shape), x, -np.inf)
+        return F.amax(x, axis=1)
 
 
 class GlobalAveragePooling1D(GlobalMaxPooling1D):
@@ -108,13 +117,19 @@ class GlobalAveragePooling1D(GlobalMaxPooling1D):
     default_name = "global_average_pooling1d"
 
     def forward(self, x):
-        return F.mean(_float_tensor(x), axis=1)
+        x, mask = _float_tensor(x), self.input_mask
+        if mask is None:
+            return F.mean(x, axis=1)
+        # the mean over the real steps only: sum(x m) / sum(m), as Keras
+        weights = mask.astype(x.dtype)[:, :, None]  # (B, T, 1)
+        return F.sum(x * weights, axis=1) / np.maximum(weights.sum(axis=1), 1.0)
 
 
 class Activation(Layer):
     """activation(x), elementwise (softmax over the last axis): Activation('relu')."""
 
     default_name = "activation"
+    supports_masking = True
 
     def __init__(self, activation, **kwargs):
         super().__init__(**kwargs)

@@ -13,6 +13,7 @@ import math
 import numpy as np
 
 from tinygpt.keras import losses as losses_module
+from tinygpt.keras import masking
 from tinygpt.keras import metrics as metrics_module
 from tinygpt.keras import optimizers, printer
 from tinygpt.keras.distribution import data_parallel_world
@@ -128,16 +129,20 @@ class Trainer:
         return None
 
     def _loss_and_predictions(self, x, y, training):
-        """-> (scalar loss Tensor, predictions as NumPy: the model's output after its last activation)."""
+        """-> (scalar loss Tensor, predictions as NumPy: the model's output after its last
+        activation, y). With a mask on a (B, T, ...) output, only the real steps of predictions
+        and y remain: the loss and metrics average over those, as Keras'."""
         head = self._fused_head()
         if head is None:
             out = self.forward(x, training=training)
-            return self.loss(y, out), out.data
+            y, out, predictions = masking.select_unmasked(masking.get_mask(out), y, out, out.data)
+            return self.loss(y, out), predictions, y
         # fused: the loss reads the pre-softmax logits, the metrics the probabilities
         features = self.forward(x, training=training, layers=list(self.layers)[:-1])
         logits = head.pre_activation(features)
         predictions = head.activation(Tensor(logits.data)).data  # a constant: outside the graph
-        return self.loss.compute(y, logits, from_logits=True), predictions
+        y, logits, predictions = masking.select_unmasked(masking.get_mask(features), y, logits, predictions)
+        return self.loss.compute(y, logits, from_logits=True), predictions, y
 
     def _metric_values(self, y, predictions):
         """Per-prediction values of the function metrics; Metric objects are updated in place."""
@@ -165,7 +170,7 @@ class Trainer:
             if self._data_parallel is None:  # the first batch: the parameters exist now
                 self._start_data_parallel()
             return self._data_parallel_step(x, y)
-        loss, predictions = self._loss_and_predictions(x, y, training=True)
+        loss, predictions, y = self._loss_and_predictions(x, y, training=True)
         self.optimizer.zero_grad()
         loss.backward()
         for param in split_weights(self)[1]:  # trainable=False: no gradient, so the step skips it
@@ -181,10 +186,13 @@ class Trainer:
         n = n_samples(x)
         rows = np.array_split(np.arange(n), world.size)[world.rank]
         # a rank with no sample in a short last batch computes one with weight 0: same graph, no effect
-        loss, predictions = self._loss_and_predictions(take(x, rows if len(rows) else [0]),
-                                                       take(y, rows if len(rows) else [0]), training=True)
+        shard = rows if len(rows) else [0]
+        loss, predictions, y_kept = self._loss_and_predictions(take(x, shard), take(y, shard), training=True)
         if isinstance(predictions, list):
             raise NotImplementedError("data-parallel fit of a model with several outputs is not supported")
+        if np.shape(y_kept) != np.shape(take(y, shard)):  # a mask kept only the real steps of a (B, T, ...) output
+            raise NotImplementedError("data-parallel fit of a model whose output carries a mask "
+                                      "(Embedding(mask_zero=True) or Masking) is not supported")
         self.optimizer.zero_grad()
         buckets.backward(loss * (len(rows) / n), divide_by=1)
         for param in split_weights(self)[1]:
@@ -325,7 +333,7 @@ class Trainer:
         means = _RunningMeans(self.compiled_metrics)
         with no_grad():  # no graph: evaluation only reads the weights
             for xb, yb in printer.batches(batches, verbose):
-                loss, predictions = self._loss_and_predictions(xb, yb, training=False)
+                loss, predictions, yb = self._loss_and_predictions(xb, yb, training=False)
                 means.add(n_samples(xb), loss.item(), self._metric_values(yb, predictions))
         return means.result()
 

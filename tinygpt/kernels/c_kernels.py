@@ -386,3 +386,48 @@ def lstm_backward(douts, cache):
                       _NULL if dout is None else _p(_c(dout)), _p(x), _p(w_ih), _p(w_hh),
                       _p(gates), _p(hs), _p(cs), _p(tanh_c), batch, steps, n_in, d)
     return dx, dh0, dc0, dw_ih, dw_hh, db
+
+
+# ---- GRU ------------------------------------------------------------------------------------
+
+def gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh):
+    """x: (B, T, I), h0: (B, D), w_ih: (I, 3D), w_hh: (D, 3D), b_ih, b_hh: (3D,)
+    -> (out: (B, T, D), h_T: (B, D)), cache (x, w_ih, w_hh, gates, hs, hn)"""
+    if not _f32(x, h0, w_ih, w_hh, b_ih, b_hh) or x.ndim != 3 or h0.ndim != 2 or 0 in x.shape \
+            or 0 in h0.shape:
+        return NotImplemented
+    batch, steps, n_in = x.shape
+    d = h0.shape[1]
+    if h0.shape != (batch, d) or w_ih.shape != (n_in, 3 * d) or w_hh.shape != (d, 3 * d) \
+            or b_ih.shape != (3 * d,) or b_hh.shape != (3 * d,):
+        return NotImplemented  # the reference names the mismatch
+    x, w_ih, w_hh, b_ih, b_hh = _c(x), _c(w_ih), _c(w_hh), _c(b_ih), _c(b_hh)
+    hs = np.empty((batch, steps + 1, d), _F32)  # hs[:, 0] = h0, hs[:, t+1] = h_t
+    hs[:, 0] = h0
+    gates = np.empty((batch, steps, 3 * d), _F32)  # activated r, z, n
+    hn = np.empty((batch, steps, d), _F32)
+    lib.gru_forward(_p(hs), _p(gates), _p(hn), _p(x), _p(w_ih), _p(w_hh), _p(b_ih), _p(b_hh),
+                    batch, steps, n_in, d)
+    return (hs[:, 1:], hs[:, -1]), (x, w_ih, w_hh, gates, hs, hn)
+
+
+def gru_backward(douts, cache):
+    """douts: (dout (B, T, D) or None, dh_T (B, D) or None) -> dx, dh0, dw_ih, dw_hh, db_ih, db_hh"""
+    x, w_ih, w_hh, gates, hs, hn = cache
+    dout, dh_last = douts
+    if not _f32(x, w_ih, w_hh, gates, hs, hn) or any(g is not None and not _f32(g) for g in douts):
+        return NotImplemented
+    batch, steps, n_in = x.shape
+    d = hs.shape[2]
+    x, w_ih, w_hh, gates, hs, hn = (_c(a) for a in cache)
+    # dh0 starts as dh_T: C carries dh_next back through time in it
+    dh0 = np.zeros((batch, d), _F32) if dh_last is None else np.array(dh_last, _F32, order="C")
+    if dh0.shape != (batch, d) or (dout is not None and dout.shape != (batch, steps, d)):
+        return NotImplemented
+    dx = np.empty(x.shape, _F32)
+    dw_ih, dw_hh = np.empty(w_ih.shape, _F32), np.empty(w_hh.shape, _F32)
+    db_ih, db_hh = np.empty(3 * d, _F32), np.empty(3 * d, _F32)
+    lib.gru_backward(_p(dx), _p(dh0), _p(dw_ih), _p(dw_hh), _p(db_ih), _p(db_hh),
+                     _NULL if dout is None else _p(_c(dout)), _p(x), _p(w_ih), _p(w_hh),
+                     _p(gates), _p(hs), _p(hn), batch, steps, n_in, d)
+    return dx, dh0, dw_ih, dw_hh, db_ih, db_hh

@@ -13,6 +13,7 @@ import numpy as np
 from .numba_adamw import adamw_update
 from .numba_attention import attention_backward, attention_forward
 from .numba_elementwise import gelu_backward, gelu_erf_backward, gelu_erf_forward, gelu_forward
+from .numba_gru import gru_backward, gru_forward
 from .numba_layernorm import layernorm_backward, layernorm_forward
 from .numba_lstm import lstm_backward, lstm_forward
 from .numba_softmax import (cross_entropy_backward, cross_entropy_forward, log_softmax_backward,
@@ -34,6 +35,8 @@ def warmup():
     q = _float32(rng, 1, 2, 3, 4)
     lstm_args = (_float32(rng, 2, 3, 4), _float32(rng, 2, 5), _float32(rng, 2, 5),
                  _float32(rng, 4, 20), _float32(rng, 5, 20), _float32(rng, 20))
+    gru_args = (_float32(rng, 2, 3, 4), _float32(rng, 2, 5), _float32(rng, 4, 15), _float32(rng, 5, 15),
+                _float32(rng, 15), _float32(rng, 15))
     caches = {}
 
     def forward(name, fn, *args):
@@ -57,6 +60,8 @@ def warmup():
         "gelu_erf_backward": lambda: gelu_erf_backward(dx, caches["gelu_erf"]),
         "lstm_forward": lambda: forward("lstm", lstm_forward, *lstm_args),
         "lstm_backward": lambda: lstm_backward((_float32(rng, 2, 3, 5), None, None), caches["lstm"]),
+        "gru_forward": lambda: forward("gru", gru_forward, *gru_args),
+        "gru_backward": lambda: gru_backward((_float32(rng, 2, 3, 5), None), caches["gru"]),
         "adamw_update": lambda: adamw_update(x.copy(), dx, np.zeros_like(x), np.zeros_like(x),
                                              1e-3, 0.9, 0.999, 1e-8, 0.1, 1),
     }

@@ -7,5 +7,5 @@ Not here: Tensors and the graph (tinygpt/tensor.py), or faster kernels (tinygpt/
 """
 
 from tinygpt.ops import (  # noqa: F401  (importing registers each family's kernels)
-    elementwise, reduce, matmul, linear, shape, softmax, layernorm, dropout, attention, lstm, adamw,
+    elementwise, reduce, matmul, linear, shape, softmax, layernorm, dropout, attention, lstm, gru, adamw,
 )
