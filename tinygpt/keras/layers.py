@@ -12,9 +12,10 @@ Not here: Sequential (models.py), training (training.py), masking.
 import numpy as np
 
 from tinygpt import nn
-from tinygpt.keras import activations, initializers
+from tinygpt.keras import activations, initializers, regularizers
 from tinygpt.keras.symbolic import Input, InputLayer, call_symbolic, is_symbolic, map_structure
 from tinygpt.keras.utils import next_seed
+from tinygpt.nn.module import Parameter
 from tinygpt.tensor import Tensor
 
 
@@ -34,7 +35,7 @@ class Layer(nn.Module):
 
     default_name = "layer"
 
-    def __init__(self, name=None, seed=None, input_shape=None):
+    def __init__(self, name=None, seed=None, input_shape=None, activity_regularizer=None):
         super().__init__()
         if name is not None and (not isinstance(name, str) or not name):
             raise ValueError(f"{type(self).__name__}: name must be a non-empty string, got {name!r}")
@@ -46,6 +47,9 @@ class Layer(nn.Module):
         # Keras 2's `input_shape=(100,)` on a first layer: the shape of one sample, batch excluded
         self.declared_input_shape = None if input_shape is None else (None,) + tuple(input_shape)
         self.trainable = True  # False: fit leaves this layer's weights as they are (Keras' freezing)
+        # penalties fit adds to the loss (regularizers.py): {Keras weight name: regularizer}
+        self.weight_regularizers = {}
+        self.activity_regularizer = regularizers.get(activity_regularizer)
 
     # ----- what subclasses define -----------------------------------------------------------
     def make_weights(self, input_shape, rng):
@@ -92,7 +96,34 @@ class Layer(nn.Module):
             self.build(shape)
         self.check_input_shape(shape)
         self.train(training)  # training=True turns dropout on; Keras' default call is inference
-        return self.forward(x)
+        out = self.forward(x)
+        if self.activity_regularizer is not None:
+            regularizers.add_activity_penalty(self.activity_regularizer, out)
+        return out
+
+    def initial_weight(self, initializer, shape, rng):
+        """A float32 Parameter drawn from `initializer` (a name, object or function; initializers.get)."""
+        return Parameter(np.asarray(initializers.get(initializer)(shape, rng=rng), dtype=np.float32))
+
+    def set_regularizers(self, **by_weight):
+        """kernel=L2(1e-4), bias=None, ... -> weight_regularizers (names as named_weights gives them)."""
+        for weight, identifier in by_weight.items():
+            reg = regularizers.get(identifier)
+            if reg is not None:
+                self.weight_regularizers[weight] = reg
+
+    def regularization_penalties(self):
+        """[scalar Tensor] for this layer's own regularized weights (not its sublayers')."""
+        return [self.weight_regularizers[name](param) for name, param in self.named_weights()
+                if name in self.weight_regularizers]
+
+    def regularizer_config(self):
+        """The regularizers as config entries, for get_config (empty when there are none)."""
+        config = {f"{'recurrent' if name == 'recurrent_kernel' else name}_regularizer": regularizers.to_config(reg)
+                  for name, reg in self.weight_regularizers.items()}
+        if self.activity_regularizer is not None:
+            config["activity_regularizer"] = regularizers.to_config(self.activity_regularizer)
+        return config
 
     @property
     def trainable_weights(self):
@@ -340,8 +371,12 @@ from tinygpt.keras.layers_conv import Conv1D  # noqa: E402
 from tinygpt.keras.layers_merge import Add, Concatenate  # noqa: E402
 from tinygpt.keras.layers_reshape import (Activation, Flatten, GlobalAveragePooling1D,  # noqa: E402
                                           GlobalMaxPooling1D, RepeatVector, Reshape)
+from tinygpt.keras.layers_attention import MultiHeadAttention  # noqa: E402
+from tinygpt.keras.layers_norm import LayerNormalization  # noqa: E402
+from tinygpt.keras.layers_pooling import AveragePooling1D, AvgPool1D, MaxPool1D, MaxPooling1D  # noqa: E402
 from tinygpt.keras.layers_text import StringLookup, TextVectorization  # noqa: E402
 from tinygpt.keras.layers_wrappers import Bidirectional, TimeDistributed  # noqa: E402
 
 __all__ += ["Conv1D", "Bidirectional", "TimeDistributed", "Add", "Concatenate", "Activation", "Flatten", "GlobalAveragePooling1D", "GlobalMaxPooling1D",
             "RepeatVector", "Reshape", "TextVectorization", "StringLookup"]
+__all__ += ["MaxPooling1D", "AveragePooling1D", "MaxPool1D", "AvgPool1D", "LayerNormalization", "MultiHeadAttention"]
