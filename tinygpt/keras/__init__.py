@@ -11,10 +11,11 @@ and callbacks by name; weights saved as safetensors + JSON. What differs from Ke
 Not here: masking, custom training steps, HDF5 files, GPUs.
 """
 
-from tinygpt.keras import callbacks, layers, losses, metrics, models, optimizers, preprocessing, utils
+from tinygpt.keras import (callbacks, initializers, layers, losses, metrics, models, optimizers, preprocessing,
+                           regularizers, utils)
 from tinygpt.keras.functional import Model
 from tinygpt.keras.models import Sequential
 from tinygpt.keras.symbolic import Input, KerasTensor
 
 __all__ = ["Sequential", "Model", "Input", "KerasTensor", "layers", "models", "losses", "metrics",
-           "optimizers", "callbacks", "utils", "preprocessing"]
+           "optimizers", "callbacks", "utils", "preprocessing", "initializers", "regularizers"]

@@ -188,7 +188,22 @@ def _scaling(name, scale, mode, distribution):
                                            "__doc__": f"VarianceScaling({scale}, {mode!r}, {distribution!r})."})
 
 
-GlorotUniform = _scaling("GlorotUniform", 1.0, "fan_avg", "uniform")
+class GlorotUniform(VarianceScaling):
+    """U(-limit, limit), limit = sqrt(6 / (fan_in + fan_out)): VarianceScaling(1, 'fan_avg', 'uniform')
+    with the limit written as glorot_uniform writes it, so both draw the same numbers."""
+
+    def __init__(self, seed=None):
+        super().__init__(1.0, "fan_avg", "uniform", seed)
+
+    def sample(self, shape, rng):
+        fan_in, fan_out = compute_fans(shape)
+        limit = math.sqrt(6.0 / (fan_in + fan_out))
+        return rng.uniform(-limit, limit, shape)
+
+    def get_config(self):
+        return {"seed": self.seed}
+
+
 GlorotNormal = _scaling("GlorotNormal", 1.0, "fan_avg", "truncated_normal")
 HeUniform = _scaling("HeUniform", 2.0, "fan_in", "uniform")
 HeNormal = _scaling("HeNormal", 2.0, "fan_in", "truncated_normal")

@@ -193,8 +193,11 @@ class Embedding(Layer):
 
     default_name = "embedding"
 
-    def __init__(self, input_dim, output_dim, input_length=None, mask_zero=False, **kwargs):
+    def __init__(self, input_dim, output_dim, input_length=None, mask_zero=False,
+                 embeddings_initializer="uniform", embeddings_regularizer=None, **kwargs):
         super().__init__(**kwargs)
+        self.embeddings_initializer = initializers.get(embeddings_initializer)
+        self.set_regularizers(embeddings=embeddings_regularizer)
         _check_units("Embedding", input_dim=input_dim, output_dim=output_dim)
         if input_length is not None:
             _check_units("Embedding", input_length=input_length)
@@ -207,7 +210,7 @@ class Embedding(Layer):
 
     def make_weights(self, input_shape, rng):
         self.embedding = nn.Embedding(self.input_dim, self.output_dim, rng=rng)
-        self.embedding.weight.data[...] = initializers.random_uniform(self.embedding.weight.shape, rng)
+        self.embedding.weight.data[...] = self.embeddings_initializer(self.embedding.weight.shape, rng=rng)
 
     def check_input_shape(self, input_shape):
         if self.input_length is not None and (len(input_shape) != 2 or input_shape[1] != self.input_length):
@@ -234,7 +237,8 @@ class Embedding(Layer):
         return [("embeddings", self.embedding.weight)]
 
     def get_config(self):
-        return {"input_dim": self.input_dim, "output_dim": self.output_dim, "input_length": self.input_length}
+        return {"input_dim": self.input_dim, "output_dim": self.output_dim, "input_length": self.input_length,
+                "embeddings_initializer": initializers.name_of(self.embeddings_initializer), **self.regularizer_config()}
 
 
 class LSTM(Layer):
@@ -244,8 +248,19 @@ class LSTM(Layer):
     default_name = "lstm"
 
     def __init__(self, units, return_sequences=False, return_state=False, dropout=0.0,
-                 unit_forget_bias=True, **kwargs):
+                 unit_forget_bias=True, activation="tanh", recurrent_activation="sigmoid",
+                 kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal",
+                 bias_initializer="zeros", kernel_regularizer=None, recurrent_regularizer=None,
+                 bias_regularizer=None, **kwargs):
         super().__init__(**kwargs)
+        if (activation, recurrent_activation) != ("tanh", "sigmoid"):
+            raise NotImplementedError(f"LSTM(activation={activation!r}, recurrent_activation="
+                                      f"{recurrent_activation!r}): tinygpt.keras' fused LSTM has Keras' "
+                                      f"defaults 'tanh' and 'sigmoid' only")
+        self.initializers = {name: initializers.get(init) for name, init in (
+            ("kernel", kernel_initializer), ("recurrent", recurrent_initializer), ("bias", bias_initializer))}
+        self.set_regularizers(kernel=kernel_regularizer, recurrent_kernel=recurrent_regularizer,
+                              bias=bias_regularizer)
         _check_units("LSTM", units=units)
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"LSTM: dropout must be in [0, 1), got {dropout!r}")
@@ -256,9 +271,9 @@ class LSTM(Layer):
     def make_weights(self, input_shape, rng):
         n_in, d = input_shape[-1], self.units
         self.lstm = nn.LSTM(n_in, d, num_layers=1, rng=rng)  # same layout and gate order as Keras
-        self.lstm.weight_ih_l0.data[...] = initializers.glorot_uniform((n_in, 4 * d), rng)  # kernel
-        self.lstm.weight_hh_l0.data[...] = initializers.orthogonal((d, 4 * d), rng)  # recurrent_kernel
-        bias = np.zeros(4 * d)
+        self.lstm.weight_ih_l0.data[...] = self.initializers["kernel"]((n_in, 4 * d), rng=rng)
+        self.lstm.weight_hh_l0.data[...] = self.initializers["recurrent"]((d, 4 * d), rng=rng)
+        bias = self.initializers["bias"]((4 * d,), rng=rng)
         if self.unit_forget_bias:
             bias[d:2 * d] = 1.0  # forget gate open at first: the cell remembers until it learns not to
         self.lstm.bias_l0.data[...] = bias
@@ -295,7 +310,9 @@ class LSTM(Layer):
 
     def get_config(self):
         return {"units": self.units, "return_sequences": self.return_sequences,
-                "return_state": self.return_state}
+                "return_state": self.return_state, "dropout": self.dropout, "unit_forget_bias": self.unit_forget_bias,
+                **{f"{name}_initializer": initializers.name_of(init) for name, init in self.initializers.items()},
+                **self.regularizer_config()}
 
 
 class Dense(Layer):
@@ -303,18 +320,22 @@ class Dense(Layer):
 
     default_name = "dense"
 
-    def __init__(self, units, activation=None, use_bias=True, **kwargs):
+    def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
+                 bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None, **kwargs):
         super().__init__(**kwargs)
         _check_units("Dense", units=units)
+        self.kernel_initializer = initializers.get(kernel_initializer)
+        self.bias_initializer = initializers.get(bias_initializer)
+        self.set_regularizers(kernel=kernel_regularizer, bias=bias_regularizer)
         self.units, self.use_bias = int(units), bool(use_bias)
         self.activation_name, self.activation = activations.get(activation)
 
     def make_weights(self, input_shape, rng):
         n_in = input_shape[-1]
         self.linear = nn.Linear(n_in, self.units, bias=self.use_bias, rng=rng)  # weight (in, out)
-        self.linear.weight.data[...] = initializers.glorot_uniform((n_in, self.units), rng)
+        self.linear.weight.data[...] = self.kernel_initializer((n_in, self.units), rng=rng)
         if self.use_bias:
-            self.linear.bias.data[...] = 0.0
+            self.linear.bias.data[...] = self.bias_initializer((self.units,), rng=rng)
 
     def check_input_shape(self, input_shape):
         if len(input_shape) < 2 or input_shape[-1] is None:
@@ -338,7 +359,9 @@ class Dense(Layer):
         return [("kernel", self.linear.weight)] + ([("bias", self.linear.bias)] if self.use_bias else [])
 
     def get_config(self):
-        return {"units": self.units, "activation": self.activation_name, "use_bias": self.use_bias}
+        return {"units": self.units, "activation": self.activation_name, "use_bias": self.use_bias,
+                "kernel_initializer": initializers.name_of(self.kernel_initializer),
+                "bias_initializer": initializers.name_of(self.bias_initializer), **self.regularizer_config()}
 
 
 class Dropout(Layer):
