@@ -12,10 +12,11 @@ Not here: masking, custom training steps, HDF5 files, GPUs.
 """
 
 from tinygpt.keras import (callbacks, initializers, layers, losses, metrics, models, optimizers, preprocessing,
-                           regularizers, utils)
+                           regularizers, saving, utils)
 from tinygpt.keras.functional import Model
 from tinygpt.keras.models import Sequential
 from tinygpt.keras.symbolic import Input, KerasTensor
 
 __all__ = ["Sequential", "Model", "Input", "KerasTensor", "layers", "models", "losses", "metrics",
-           "optimizers", "callbacks", "utils", "preprocessing", "initializers", "regularizers"]
+           "optimizers", "callbacks", "utils", "preprocessing", "initializers", "regularizers",
+           "saving"]

@@ -176,6 +176,7 @@ class Model(Trainer, Layer):
         outs = out if isinstance(out, (list, tuple)) else [out]
         self.outputs = [KerasTensor((None,) + tuple(o.shape[1:])) for o in outs]
         self.input_shape = (None,) + arrays[0].shape[1:]
+        self.input_specs = [(list(a.shape[1:]), a.dtype.str) for a in arrays]  # what model.save rebuilds it from
         self.layers = nn.ModuleList(_top_layers(self))
         self.built = True
 
@@ -317,6 +318,10 @@ class Model(Trainer, Layer):
 
     def load_weights(self, filepath):
         saving.load_weights(self, filepath)
+
+    def save(self, filepath, overwrite=True, zipped=None):
+        """The whole model as a .keras zip (see Sequential.save); a subclassed model needs get_config()."""
+        return saving.save_model(self, filepath, overwrite=overwrite, zipped=zipped)
 
     def summary(self, print_fn=None):
         """Keras' table with a "Connected to" column; columns widen to fit long names."""

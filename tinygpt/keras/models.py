@@ -193,6 +193,11 @@ class Sequential(Trainer, nn.Module):
     def load_weights(self, filepath):
         saving.load_weights(self, filepath)
 
+    def save(self, filepath, overwrite=True, zipped=None):
+        """The whole model (architecture, weights, compile arguments, optimizer state) as a .keras
+        zip of JSON + safetensors (model_saving.py); keras.models.load_model reads it back."""
+        return saving.save_model(self, filepath, overwrite=overwrite, zipped=zipped)
+
     # ----- printing -----------------------------------------------------------------------------
     def summary(self, print_fn=None):
         """Print Keras' table: each layer, its output shape and parameter count, then the totals.
@@ -228,3 +233,4 @@ def summary_table(model, rows, header=("Layer (type)", "Output Shape", "Param #"
 
 # keras.models.Model, as Keras spells it; functional.py imports summary_table from here, so last
 from tinygpt.keras.functional import Model, _get_layer  # noqa: E402
+from tinygpt.keras.saving import load_model, save_model  # noqa: E402,F401  (keras.models.load_model)
