@@ -148,3 +148,19 @@ def test_save_never_replaces_a_foreign_file_and_refuses_other_formats(tmp_path):
         model.save(tmp_path / "ours.keras", overwrite=False)
     model.save(tmp_path / "ours.keras")  # ours: replaced
     assert sorted(p.name for p in tmp_path.iterdir()) == ["keras3.keras", "ours.keras", "theirs.keras"]  # no temp files
+
+
+@pytest.mark.slow
+def test_text_classifier_example_learns_from_raw_strings(tmp_path, capsys):
+    import runpy
+    import time
+    from pathlib import Path
+    example = Path(__file__).resolve().parent.parent / "examples" / "keras_text_classifier.py"
+    main = runpy.run_path(str(example))["main"]
+    start = time.perf_counter()
+    accuracy = main(["--samples", "1200", "--epochs", "4", "--save", str(tmp_path / "r.keras")])
+    out = capsys.readouterr().out
+    assert accuracy > 0.85, out  # chance is 0.5; the default run reaches ~0.95
+    assert "predicts identically" in out and "shared_embedding (Embedding)" in out
+    assert (tmp_path / "r.keras").is_file()
+    assert time.perf_counter() - start < 60
