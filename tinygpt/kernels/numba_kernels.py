@@ -13,6 +13,7 @@ import numpy as np
 from .numba_adamw import adamw_update
 from .numba_attention import attention_backward, attention_forward
 from .numba_elementwise import gelu_backward, gelu_forward
+from .numba_embedding import embedding_backward
 from .numba_layernorm import layernorm_backward, layernorm_forward
 from .numba_lstm import lstm_backward, lstm_forward
 from .numba_softmax import (cross_entropy_backward, cross_entropy_forward, log_softmax_backward,
@@ -54,6 +55,7 @@ def warmup():
         "gelu_backward": lambda: gelu_backward(dx, caches["gelu"]),
         "lstm_forward": lambda: forward("lstm", lstm_forward, *lstm_args),
         "lstm_backward": lambda: lstm_backward((_float32(rng, 2, 3, 5), None, None), caches["lstm"]),
+        "embedding_backward": lambda: embedding_backward(_float32(rng, 2, 3, 5), ((7, 5), np.array([[0, 6, 0], [1, 2, 6]]))),
         "adamw_update": lambda: adamw_update(x.copy(), dx, np.zeros_like(x), np.zeros_like(x),
                                              1e-3, 0.9, 0.999, 1e-8, 0.1, 1),
     }

@@ -35,7 +35,7 @@ def maxpool1d_forward(x, pool_size, stride, pad_left=0, pad_right=0):
     """x: (B, T, C) -> out: (B, T_out, C), cache"""
     rows = _windows(x.shape[1], pool_size, stride, pad_left, pad_right)
     xpad = np.pad(x, ((0, 0), (pad_left, pad_right), (0, 0)), constant_values=-np.inf)
-    cols = xpad[:, rows]  # (B, T_out, P, C)
+    cols = np.take(xpad, rows, axis=1)  # (B, T_out, P, C), contiguous (xpad[:, rows] would not be)
     # every window holds at least one real step ('same' padding is < pool_size), so the max is finite
     arg = np.argmax(cols, axis=2)  # (B, T_out, C): which of the P steps won (the first on ties)
     out = np.take_along_axis(cols, arg[:, :, None, :], axis=2)[:, :, 0]
@@ -57,7 +57,7 @@ def avgpool1d_forward(x, pool_size, stride, pad_left=0, pad_right=0):
     xpad = np.pad(x, ((0, 0), (pad_left, pad_right), (0, 0)))  # zeros add nothing to a sum
     real = (rows >= pad_left) & (rows < pad_left + T)  # (T_out, P)
     count = real.sum(axis=1).astype(x.dtype)[None, :, None]  # (1, T_out, 1): real steps per window
-    out = xpad[:, rows].sum(axis=2) / count
+    out = np.take(xpad, rows, axis=1).sum(axis=2) / count  # (B, T_out, P, C) -> (B, T_out, C)
     return out, (count, real, rows, x.shape, pad_left)
 
 
