@@ -164,3 +164,22 @@ def test_text_classifier_example_learns_from_raw_strings(tmp_path, capsys):
     assert "predicts identically" in out and "shared_embedding (Embedding)" in out
     assert (tmp_path / "r.keras").is_file()
     assert time.perf_counter() - start < 60
+
+
+def test_wrappers_lookups_and_nested_models_round_trip(tmp_path):
+    tokens = np.array([["a", "b", "c"], ["c", "zz", "a"]] * 4, dtype=object)
+    lookup = layers.StringLookup(mask_token="[PAD]")
+    lookup.adapt(tokens.reshape(-1))
+    inner_in = keras.Input((3, 4))
+    inner = keras.Model(inner_in, layers.TimeDistributed(layers.Dense(2))(inner_in), name="inner")
+    inp = keras.Input((3,), dtype="string")
+    h = layers.Embedding(6, 4)(lookup(inp))
+    h = layers.Bidirectional(layers.LSTM(3, return_sequences=True), merge_mode="sum")(h)
+    h = layers.Dense(4)(h)
+    out = layers.GlobalAveragePooling1D()(inner(h))
+    model = keras.Model(inp, out, seed=0)
+    model.save(tmp_path / "w.keras")
+    loaded = keras.models.load_model(tmp_path / "w.keras")
+    np.testing.assert_array_equal(loaded.predict(tokens), model.predict(tokens))
+    assert loaded.get_layer("inner").layers[0].layer.units == 2
+    assert loaded.get_layer(lookup.name).get_vocabulary() == lookup.get_vocabulary()

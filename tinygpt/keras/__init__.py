@@ -7,7 +7,8 @@
     history = model.fit(x, y, batch_size=64, epochs=10, validation_data=(x_val, y_val))
 
 Sequential, functional (Model(inputs, outputs)) and subclassed models; Keras' losses, metrics, optimizers
-and callbacks by name; weights saved as safetensors + JSON. What differs from Keras: docs/keras.md.
+and callbacks by name; initializers and regularizers; weights saved as safetensors + JSON, whole
+models as a .keras zip (model_saving.py). What differs from Keras: docs/keras.md.
 Not here: masking, custom training steps, HDF5 files, GPUs.
 """
 
