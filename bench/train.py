@@ -1,10 +1,11 @@
-"""Training throughput of tinygpt against PyTorch: the three GPT configs (tokens/s) and the seed's
-Keras LSTM and the same model with GRU layers (sequences/s), with FLOP/s as a fraction of the NumPy sgemm measured in the same run (MFU).
+"""Training throughput of tinygpt against PyTorch: the three GPT configs (tokens/s), the seed's
+Keras LSTM, the same model with GRU layers and Keras' Conv1D text classifier (keras_conv.py)
+(sequences/s), with FLOP/s as a fraction of the NumPy sgemm measured in the same run (MFU).
 
 One step = forward, loss, backward, clip_grad_norm_(1.0), optimizer step, zero_grad, on both sides;
 same batch, same initial weights, float32, 2 threads, and in both workers the malloc settings of
 `tinygpt train` (common.keep_freed_memory; --default-malloc for glibc's). Usage (from the repo root):
-  python bench/train.py [--workload tiny|small|baby|lstm|gru ...] [--quick] [--default-malloc | --malloc-ab]
+  python bench/train.py [--workload tiny|small|baby|lstm|gru|keras-conv ...] [--quick] [--default-malloc | --malloc-ab]
 Not here: generation (generate.py) or memory (memory.py).
 """
 
@@ -17,7 +18,7 @@ if __package__ in (None, ""):  # run as a script: make `bench` and `tinygpt` imp
 
 import numpy as np  # noqa: E402
 
-from bench import common  # noqa: E402
+from bench import common, keras_conv  # noqa: E402
 
 # name -> the workload; torch_ref is the PyTorch number measured earlier on this machine kind
 WORKLOADS = {
@@ -33,6 +34,8 @@ WORKLOADS = {
     # the same model with GRU layers: Embedding(1000, 64) -> GRU(128, seq) -> GRU(128) -> Dense(1000)
     "gru": dict(kind="gru", vocab=1000, emb=64, units=128, T=100, batch=64, steps=4, unit="seq/s",
                 torch_ref=None, target=1.0),
+    # Keras' text classification example: Embedding -> Conv1D x 2 -> GlobalMaxPooling1D -> Dense, on tinygpt.keras
+    "keras-conv": keras_conv.SPEC,
 }
 RECURRENT = ("lstm", "gru")
 LR = 6e-4
@@ -41,6 +44,8 @@ GRAD_CLIP = 1.0
 
 def batches(spec, count=4, seed=1):
     """`count` (x, y) pairs of int64 token ids, shared by both libraries."""
+    if spec["kind"] == "conv":
+        return keras_conv.batches(spec, count, seed)
     rng = np.random.default_rng(seed)
     if spec["kind"] == "gpt":
         T, V = spec["gpt"]["block_size"], spec["gpt"]["vocab_size"]
@@ -59,6 +64,8 @@ def flops_per_unit(spec, gpt_model=None):
     forward's matmuls, 2 FLOPs per multiply-add; 4 gates for the LSTM, 3 for the GRU)."""
     if spec["kind"] == "gpt":
         return gpt_model.flops_per_token()
+    if spec["kind"] == "conv":
+        return keras_conv.flops_per_sequence(spec)
     D, T, gates = spec["units"], spec["T"], 4 if spec["kind"] == "lstm" else 3
     forward = sum(T * 2 * (n_in + D) * gates * D for n_in in (spec["emb"], D)) + 2 * D * spec["vocab"]
     return 3 * forward
@@ -243,6 +250,9 @@ def build(name, libs=None, same_weights=True):
     Sides: 'tinygpt', 'torch', and for the LSTM and GRU 'tinygpt.keras'; libs=None means all of them."""
     spec = WORKLOADS[name]
     libs = libs or (("tinygpt", "tinygpt.keras", "torch") if spec["kind"] in RECURRENT else ("tinygpt", "torch"))
+    if spec["kind"] == "conv":  # its tinygpt side is tinygpt.keras itself
+        torch_available = "torch" in libs and common.import_torch() is not None
+        return (*keras_conv.build(spec, libs, torch_available, same_weights), None)
     sides, missing, tg_model = {}, {}, None
     if "tinygpt" in libs:
         step, tg_model = (tinygpt_gpt if spec["kind"] == "gpt" else tinygpt_lstm)(spec)

@@ -65,15 +65,15 @@ class _Batches:
         return iter(self.pairs)
 
 
-def test_an_exhausted_generator_and_sample_weights_raise_errors_that_say_so():
+def test_an_exhausted_generator_and_misplaced_arguments_raise_errors_that_say_so():
     x, y = _data()
     model = _model()
     once = ((x[i:i + 16], y[i:i + 16]) for i in range(0, 64, 16))
     with pytest.raises(ValueError, match="ran out of batches after 4"):
         model.fit(once, steps_per_epoch=5, verbose=0)
-    with pytest.raises(NotImplementedError, match="sample weights"):
-        model.fit(iter([(x, y, np.ones(len(x)))]), verbose=0)
-    with pytest.raises(ValueError, match="y and validation_split must be left out"):
+    with pytest.raises(ValueError, match="sample_weight has shape"):
+        model.fit(iter([(x, y, np.ones(len(x) + 1))]), verbose=0)
+    with pytest.raises(ValueError, match="y, sample_weight and validation_split must be left out"):
         model.fit(iter([(x, y)]), y, verbose=0)
 
 

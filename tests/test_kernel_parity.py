@@ -188,6 +188,12 @@ def gru_case(p, rng, dtype):
     return Case((x, h0, lay_out(w_ih, p["layout"]), w_hh, b_ih, b_hh), {})
 
 
+def embedding_case(p, rng, dtype):
+    # few rows for many uses, so most rows are used several times and their gradients must add
+    idx = rng.integers(0, p["V"], size=p["shape"]).astype(p["int_dtype"])
+    return Case((_normal(rng, (p["V"], p["C"]), dtype), idx), {})
+
+
 def matmul_case(p, rng, dtype):
     m, k, n = p["M"], p["K"], p["N"]
     lead = (p["batch"],) if p["batch"] else ()
@@ -289,6 +295,11 @@ FAMILIES = [
             dict(B=3, T=11, I=5, D=17, layout="transposed", grads=(1, 0)),
             # C's threaded path: batch * 3D * D >= 16 * 1024
             dict(B=8, T=5, I=3, D=33, layout="contiguous", grads=(1, 1))]),
+    Family("embedding_forward", "embedding_backward", embedding_case,
+           _fixed(V=st.sampled_from([1, 3, 67]), C=ODD, shape=SMALL_SHAPES, layout=LAYOUTS,
+                  int_dtype=st.sampled_from([np.int64, np.int32])),
+           [dict(V=1, C=1, shape=(1,), layout="contiguous", int_dtype=np.int64),
+            dict(V=3, C=65, shape=(2, 33), layout="transposed", int_dtype=np.int32)]),
     Family("matmul_forward", "matmul_backward", matmul_case,
            _fixed(M=ODD, K=ODD, N=ODD, batch=st.sampled_from([0, 0, 2]), same_batch=st.booleans(),
                   layout=LAYOUTS),
@@ -535,10 +546,10 @@ def test_memory_measurement_sees_a_TxT_matrix():
 _COUNT_MISSES = """
 import numba
 from tinygpt.kernels import numba_kernels, numba_attention, numba_softmax, numba_layernorm
-from tinygpt.kernels import numba_elementwise, numba_adamw, numba_lstm, numba_gru, numba_math
+from tinygpt.kernels import numba_elementwise, numba_adamw, numba_lstm, numba_gru, numba_math, numba_embedding
 numba_kernels.warmup()
 modules = (numba_attention, numba_softmax, numba_layernorm, numba_elementwise, numba_adamw, numba_lstm,
-           numba_gru, numba_math)
+           numba_gru, numba_math, numba_embedding)
 misses = sorted(f"{m.__name__}.{name}" for m in modules for name, fn in vars(m).items()
                 if isinstance(fn, numba.core.registry.CPUDispatcher) and sum(fn.stats.cache_misses.values()))
 print(",".join(misses))

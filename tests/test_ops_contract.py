@@ -7,8 +7,8 @@ import inspect
 import numpy as np
 import pytest
 
-from tinygpt.ops import (attention, conv, dropout, elementwise, gru, layernorm, linear, lstm, matmul, reduce,
-                         shape, softmax)
+from tinygpt.ops import (attention, conv, dropout, elementwise, gru, layernorm, linear, lstm, matmul, pool,
+                         reduce, shape, softmax)
 
 rng = np.random.default_rng(0)
 f32 = lambda *shape: rng.uniform(0.5, 1.5, shape).astype(np.float32)  # noqa: E731  (positive: log, sqrt, pow)
@@ -52,14 +52,16 @@ CASES = {
     "attention": (attention, [f32(1, 2, 3, 4), f32(1, 2, 5, 4), f32(1, 2, 5, 4)], {}),
     "causal_self_attention": (attention, [f32(2, 3, 12)], {"n_head": 2}),
     "conv1d": (conv, [f32(2, 7, 3), f32(3, 3, 4)], {"stride": 2, "dilation": 1, "pad_left": 1, "pad_right": 1}),
+    "maxpool1d": (pool, [f32(2, 7, 3)], {"pool_size": 3, "stride": 2, "pad_left": 1, "pad_right": 1}),
+    "avgpool1d": (pool, [f32(2, 7, 3)], {"pool_size": 3, "stride": 2, "pad_left": 1, "pad_right": 1}),
     "lstm": (lstm, [f32(2, 3, 4), f32(2, 5), f32(2, 5), f32(4, 20), f32(5, 20), f32(20)], {}),
     "gru": (gru, [f32(2, 3, 4), f32(2, 5), f32(4, 15), f32(5, 15), f32(15), f32(15)], {}),
 }
 
 
 def test_every_op_in_tinygpt_ops_is_covered():
-    modules = (attention, conv, dropout, elementwise, gru, layernorm, linear, lstm, matmul, reduce, shape,
-               softmax)
+    modules = (attention, conv, dropout, elementwise, gru, layernorm, linear, lstm, matmul, pool, reduce,
+               shape, softmax)
     ops = {name[:-len("_forward")] for m in modules for name, _ in inspect.getmembers(m)
            if name.endswith("_forward")}
     assert ops == set(CASES), f"add a case for {ops - set(CASES)}; remove {set(CASES) - ops}"

@@ -137,6 +137,8 @@ SIGNATURES = {
 # torch signature cannot be read, and why
 DIFFERENT = {
     "F.conv1d": "channels last, (B, T, C) with weight (K, C_in, C_out), as the Keras layer it serves",
+    "F.max_pool1d": "channels last, (B, T, C), with explicit left/right padding, for Keras' MaxPooling1D",
+    "F.avg_pool1d": "channels last, (B, T, C), averaging real steps only, for Keras' AveragePooling1D",
     "F.lstm": "one layer over (B, T, I) with explicit weights; torch.lstm is an internal of nn.LSTM",
     "nn.GRU": "torch's takes *args, **kwargs; its documented arguments (input_size, hidden_size, "
               "num_layers=1, bias=True, batch_first=False, dropout=0.0, bidirectional=False) are ours",

@@ -22,6 +22,7 @@ from tinygpt.ops import linear as _linear
 from tinygpt.ops import gru as _gru
 from tinygpt.ops import lstm as _lstm
 from tinygpt.ops import matmul as _mm
+from tinygpt.ops import pool as _pool
 from tinygpt.ops import reduce as _red
 from tinygpt.ops import shape as _shape
 from tinygpt.ops import softmax as _sm
@@ -536,6 +537,18 @@ def conv1d(x, w, stride=1, dilation=1, pad_left=0, pad_right=0):
     """x: (B, T, C_in), w: (K, C_in, C_out) -> (B, T_out, C_out), batch and channels last as Keras."""
     return apply(_conv.conv1d_forward, _conv.conv1d_backward, x, w, stride=stride, dilation=dilation,
                  pad_left=pad_left, pad_right=pad_right)
+
+
+def max_pool1d(x, pool_size, stride=None, pad_left=0, pad_right=0):
+    """x: (B, T, C) -> (B, T_out, C): the max of each window of pool_size steps (padding never wins)."""
+    return apply(_pool.maxpool1d_forward, _pool.maxpool1d_backward, x, pool_size=pool_size,
+                 stride=stride or pool_size, pad_left=pad_left, pad_right=pad_right)
+
+
+def avg_pool1d(x, pool_size, stride=None, pad_left=0, pad_right=0):
+    """x: (B, T, C) -> (B, T_out, C): the mean of each window's real (unpadded) steps."""
+    return apply(_pool.avgpool1d_forward, _pool.avgpool1d_backward, x, pool_size=pool_size,
+                 stride=stride or pool_size, pad_left=pad_left, pad_right=pad_right)
 
 
 def lstm(x, h0, c0, w_ih, w_hh, b):

@@ -4,7 +4,7 @@ them: each item is (x, y) (x may be a list or dict for a functional Model), or x
 A generator is read on across epochs; steps_per_epoch batches make one epoch. Without it, an epoch
 is one full pass: an iterable that can be iterated again (a list of batches, a keras-style Sequence
 with __iter__) restarts every epoch; a generator, once exhausted, raises an error that says so.
-Not here: sample weights (a third item per batch), tf.data, multiprocessing workers.
+A batch may carry a third item, its sample weights. Not here: tf.data, multiprocessing workers.
 """
 
 import numpy as np
@@ -60,14 +60,12 @@ class BatchStream:
 
 
 def split_batch(batch, what, need_y=True):
-    """(x, y) -> (x, y); for predict, x alone or (x,) or (x, y) -> (x, None)."""
-    if isinstance(batch, tuple) and len(batch) == 3:
-        raise NotImplementedError(f"{what} yields (x, y, sample_weight): sample weights are not "
-                                  f"supported by tinygpt.keras; yield (x, y)")
-    if isinstance(batch, tuple) and len(batch) == 2:
-        return batch
+    """(x, y) or (x, y, sample_weight) -> (x, y, sample_weight or None); for predict, x alone,
+    (x,), (x, y) or (x, y, sample_weight) -> (x, None, None)."""
+    if isinstance(batch, tuple) and len(batch) in (2, 3):
+        return (batch if len(batch) == 3 else batch + (None,)) if need_y else (batch[0], None, None)
     if isinstance(batch, tuple) and len(batch) == 1:
         batch = batch[0]
     if need_y:
-        raise ValueError(f"{what} must yield (x, y) tuples, got a {type(batch).__name__}")
-    return batch, None
+        raise ValueError(f"{what} must yield (x, y) or (x, y, sample_weight) tuples, got a {type(batch).__name__}")
+    return batch, None, None

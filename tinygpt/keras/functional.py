@@ -178,6 +178,7 @@ class Model(Trainer, ModelWeights, Layer):
         outs = out if isinstance(out, (list, tuple)) else [out]
         self.outputs = [KerasTensor((None,) + tuple(o.shape[1:])) for o in outs]
         self.input_shape = (None,) + arrays[0].shape[1:]
+        self.input_specs = [(list(a.shape[1:]), a.dtype.str) for a in arrays]  # what model.save rebuilds it from
         self.layers = nn.ModuleList(_top_layers(self))
         self.built = True
 
@@ -227,7 +228,7 @@ class Model(Trainer, ModelWeights, Layer):
         return self.forward(self.prepare_x(x), training=training)
 
     # ----- training with several outputs ---------------------------------------------------------
-    def compile(self, optimizer="rmsprop", loss=None, metrics=None, loss_weights=None):
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None, loss_weights=None, weighted_metrics=None):
         """As Sequential's; with several outputs, loss may be one loss for all, a list or a dict by
         output layer name, and the total loss is their sum, each times its loss_weights entry (1)."""
         n = len(self.outputs) if self.built else 1
@@ -244,10 +245,10 @@ class Model(Trainer, ModelWeights, Layer):
         losses = list(loss) if isinstance(loss, (list, tuple)) else [loss] * n
         if len(losses) != n:
             raise ValueError(f"compile: got {len(losses)} losses for a model with {n} outputs")
-        if n > 1 and metrics:
+        if n > 1 and (metrics or weighted_metrics):
             raise NotImplementedError("compile(metrics=...) on a keras.Model with several outputs is not "
                                       "supported by tinygpt.keras; evaluate each output's metric from predict()")
-        super().compile(optimizer, losses[0], metrics)
+        super().compile(optimizer, losses[0], metrics, weighted_metrics)
         self.output_losses = [losses_module.get(one) for one in losses]
 
     def _prepare_targets(self, y, n_samples, y_name):
@@ -271,23 +272,25 @@ class Model(Trainer, ModelWeights, Layer):
         t = self.outputs[i]
         return f"{type(t.node.layer).__name__} {t.node.layer.name!r}" if t.node else f"input {t.name!r}"
 
-    def _loss_and_predictions(self, x, y, training):
+    def _loss_and_predictions(self, x, y, training, sample_weight=None):
         head = self._fused_head()
         if head is not None:  # as Sequential: the loss reads the Dense layer's logits (no log(0))
             logits = self.forward(x, training=training, logits_node=head)
             predictions = head.layer.activation(Tensor(logits.data)).data  # a constant for the metrics
-            y, logits, predictions = masking.select_unmasked(self._head_mask, y, logits, predictions)
-            return self.output_losses[0].compute(y, logits, from_logits=True), predictions, y
+            y, logits, predictions, sample_weight = masking.select_unmasked(
+                self._head_mask, y, logits, predictions, sample_weight)
+            return self.output_losses[0].weighted(y, logits, True, sample_weight), predictions, y, sample_weight
         if not self.functional or len(self.outputs) == 1:
             out = self.forward(x, training=training)
-            y, out, predictions = masking.select_unmasked(masking.get_mask(out), y, out, out.data)
-            return self.output_losses[0](y, out), predictions, y
+            y, out, predictions, sample_weight = masking.select_unmasked(
+                masking.get_mask(out), y, out, out.data, sample_weight)
+            return self.output_losses[0](y, out, sample_weight), predictions, y, sample_weight
         outs = self.forward(x, training=training)
         total = None
         for loss, weight, yi, out in zip(self.output_losses, self.loss_weights, y, outs):
-            term = loss(yi, out) * weight
+            term = loss(yi, out, sample_weight) * weight  # one sample_weight weighs every output, as Keras
             total = term if total is None else total + term
-        return total, [out.data for out in outs], y
+        return total, [out.data for out in outs], y, sample_weight
 
     def _fused_head(self):
         """The output's node if it is a Dense whose activation the (single) loss can fuse with."""
@@ -295,6 +298,7 @@ class Model(Trainer, ModelWeights, Layer):
             return None
         node, loss = self.outputs[0].node, self.output_losses[0]
         if (isinstance(node.layer, Dense) and not loss.from_logits and not node.kwargs
+                and node.layer.activity_regularizer is None  # it reads the output the fused path skips
                 and node.layer.activation_name == loss.logits_activation):
             return node
         return None

@@ -14,9 +14,10 @@ import numpy as np
 
 from tinygpt import functional as F
 from tinygpt import nn
-from tinygpt.keras import activations, initializers, masking, recurrent
+from tinygpt.keras import activations, initializers, masking, recurrent, regularizers
 from tinygpt.keras.symbolic import Input, InputLayer, call_symbolic, is_symbolic, map_structure
 from tinygpt.keras.utils import next_seed
+from tinygpt.nn.module import Parameter
 from tinygpt.tensor import Tensor
 
 
@@ -51,7 +52,7 @@ class Layer(WeightLists, nn.Module):
     default_name = "layer"
     supports_masking = False  # True: the input's mask passes through to the output (Dense, Dropout)
 
-    def __init__(self, name=None, seed=None, input_shape=None):
+    def __init__(self, name=None, seed=None, input_shape=None, activity_regularizer=None):
         super().__init__()
         if name is not None and (not isinstance(name, str) or not name):
             raise ValueError(f"{type(self).__name__}: name must be a non-empty string, got {name!r}")
@@ -64,6 +65,9 @@ class Layer(WeightLists, nn.Module):
         self.declared_input_shape = None if input_shape is None else (None,) + tuple(input_shape)
         self.trainable = True  # False: fit leaves this layer's weights as they are (Keras' freezing)
         self.input_mask = None  # the (B, T) mask of the current call's input, set by __call__
+        # penalties fit adds to the loss (regularizers.py): {Keras weight name: regularizer}
+        self.weight_regularizers = {}
+        self.activity_regularizer = regularizers.get(activity_regularizer)
 
     # ----- what subclasses define -----------------------------------------------------------
     def make_weights(self, input_shape, rng):
@@ -124,7 +128,33 @@ class Layer(WeightLists, nn.Module):
         out = self.forward(x)
         if out is not x:
             masking.set_mask(out, self.compute_mask(x, self.input_mask))
+        if self.activity_regularizer is not None:
+            regularizers.add_activity_penalty(self.activity_regularizer, out)
         return out
+
+    def initial_weight(self, initializer, shape, rng):
+        """A float32 Parameter drawn from `initializer` (a name, object or function; initializers.get)."""
+        return Parameter(np.asarray(initializers.get(initializer)(shape, rng=rng), dtype=np.float32))
+
+    def set_regularizers(self, **by_weight):
+        """kernel=L2(1e-4), bias=None, ... -> weight_regularizers (names as named_weights gives them)."""
+        for weight, identifier in by_weight.items():
+            reg = regularizers.get(identifier)
+            if reg is not None:
+                self.weight_regularizers[weight] = reg
+
+    def regularization_penalties(self):
+        """[scalar Tensor] for this layer's own regularized weights (not its sublayers')."""
+        return [self.weight_regularizers[name](param) for name, param in self.named_weights()
+                if name in self.weight_regularizers]
+
+    def regularizer_config(self):
+        """The regularizers as config entries, for get_config (empty when there are none)."""
+        config = {f"{'recurrent' if name == 'recurrent_kernel' else name}_regularizer": regularizers.to_config(reg)
+                  for name, reg in self.weight_regularizers.items()}
+        if self.activity_regularizer is not None:
+            config["activity_regularizer"] = regularizers.to_config(self.activity_regularizer)
+        return config
 
     # ----- weights as NumPy lists, the Keras way --------------------------------------------
     def get_weights(self):
@@ -186,8 +216,11 @@ class Embedding(Layer):
 
     default_name = "embedding"
 
-    def __init__(self, input_dim, output_dim, input_length=None, mask_zero=False, **kwargs):
+    def __init__(self, input_dim, output_dim, input_length=None, mask_zero=False,
+                 embeddings_initializer="uniform", embeddings_regularizer=None, **kwargs):
         super().__init__(**kwargs)
+        self.embeddings_initializer = initializers.get(embeddings_initializer)
+        self.set_regularizers(embeddings=embeddings_regularizer)
         _check_units("Embedding", input_dim=input_dim, output_dim=output_dim)
         if input_length is not None:
             _check_units("Embedding", input_length=input_length)
@@ -197,7 +230,7 @@ class Embedding(Layer):
 
     def make_weights(self, input_shape, rng):
         self.embedding = nn.Embedding(self.input_dim, self.output_dim, rng=rng)
-        self.embedding.weight.data[...] = initializers.random_uniform(self.embedding.weight.shape, rng)
+        self.embedding.weight.data[...] = self.embeddings_initializer(self.embedding.weight.shape, rng=rng)
 
     def check_input_shape(self, input_shape):
         if self.input_length is not None and (len(input_shape) != 2 or input_shape[1] != self.input_length):
@@ -230,7 +263,8 @@ class Embedding(Layer):
 
     def get_config(self):
         return {"input_dim": self.input_dim, "output_dim": self.output_dim, "input_length": self.input_length,
-                "mask_zero": self.mask_zero}
+                "mask_zero": self.mask_zero,
+                "embeddings_initializer": initializers.name_of(self.embeddings_initializer), **self.regularizer_config()}
 
 
 class LSTM(Layer):
@@ -242,8 +276,19 @@ class LSTM(Layer):
 
     def __init__(self, units, return_sequences=False, return_state=False, dropout=0.0,
                  unit_forget_bias=True, recurrent_dropout=0.0, go_backwards=False, stateful=False,
-                 unroll=False, **kwargs):
+                 unroll=False, activation="tanh", recurrent_activation="sigmoid",
+                 kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal",
+                 bias_initializer="zeros", kernel_regularizer=None, recurrent_regularizer=None,
+                 bias_regularizer=None, **kwargs):
         super().__init__(**kwargs)
+        if (activation, recurrent_activation) != ("tanh", "sigmoid"):
+            raise NotImplementedError(f"LSTM(activation={activation!r}, recurrent_activation="
+                                      f"{recurrent_activation!r}): tinygpt.keras' fused LSTM has Keras' "
+                                      f"defaults 'tanh' and 'sigmoid' only")
+        self.initializers = {name: initializers.get(init) for name, init in (
+            ("kernel", kernel_initializer), ("recurrent", recurrent_initializer), ("bias", bias_initializer))}
+        self.set_regularizers(kernel=kernel_regularizer, recurrent_kernel=recurrent_regularizer,
+                              bias=bias_regularizer)
         _check_units("LSTM", units=units)
         recurrent.check_rates("LSTM", dropout, recurrent_dropout)
         recurrent.check_unsupported("LSTM", stateful=stateful, unroll=unroll)
@@ -254,9 +299,9 @@ class LSTM(Layer):
     def make_weights(self, input_shape, rng):
         n_in, d = input_shape[-1], self.units
         self.lstm = nn.LSTM(n_in, d, num_layers=1, batch_first=True, rng=rng)  # same layout and gate order as Keras
-        self.lstm.weight_ih_l0.data[...] = initializers.glorot_uniform((n_in, 4 * d), rng)  # kernel
-        self.lstm.weight_hh_l0.data[...] = initializers.orthogonal((d, 4 * d), rng)  # recurrent_kernel
-        bias = np.zeros(4 * d)
+        self.lstm.weight_ih_l0.data[...] = self.initializers["kernel"]((n_in, 4 * d), rng=rng)
+        self.lstm.weight_hh_l0.data[...] = self.initializers["recurrent"]((d, 4 * d), rng=rng)
+        bias = self.initializers["bias"]((4 * d,), rng=rng)
         if self.unit_forget_bias:
             bias[d:2 * d] = 1.0  # forget gate open at first: the cell remembers until it learns not to
         self.lstm.bias_l0.data[...] = bias
@@ -300,7 +345,10 @@ class LSTM(Layer):
     def get_config(self):
         return {"units": self.units, "return_sequences": self.return_sequences,
                 "return_state": self.return_state, "dropout": self.dropout,
-                "recurrent_dropout": self.recurrent_dropout, "go_backwards": self.go_backwards}
+                "recurrent_dropout": self.recurrent_dropout, "go_backwards": self.go_backwards,
+                "unit_forget_bias": self.unit_forget_bias,
+                **{f"{name}_initializer": initializers.name_of(init) for name, init in self.initializers.items()},
+                **self.regularizer_config()}
 
 
 class Dense(Layer):
@@ -309,18 +357,22 @@ class Dense(Layer):
     default_name = "dense"
     supports_masking = True
 
-    def __init__(self, units, activation=None, use_bias=True, **kwargs):
+    def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
+                 bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None, **kwargs):
         super().__init__(**kwargs)
         _check_units("Dense", units=units)
+        self.kernel_initializer = initializers.get(kernel_initializer)
+        self.bias_initializer = initializers.get(bias_initializer)
+        self.set_regularizers(kernel=kernel_regularizer, bias=bias_regularizer)
         self.units, self.use_bias = int(units), bool(use_bias)
         self.activation_name, self.activation = activations.get(activation)
 
     def make_weights(self, input_shape, rng):
         n_in = input_shape[-1]
         self.linear = nn.Linear(n_in, self.units, bias=self.use_bias, rng=rng)  # weight (in, out)
-        self.linear.weight.data[...] = initializers.glorot_uniform((n_in, self.units), rng)
+        self.linear.weight.data[...] = self.kernel_initializer((n_in, self.units), rng=rng)
         if self.use_bias:
-            self.linear.bias.data[...] = 0.0
+            self.linear.bias.data[...] = self.bias_initializer((self.units,), rng=rng)
 
     def check_input_shape(self, input_shape):
         if len(input_shape) < 2 or input_shape[-1] is None:
@@ -344,7 +396,9 @@ class Dense(Layer):
         return [("kernel", self.linear.weight)] + ([("bias", self.linear.bias)] if self.use_bias else [])
 
     def get_config(self):
-        return {"units": self.units, "activation": self.activation_name, "use_bias": self.use_bias}
+        return {"units": self.units, "activation": self.activation_name, "use_bias": self.use_bias,
+                "kernel_initializer": initializers.name_of(self.kernel_initializer),
+                "bias_initializer": initializers.name_of(self.bias_initializer), **self.regularizer_config()}
 
 
 class Dropout(Layer):
@@ -379,8 +433,12 @@ from tinygpt.keras.layers_merge import Add, Concatenate  # noqa: E402
 from tinygpt.keras.layers_recurrent import GRU, Masking, SimpleRNN  # noqa: E402
 from tinygpt.keras.layers_reshape import (Activation, Flatten, GlobalAveragePooling1D,  # noqa: E402
                                           GlobalMaxPooling1D, RepeatVector, Reshape)
+from tinygpt.keras.layers_attention import MultiHeadAttention  # noqa: E402
+from tinygpt.keras.layers_norm import LayerNormalization  # noqa: E402
+from tinygpt.keras.layers_pooling import AveragePooling1D, AvgPool1D, MaxPool1D, MaxPooling1D  # noqa: E402
 from tinygpt.keras.layers_text import StringLookup, TextVectorization  # noqa: E402
 from tinygpt.keras.layers_wrappers import Bidirectional, TimeDistributed  # noqa: E402
 
 __all__ += ["GRU", "SimpleRNN", "Masking", "Conv1D", "Bidirectional", "TimeDistributed", "Add", "Concatenate", "Activation", "Flatten", "GlobalAveragePooling1D", "GlobalMaxPooling1D",
             "RepeatVector", "Reshape", "TextVectorization", "StringLookup"]
+__all__ += ["MaxPooling1D", "AveragePooling1D", "MaxPool1D", "AvgPool1D", "LayerNormalization", "MultiHeadAttention"]

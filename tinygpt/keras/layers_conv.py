@@ -6,12 +6,9 @@ Not here: groups, data_format='channels_first', Conv2D, pooling with a window.
 
 import math
 
-import numpy as np
-
 from tinygpt import functional as F
 from tinygpt.keras import activations, initializers
 from tinygpt.keras.layers import Layer, _check_units, _float_tensor
-from tinygpt.nn.module import Parameter
 
 PADDINGS = ("valid", "same", "causal")
 
@@ -33,8 +30,12 @@ class Conv1D(Layer):
     default_name = "conv1d"
 
     def __init__(self, filters, kernel_size, strides=1, padding="valid", dilation_rate=1, activation=None,
-                 use_bias=True, **kwargs):
+                 use_bias=True, kernel_initializer="glorot_uniform", bias_initializer="zeros",
+                 kernel_regularizer=None, bias_regularizer=None, **kwargs):
         super().__init__(**kwargs)
+        self.kernel_initializer = initializers.get(kernel_initializer)
+        self.bias_initializer = initializers.get(bias_initializer)
+        self.set_regularizers(kernel=kernel_regularizer, bias=bias_regularizer)
         one = lambda v: v[0] if isinstance(v, (tuple, list)) and len(v) == 1 else v  # noqa: E731  (Keras takes (3,))
         kernel_size, strides, dilation_rate = one(kernel_size), one(strides), one(dilation_rate)
         _check_units("Conv1D", filters=filters, kernel_size=kernel_size, strides=strides, dilation_rate=dilation_rate)
@@ -47,12 +48,10 @@ class Conv1D(Layer):
         self.activation_name, self.activation = activations.get(activation)
 
     def make_weights(self, input_shape, rng):
-        K, c_in = self.kernel_size, input_shape[-1]
-        # Keras' glorot fans for a conv kernel: fan_in = K * C_in, fan_out = K * filters
-        limit = math.sqrt(6.0 / (K * c_in + K * self.filters))
-        self.kernel = Parameter(rng.uniform(-limit, limit, (K, c_in, self.filters)).astype(np.float32))
+        # Keras' fans for a conv kernel (initializers.compute_fans): fan_in = K * C_in, fan_out = K * filters
+        self.kernel = self.initial_weight(self.kernel_initializer, (self.kernel_size, input_shape[-1], self.filters), rng)
         if self.use_bias:
-            self.bias = Parameter(initializers.zeros((self.filters,)).astype(np.float32))
+            self.bias = self.initial_weight(self.bias_initializer, (self.filters,), rng)
 
     def check_input_shape(self, input_shape):
         if len(input_shape) != 3 or input_shape[2] is None:
@@ -83,7 +82,9 @@ class Conv1D(Layer):
 
     def get_config(self):
         return {"filters": self.filters, "kernel_size": self.kernel_size, "strides": self.strides,
-                "padding": self.padding, "dilation_rate": self.dilation_rate, "activation": self.activation_name}
+                "padding": self.padding, "dilation_rate": self.dilation_rate, "activation": self.activation_name,
+                "use_bias": self.use_bias, "kernel_initializer": initializers.name_of(self.kernel_initializer),
+                "bias_initializer": initializers.name_of(self.bias_initializer), **self.regularizer_config()}
 
 
 __all__ = ["Conv1D", "conv_padding"]

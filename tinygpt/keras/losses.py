@@ -15,7 +15,10 @@ Fusion, as Keras does internally: when the last layer is Dense(activation='softm
 for binary_crossentropy), the model hands the loss that layer's pre-activation logits and the loss
 takes the fused, max-shifted log-softmax path: log(softmax(z)) is never formed, so no log(0). On
 probabilities (no matching activation) the loss clips them to [1e-7, 1 - 1e-7] as Keras does.
-Not here: sample weights, label smoothing, or reductions other than the mean.
+With sample_weight (fit's sample_weight / class_weight), a loss is Keras 3's 'sum_over_batch_size':
+sum(values * w) / values.size over the per-position values (`Loss.values`), so weights of 1 give the
+plain mean and the loss is not renormalised by the weights' sum.
+Not here: label smoothing, or reductions other than the (weighted) mean.
 """
 
 import numpy as np
@@ -34,11 +37,24 @@ class Loss:
     def __init__(self, from_logits=False):
         self.from_logits = bool(from_logits)
 
-    def __call__(self, y_true, y_pred):
-        return self.compute(y_true, y_pred, self.from_logits)
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        return self.weighted(y_true, y_pred, self.from_logits, sample_weight)
 
     def compute(self, y_true, y_pred, from_logits):
         raise NotImplementedError
+
+    def values(self, y_true, y_pred, from_logits):
+        """The per-position losses (batch first) whose mean is compute(): what sample weights scale."""
+        raise NotImplementedError(f"{type(self).__name__} has no per-sample form, so sample_weight / "
+                                  f"class_weight cannot weight it")
+
+    def weighted(self, y_true, y_pred, from_logits, sample_weight):
+        """compute() when sample_weight is None, else sum(values * w) / values.size."""
+        if sample_weight is None:
+            return self.compute(y_true, y_pred, from_logits)
+        values = self.values(y_true, y_pred, from_logits)
+        w = broadcast_weights(sample_weight, values.shape, "sample_weight")
+        return F.mul(F.sum(F.mul(values, w.astype(values.dtype, copy=False))), 1.0 / max(values.data.size, 1))
 
     def prepare_targets(self, y, output_shape, output_desc, what="y"):
         """Check y against this loss and the model's output shape (None, ...); return it converted."""
@@ -46,6 +62,17 @@ class Loss:
 
     def __repr__(self):
         return f"{type(self).__name__}(from_logits={self.from_logits})"
+
+
+def broadcast_weights(sample_weight, shape, what):
+    """sample_weight (B,), (B, 1) or (B, T, ...) -> an array that broadcasts against values of `shape`."""
+    w = np.asarray(sample_weight, dtype=np.float32)
+    if w.ndim == 2 and w.shape[1] == 1 and len(shape) == 1:
+        w = w[:, 0]
+    if w.ndim > len(shape) or w.shape != tuple(shape[:w.ndim]):
+        raise ValueError(f"{what} has shape {w.shape}, which does not fit the loss values of shape "
+                         f"{tuple(shape)}: expected (batch,) or the targets' leading axes {tuple(shape)}")
+    return w.reshape(w.shape + (1,) * (len(shape) - w.ndim))
 
 
 def _shape_error(loss, what, y, expected, output_desc):
@@ -84,6 +111,11 @@ class CategoricalCrossentropy(Loss):
             return F.cross_entropy(y_pred, y_true)  # fused log-softmax, probability targets
         return F.neg(F.mean(F.sum(F.mul(y_true, _probabilities_log(y_pred)), axis=-1)))
 
+    def values(self, y_true, y_pred, from_logits):
+        if from_logits:
+            return F.cross_entropy(y_pred, y_true, reduction="none")  # (...)
+        return F.neg(F.sum(F.mul(y_true, _probabilities_log(y_pred)), axis=-1))
+
 
 class SparseCategoricalCrossentropy(Loss):
     name = "sparse_categorical_crossentropy"
@@ -120,6 +152,12 @@ class SparseCategoricalCrossentropy(Loss):
         one_hot = np.eye(y_pred.shape[-1], dtype=y_pred.dtype)[y_true]  # (..., K)
         return F.neg(F.mean(F.sum(F.mul(one_hot, _probabilities_log(y_pred)), axis=-1)))
 
+    def values(self, y_true, y_pred, from_logits):
+        if from_logits:
+            return F.cross_entropy(y_pred, y_true, reduction="none")  # (...)
+        one_hot = np.eye(y_pred.shape[-1], dtype=y_pred.dtype)[y_true]
+        return F.neg(F.sum(F.mul(one_hot, _probabilities_log(y_pred)), axis=-1))
+
 
 def _same_shape_targets(loss, y, output_shape, output_desc, what):
     """y of the output's shape; (N,) is accepted for an output (None, 1), as in Keras."""
@@ -152,6 +190,13 @@ class BinaryCrossentropy(Loss):
         abs_z = F.add(F.relu(z), F.relu(F.neg(z)))
         return F.mean(F.add(F.sub(F.relu(z), F.mul(z, y_true)), F.log(F.add(1.0, F.exp(F.neg(abs_z))))))
 
+    def values(self, y_true, z, from_logits):
+        if from_logits:
+            abs_z = F.add(F.relu(z), F.relu(F.neg(z)))
+            return F.add(F.sub(F.relu(z), F.mul(z, y_true)), F.log(F.add(1.0, F.exp(F.neg(abs_z)))))
+        p = F.clip(z, EPSILON, 1.0 - EPSILON)
+        return F.neg(F.add(F.mul(y_true, F.log(p)), F.mul(1.0 - y_true, F.log(F.sub(1.0, p)))))
+
 
 class MeanSquaredError(Loss):
     name = "mean_squared_error"
@@ -162,6 +207,10 @@ class MeanSquaredError(Loss):
     def compute(self, y_true, y_pred, from_logits):
         return F.mse_loss(y_pred, y_true)
 
+    def values(self, y_true, y_pred, from_logits):
+        d = F.sub(y_pred, y_true)
+        return F.mul(d, d)
+
 
 class MeanAbsoluteError(Loss):
     name = "mean_absolute_error"
@@ -171,6 +220,9 @@ class MeanAbsoluteError(Loss):
 
     def compute(self, y_true, y_pred, from_logits):
         return F.mean(_abs(F.sub(y_pred, y_true)))
+
+    def values(self, y_true, y_pred, from_logits):
+        return _abs(F.sub(y_pred, y_true))
 
 
 class Huber(Loss):
@@ -190,6 +242,9 @@ class Huber(Loss):
 
     def compute(self, y_true, y_pred, from_logits):
         return F.mean(_huber(y_true, y_pred, self.delta))
+
+    def values(self, y_true, y_pred, from_logits):
+        return _huber(y_true, y_pred, self.delta)
 
     def __repr__(self):
         return f"Huber(delta={self.delta})"
@@ -264,6 +319,13 @@ class _FunctionLoss(Loss):
     def compute(self, y_true, y_pred, from_logits):
         loss = self.fn(y_true, y_pred)
         return F.mean(loss) if loss.ndim else loss  # per-sample losses -> their mean, as Keras
+
+    def values(self, y_true, y_pred, from_logits):
+        loss = self.fn(y_true, y_pred)
+        if not loss.ndim:
+            raise ValueError(f"the loss function {self.name!r} returns a scalar, so sample_weight / "
+                             f"class_weight cannot weight its samples; return one loss per sample")
+        return loss
 
 
 LOSSES = {"categorical_crossentropy": CategoricalCrossentropy,

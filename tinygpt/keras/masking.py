@@ -45,17 +45,22 @@ def get_mask(x):
     return entry[1]
 
 
-def select_unmasked(mask, y_true, y_pred, predictions):
+def select_unmasked(mask, y_true, y_pred, predictions, sample_weight=None):
     """The real time steps only, for the loss and metrics: Keras averages them over the unmasked
-    steps. mask (B, T), y_true (B, T, ...), y_pred a Tensor and predictions an array (B, T, ...)
-    -> (y_true[mask], y_pred[mask], predictions[mask]); unchanged when the mask does not apply."""
+    steps. mask (B, T), y_true (B, T, ...), y_pred a Tensor and predictions an array (B, T, ...),
+    sample_weight (B,) or (B, T) or None -> (y_true[mask], y_pred[mask], predictions[mask],
+    the weights of those steps); all unchanged when the mask does not apply."""
     y_true = np.asarray(y_true)
     if mask is None or mask.ndim != 2 or y_pred.shape[:2] != mask.shape or y_true.shape[:2] != mask.shape:
-        return y_true, y_pred, predictions
+        return y_true, y_pred, predictions, sample_weight
     if not mask.any():
         raise ValueError("every time step of this batch is masked: there is nothing to compute "
                          "the loss on; check the padding value given to Masking or mask_zero")
-    return y_true[mask], F.getitem(y_pred, mask), predictions[mask]
+    if sample_weight is not None:  # a sample's weight holds for each of its steps
+        sample_weight = np.asarray(sample_weight)
+        sample_weight = np.broadcast_to(sample_weight.reshape(sample_weight.shape + (1,) * (2 - sample_weight.ndim)),
+                                        mask.shape)[mask]
+    return y_true[mask], F.getitem(y_pred, mask), predictions[mask], sample_weight
 
 
 def combine(masks):

@@ -40,6 +40,12 @@ class ModelWeights:
     def load_weights(self, filepath):
         saving.load_weights(self, filepath)
 
+    def save(self, filepath, overwrite=True, zipped=None):
+        """The whole model (architecture, weights, compile arguments, optimizer state) as a .keras
+        zip of JSON + safetensors (model_saving.py); keras.models.load_model reads it back. A
+        subclassed model needs get_config()."""
+        return saving.save_model(self, filepath, overwrite=overwrite, zipped=zipped)
+
 
 class Sequential(Trainer, ModelWeights, WeightLists, nn.Module):
     """Sequential([Embedding(1000, 64), LSTM(128), Dense(1000, activation='softmax')])."""
@@ -224,3 +230,4 @@ def summary_table(model, rows, header=("Layer (type)", "Output Shape", "Param #"
 
 # keras.models.Model, as Keras spells it; functional.py imports summary_table from here, so last
 from tinygpt.keras.functional import Model, _get_layer  # noqa: E402
+from tinygpt.keras.saving import load_model, save_model  # noqa: E402,F401  (keras.models.load_model)

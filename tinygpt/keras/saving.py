@@ -8,6 +8,8 @@ warns, naming them); 'w.safetensors' keeps its name with 'w.json' beside it. loa
 the same path reads that same pair. A file tinygpt.keras did not write is never replaced.
 Layers are matched by position among the layers that have weights (as Keras' load_weights does),
 and any difference in class or shape raises an error naming the layer.
+Whole models (model.save('m.keras') / load_model) are model_saving.py's; the names Keras keeps in
+keras.saving (load_model, save_model, register_keras_serializable) are reachable from here.
 Not here: optimizer state, or reading Keras' own HDF5 files (use get_weights/set_weights).
 """
 
@@ -145,3 +147,29 @@ def load_weights(model, path):
     weights = [np.asarray(tensors[f"{file_layer['name']}/{name}"])
                for file_layer in saved for name in file_layer["weights"]]
     model.set_weights(weights)
+
+
+# ----- keras.saving: whole models (model_saving.py) --------------------------------------------
+CUSTOM_OBJECTS = {}  # class name -> class, filled by register_keras_serializable
+
+
+def register_keras_serializable(package="Custom", name=None):
+    """@keras.saving.register_keras_serializable(): load_model may rebuild this class by its name."""
+    def register(cls):
+        CUSTOM_OBJECTS[name or cls.__name__] = cls
+        return cls
+    return register
+
+
+def save_model(model, filepath, overwrite=True, zipped=None):
+    """keras.saving.save_model(model, 'm.keras'): the same as model.save('m.keras')."""
+    if zipped is False:
+        raise NotImplementedError("save_model(zipped=False): tinygpt.keras writes the zipped .keras file only")
+    from tinygpt.keras import model_saving  # noqa: PLC0415  (it imports the models, which import this module)
+    return model_saving.save_model(model, filepath, overwrite)
+
+
+def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):  # noqa: A002  (Keras' name)
+    """keras.models.load_model('m.keras') / keras.saving.load_model: see model_saving.load_model."""
+    from tinygpt.keras import model_saving  # noqa: PLC0415  (it imports the models, which import this module)
+    return model_saving.load_model(filepath, custom_objects=custom_objects, compile=compile, safe_mode=safe_mode)

@@ -14,6 +14,7 @@ from .numba_adamw import adamw_update
 from .numba_attention import attention_backward, attention_forward
 from .numba_elementwise import gelu_backward, gelu_erf_backward, gelu_erf_forward, gelu_forward
 from .numba_gru import gru_backward, gru_forward
+from .numba_embedding import embedding_backward
 from .numba_layernorm import layernorm_backward, layernorm_forward
 from .numba_lstm import lstm_backward, lstm_forward
 from .numba_softmax import (cross_entropy_backward, cross_entropy_forward, log_softmax_backward,
@@ -62,6 +63,7 @@ def warmup():
         "lstm_backward": lambda: lstm_backward((_float32(rng, 2, 3, 5), None, None), caches["lstm"]),
         "gru_forward": lambda: forward("gru", gru_forward, *gru_args),
         "gru_backward": lambda: gru_backward((_float32(rng, 2, 3, 5), None), caches["gru"]),
+        "embedding_backward": lambda: embedding_backward(_float32(rng, 2, 3, 5), ((7, 5), np.array([[0, 6, 0], [1, 2, 6]]))),
         "adamw_update": lambda: adamw_update(x.copy(), dx, np.zeros_like(x), np.zeros_like(x),
                                              1e-3, 0.9, 0.999, 1e-8, 0.1, 1),
     }

@@ -3,10 +3,13 @@ concatenate, stack, split.
 
 Their backwards put each gradient element back where its value came from; when one value was read
 several times (integer-array indexing, embedding) the gradients add up (a scatter-add).
-Not here: arithmetic of any kind.
+The embedding's backward has a Numba version (kernels/numba_embedding.py): the reference's sort is
+the slow part of a large-vocabulary model's step. Not here: arithmetic of any kind.
 """
 
 import numpy as np
+
+from tinygpt.backend import kernel
 
 
 def reshape_forward(x, shape):
@@ -62,6 +65,7 @@ def getitem_backward(dout, cache):
     return dx
 
 
+@kernel
 def embedding_forward(weight, idx):
     """weight: (V, C), idx: int (...) -> out: (..., C), the rows of weight picked by idx"""
     if idx.dtype.kind not in "iu":
@@ -73,7 +77,9 @@ def embedding_forward(weight, idx):
     return weight[idx], (weight.shape, idx)
 
 
+@kernel
 def embedding_backward(dout, cache):
+    """dout: (..., C) -> dweight: (V, C), None (the ids get no gradient)"""
     # out[..., :] = weight[idx[...]]: row idx gets the sum of dout over every place it was used
     shape, idx = cache
     dweight = np.zeros(shape, dtype=dout.dtype)
