@@ -34,36 +34,80 @@ static float *thread_buffer(float **buffer, long *capacity, long count)
 }
 
 /* Pack an (mc, kc) block of A as row panels of MR: panel[p * MR + i] = A[i, p]; rows past mc
- * are zero, so the microkernel never needs to know it is on an edge. */
+ * are zero, so the microkernel never needs to know it is on an edge. The two layouts a GPT step
+ * has get their own loops, with constant strides: a transposed A (x^T in dW = x^T dout, rsa == 1)
+ * copies MR contiguous floats per p; a row-major A (csa == 1) reads MR rows side by side. */
 static void pack_a(float *restrict dst, int mc, int kc, const float *a, long rsa, long csa)
 {
     for (int i0 = 0; i0 < mc; i0 += MR) {
         int mr = mc - i0 < MR ? mc - i0 : MR;
         const float *src = a + i0 * rsa;
-        for (int p = 0; p < kc; p++) {
-            for (int i = 0; i < mr; i++) dst[i] = src[i * rsa + p * csa];
-            for (int i = mr; i < MR; i++) dst[i] = 0.0f;
-            dst += MR;
+        if (mr == MR && rsa == 1) {
+            for (int p = 0; p < kc; p++, dst += MR) memcpy(dst, src + p * csa, MR * sizeof(float));
+        } else if (mr == MR && csa == 1) {
+            const float *r0 = src, *r1 = src + rsa, *r2 = src + 2 * rsa, *r3 = src + 3 * rsa,
+                        *r4 = src + 4 * rsa, *r5 = src + 5 * rsa;
+            for (int p = 0; p < kc; p++, dst += MR) {
+                dst[0] = r0[p]; dst[1] = r1[p]; dst[2] = r2[p];
+                dst[3] = r3[p]; dst[4] = r4[p]; dst[5] = r5[p];
+            }
+        } else {
+            for (int p = 0; p < kc; p++, dst += MR) {
+                for (int i = 0; i < mr; i++) dst[i] = src[i * rsa + p * csa];
+                for (int i = mr; i < MR; i++) dst[i] = 0.0f;
+            }
         }
     }
 }
 
-/* Pack a (kc, nc) block of B as column panels of NR: panel[p * NR + j] = B[p, j]. */
+/* 8 x 8 transpose in registers: r[i][j] -> r[j][i], in three rounds of two-source shuffles
+ * (pairs, then quads, then 128-bit halves), each of which compiles to one AVX instruction. */
+typedef int32_t i32x8 __attribute__((vector_size(32)));
+
+static inline void transpose8x8(f32x8 r[8])
+{
+    f32x8 t[8], u[8];
+    for (int i = 0; i < 8; i += 2) {  /* t: interleave rows 2i and 2i+1 within each 128-bit lane */
+        t[i] = __builtin_shuffle(r[i], r[i + 1], (i32x8){0, 8, 1, 9, 4, 12, 5, 13});
+        t[i + 1] = __builtin_shuffle(r[i], r[i + 1], (i32x8){2, 10, 3, 11, 6, 14, 7, 15});
+    }
+    for (int i = 0; i < 8; i += 4)
+        for (int h = 0; h < 2; h++) {  /* u: pairs of pairs */
+            u[i + 2 * h] = __builtin_shuffle(t[i + h], t[i + h + 2], (i32x8){0, 1, 8, 9, 4, 5, 12, 13});
+            u[i + 2 * h + 1] = __builtin_shuffle(t[i + h], t[i + h + 2], (i32x8){2, 3, 10, 11, 6, 7, 14, 15});
+        }
+    for (int i = 0; i < 4; i++) {  /* the low halves of rows i and i+4, then the high halves */
+        r[i] = __builtin_shuffle(u[i], u[i + 4], (i32x8){0, 1, 2, 3, 8, 9, 10, 11});
+        r[i + 4] = __builtin_shuffle(u[i], u[i + 4], (i32x8){4, 5, 6, 7, 12, 13, 14, 15});
+    }
+}
+
+/* Pack a (kc, nc) block of B as column panels of NR: panel[p * NR + j] = B[p, j]. A row-major B
+ * copies NR contiguous floats per p. A transposed B (W^T in dx = dout W^T, rsb == 1) has each
+ * column contiguous: 8 p of 8 columns at a time are loaded as 8 vectors and transposed. */
 static void pack_b(float *restrict dst, int kc, int nc, const float *b, long rsb, long csb)
 {
     for (int j0 = 0; j0 < nc; j0 += NR) {
         int nr = nc - j0 < NR ? nc - j0 : NR;
         const float *src = b + j0 * csb;
-        for (int p = 0; p < kc; p++) {
-            const float *row = src + p * rsb;
-            if (csb == 1 && nr == NR) {
-                memcpy(dst, row, NR * sizeof(float));
-            } else {
-                for (int j = 0; j < nr; j++) dst[j] = row[j * csb];
-                for (int j = nr; j < NR; j++) dst[j] = 0.0f;
-            }
-            dst += NR;
+        int p = 0;
+        if (csb == 1 && nr == NR) {
+            for (; p < kc; p++) memcpy(dst + p * NR, src + p * rsb, NR * sizeof(float));
+        } else if (rsb == 1 && nr == NR) {
+            for (; p + 8 <= kc; p += 8)
+                for (int h = 0; h < NR; h += 8) {  /* columns h..h+7, rows p..p+7 */
+                    f32x8 r[8];
+                    for (int j = 0; j < 8; j++) r[j] = load8(src + (h + j) * csb + p);
+                    transpose8x8(r);
+                    for (int q = 0; q < 8; q++) store8(dst + (p + q) * NR + h, r[q]);
+                }
         }
+        for (; p < kc; p++) {  /* any strides, edge panels, and the kc % 8 rows left */
+            const float *row = src + p * rsb;
+            for (int j = 0; j < nr; j++) dst[p * NR + j] = row[j * csb];
+            for (int j = nr; j < NR; j++) dst[p * NR + j] = 0.0f;
+        }
+        dst += (long)kc * NR;
     }
 }
 
