@@ -12,8 +12,12 @@
  * accumulators, plus 2 for a row of B and 1 for a broadcast of A: 15 of AVX2's 16 registers. */
 #define MR 6
 #define NR 16
+#ifndef KC
 #define KC 256   /* a KC x NR micro-panel of packed B is 16 KiB: it stays in the 32 KiB L1 */
+#endif
+#ifndef MC
 #define MC 144   /* an MC x KC block of packed A is 144 KiB: it stays in the 512 KiB L2 */
+#endif
 #define NC 4080  /* a KC x NC block of packed B is 4 MiB: it stays in the shared L3 */
 
 /* Below this many multiply-adds a product runs on one thread. */

@@ -9,6 +9,20 @@ import math
 import numpy as np
 
 
+_CHUNK = 1 << 16  # floats squared per step: a 512 KiB float64 temporary, whatever the parameter
+
+
+def _sum_of_squares(g):
+    """sum(g ** 2) accumulated in float64, a chunk at a time: a float64 copy of the whole
+    gradient would be twice its size (300 MiB for GPT-2's token embedding) at the step's peak."""
+    flat = g.reshape(-1)
+    total = 0.0
+    for start in range(0, flat.size, _CHUNK):
+        chunk = flat[start:start + _CHUNK].astype(np.float64)
+        total += float(np.dot(chunk, chunk))
+    return total
+
+
 def clip_grad_norm_(params, max_norm, eps=1e-6):
     """params: Parameters (gradients None are skipped) -> the total norm before clipping, a float.
 
@@ -18,7 +32,7 @@ def clip_grad_norm_(params, max_norm, eps=1e-6):
     if not grads:
         return 0.0
     # accumulate in float64: the sum of a million float32 squares loses digits otherwise
-    total = math.sqrt(sum(float(np.sum(np.square(g, dtype=np.float64))) for g in grads))
+    total = math.sqrt(sum(_sum_of_squares(g) for g in grads))
     coef = max_norm / (total + eps)
     if coef < 1.0 or not math.isfinite(total):
         with np.errstate(invalid="ignore"):  # inf * 0 -> nan is the point here, not a surprise
