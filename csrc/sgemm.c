@@ -13,12 +13,21 @@
 #define MR 6
 #define NR 16
 #ifndef KC
-#define KC 256   /* a KC x NR micro-panel of packed B is 16 KiB: it stays in the 32 KiB L1 */
+#define KC 384   /* a KC x NR micro-panel of packed B is 24 KiB: it stays in the 32 KiB L1 */
 #endif
 #ifndef MC
-#define MC 144   /* an MC x KC block of packed A is 144 KiB: it stays in the 512 KiB L2 */
+#define MC 144   /* an MC x KC block of packed A is 216 KiB: it stays in a 512 KiB L2 */
 #endif
-#define NC 4080  /* a KC x NC block of packed B is 4 MiB: it stays in the shared L3 */
+#define NC 4080  /* a KC x NC block of packed B is 6 MiB: it stays in the shared L3 */
+
+/* The depth of loop 4's slices: the fewest slices of at most KC, all of one depth (1000 = 3 x 334,
+ * not 384 + 384 + 232). Every slice after the first reads and writes all of C again, and KC = 384
+ * rather than 256 writes GPT-2's (B*T, 50257) logits twice instead of three times. */
+static int slice_depth(int k)
+{
+    int slices = (k + KC - 1) / KC;
+    return (k + slices - 1) / slices;
+}
 
 /* Below this many multiply-adds a product runs on one thread. */
 #define PARALLEL_MIN_FLOPS (64L * 64 * 64)
@@ -179,13 +188,14 @@ void sgemm_serial(int m, int n, int k, const float *a, long rsa, long csa,
 {
     if (m <= 0 || n <= 0) return;
     if (k <= 0) { zero_or_keep(m, n, c, rsc, accumulate); return; }
+    int depth = slice_depth(k);
     float *pa = thread_buffer(&a_buffer, &a_capacity, (long)MC * KC);
     float *pb = thread_buffer(&b_buffer, &b_capacity,
                               (long)KC * ((n < NC ? n : NC) + NR - 1) / NR * NR);
     for (int jc = 0; jc < n; jc += NC) {           /* loop 5: NC columns of B and C */
         int nc = n - jc < NC ? n - jc : NC;
-        for (int pc = 0; pc < k; pc += KC) {       /* loop 4: KC-deep slices of A and B */
-            int kc = k - pc < KC ? k - pc : KC;
+        for (int pc = 0; pc < k; pc += depth) {    /* loop 4: depth-deep slices of A and B */
+            int kc = k - pc < depth ? k - pc : depth;
             pack_b(pb, kc, nc, b + pc * rsb + jc * csb, rsb, csb);
             for (int ic = 0; ic < m; ic += MC) {   /* loop 3: MC rows of A and C */
                 int mc = m - ic < MC ? m - ic : MC;
@@ -228,7 +238,7 @@ void sgemm(int m, int n, int k, const float *a, long rsa, long csa,
     }
 }
 
-/* Pre-packed B: the KC-deep slices one after another, each as sgemm_serial would pack it. */
+/* Pre-packed B: the slices one after another, each as sgemm_serial would pack it. */
 long sgemm_packed_b_size(int k, int n)
 {
     return (long)k * ((n + NR - 1) / NR * NR);
@@ -237,8 +247,9 @@ long sgemm_packed_b_size(int k, int n)
 void sgemm_pack_b(float *packed, int k, int n, const float *b, long rsb, long csb)
 {
     long panels = (n + NR - 1) / NR;
-    for (int pc = 0; pc < k; pc += KC) {
-        int kc = k - pc < KC ? k - pc : KC;
+    int depth = slice_depth(k);
+    for (int pc = 0; pc < k; pc += depth) {
+        int kc = k - pc < depth ? k - pc : depth;
         pack_b(packed + pc * panels * NR, kc, n, b + pc * rsb, rsb, csb);
     }
 }
@@ -249,9 +260,10 @@ void sgemm_serial_packed_b(int m, int n, int k, const float *a, long rsa, long c
     if (m <= 0 || n <= 0) return;
     if (k <= 0) { zero_or_keep(m, n, c, rsc, accumulate); return; }
     long panels = (n + NR - 1) / NR;
+    int depth = slice_depth(k);
     float *pa = thread_buffer(&a_buffer, &a_capacity, (long)MC * KC);
-    for (int pc = 0; pc < k; pc += KC) {
-        int kc = k - pc < KC ? k - pc : KC;
+    for (int pc = 0; pc < k; pc += depth) {
+        int kc = k - pc < depth ? k - pc : depth;
         for (int ic = 0; ic < m; ic += MC) {
             int mc = m - ic < MC ? m - ic : MC;
             pack_a(pa, mc, kc, a + ic * rsa + pc * csa, rsa, csa);

@@ -245,6 +245,8 @@ def _sgemm_both(m, n, k, a, b, accumulate, threads):
     (145, 20, 300),                                         # past MC = 144 rows
     (64, 4100, 40),                                         # past NC = 4080 columns
     (256, 192, 64), (256, 384, 128),                        # a GPT step's K = 64 and 128
+    (20, 35, 1000),                                         # k in 3 equal slices of 334
+    (13, 50, 771),                                          # slices past KC, an odd last row
 ])
 @pytest.mark.parametrize("transpose_a, transpose_b", [(False, False), (True, False), (False, True)])
 @pytest.mark.parametrize("accumulate", [0, 1])
