@@ -19,7 +19,9 @@ def _sum_of_squares(g):
     total = 0.0
     for start in range(0, flat.size, _CHUNK):
         chunk = flat[start:start + _CHUNK].astype(np.float64)
-        total += float(np.dot(chunk, chunk))
+        # NOTE: not np.dot: BLAS would wake its threads for every chunk, and on a busy machine
+        # each wake-up waits for a core
+        total += float(np.multiply(chunk, chunk, out=chunk).sum())
     return total
 
 
