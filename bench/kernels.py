@@ -376,6 +376,9 @@ def machine():
     lines = [f"- CPU: {fields.get('Model name', platform.processor())}, {fields.get('CPU(s)', os.cpu_count())} "
              f"CPUs, L1d {fields.get('L1d cache', '?')}, L2 {fields.get('L2 cache', '?')}, "
              f"L3 {fields.get('L3 cache', '?')}, SIMD: {simd}"]
+    if "c" in MODULES:  # asked of the extension at run time, not assumed from the flags above
+        lines.append(f"- C kernels, vector instructions: {MODULES['c'].simd()} (sgemm's microkernel "
+                     f"uses 8-wide, 256-bit FMAs whatever the build allows)")
     import numba
     lines.append(f"- Python {platform.python_version()}, NumPy {np.__version__}, Numba {numba.__version__}"
                  + (f", PyTorch {sys.modules['torch'].__version__}" if "torch" in sys.modules else ""))
