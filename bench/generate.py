@@ -153,7 +153,7 @@ def rows(results):
         out.append([f"generate {r['workload']} {'KV cache' if r['mode'] == 'kv' else 'no cache'} (tok/s)",
                     tg.fmt() if tg else None, th.fmt() if th else None,
                     common.fmt_ratio(common.ratio(tg, th), target),
-                    f"≥ {target:.1f}" if target else "–", ""])
+                    f"≥ {target:.1f}" if target else "–", "", None])
     return out
 
 

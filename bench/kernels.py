@@ -64,12 +64,29 @@ def try_torch(threads):
     return torch
 
 
-def set_threads(threads, modules, torch):
+def set_blas_threads(threads):
+    """NumPy's OpenBLAS to `threads` threads: threadpoolctl when installed, else OpenBLAS's own
+    openblas_set_num_threads, found in the library NumPy loaded (/proc/self/maps)."""
     try:
         from threadpoolctl import threadpool_limits
         threadpool_limits(threads)  # OpenBLAS (and any OpenMP runtime threadpoolctl can see)
-    except ImportError:  # without it OpenBLAS keeps its default: one thread per core
+        return
+    except ImportError:
         pass
+    import ctypes
+    with open("/proc/self/maps") as maps:
+        libs = {line.split()[-1] for line in maps if "openblas" in line and ".so" in line}
+    for path in libs:
+        lib = ctypes.CDLL(path)
+        for symbol in ("scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads",
+                       "openblas_set_num_threads64_", "openblas_set_num_threads"):
+            if hasattr(lib, symbol):
+                getattr(lib, symbol)(ctypes.c_int(threads))
+                break
+
+
+def set_threads(threads, modules, torch):
+    set_blas_threads(threads)
     if "c" in modules:
         modules["c"].set_num_threads(threads)
     if torch is not None:
@@ -79,6 +96,10 @@ def set_threads(threads, modules, torch):
         numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
     except Exception:  # Numba absent or its threading layer not started: nothing to set
         pass
+    # NOTE: after Numba's: starting Numba's OpenMP threading layer sets the OpenMP team size
+    # of the runtime it shares with the C kernels back to NUMBA_NUM_THREADS
+    if "c" in modules:
+        modules["c"].set_num_threads(threads)
 
 
 def pair(fw_name, bw_name, fw_args, dout_of, fw_kwargs=None):
@@ -122,6 +143,39 @@ def case_sgemm(n, torch):
         ta, tb = torch.from_numpy(a), torch.from_numpy(b)
         impls["torch"] = lambda: ta @ tb
     return impls, 2.0 * n ** 3
+
+
+# The products of a GPT training step, (M, K) @ (K, N) with M = B*T: for n_embd C the
+# attention's c_attn (C, 3C) and c_proj (C, C), the MLP's c_fc (C, 4C) and c_proj (4C, C), and
+# GPT-2's head (C, V=50257). Each runs as the forward x @ W, and as backward's two
+# transposed-operand products dx = dout @ W^T and dW = x^T @ dout.
+GPT_SHAPES = [(64, 192), (64, 256), (256, 64), (128, 384), (128, 512), (512, 128),
+              (384, 1152), (384, 1536), (1536, 384),
+              (768, 2304), (768, 768), (768, 3072), (3072, 768), (768, 50257)]
+GPT_ROWS = (256, 1024)  # B=4 at T=64 and T=256
+
+
+def gpt_products(quick=False):
+    """[(label, M, K, N, product)] for the cases of case_gpt_gemm; the head only at M=256."""
+    rows = (256,) if quick else GPT_ROWS
+    shapes = GPT_SHAPES[::3] + GPT_SHAPES[-1:] if quick else GPT_SHAPES
+    return [(f"{prod} M={m} K={k} N={n}", m, k, n, prod) for m in rows for k, n in shapes
+            for prod in ("x@W", "dout@W^T", "x^T@dout") if n != 50257 or m == 256]
+
+
+def case_gpt_gemm(m, k, n, product, torch):
+    """One product of a GPT step in the layout the step uses: W is (K, N) C-contiguous, x (M, K)
+    and dout (M, N); the transposes are views, as in matmul_backward."""
+    rng = np.random.default_rng(9)
+    x, w, g = rand(rng, m, k), rand(rng, k, n), rand(rng, m, n)
+    lhs, rhs = {"x@W": (x, w), "dout@W^T": (g, w.T), "x^T@dout": (x.T, g)}[product]
+    impls = {"blas": lambda: lhs @ rhs}
+    if "c" in MODULES:
+        impls["c"] = lambda: MODULES["c"].matmul_forward(lhs, rhs)
+    if torch is not None:
+        tl, tr = torch.from_numpy(lhs), torch.from_numpy(rhs)  # strided views, like NumPy's
+        impls["torch"] = lambda: tl @ tr
+    return impls, 2.0 * m * k * n
 
 
 def case_linear(torch):
@@ -379,6 +433,9 @@ def machine():
     lines = [f"- CPU: {fields.get('Model name', platform.processor())}, {fields.get('CPU(s)', os.cpu_count())} "
              f"CPUs, L1d {fields.get('L1d cache', '?')}, L2 {fields.get('L2 cache', '?')}, "
              f"L3 {fields.get('L3 cache', '?')}, SIMD: {simd}"]
+    if "c" in MODULES:  # asked of the extension at run time, not assumed from the flags above
+        lines.append(f"- C kernels, vector instructions: {MODULES['c'].simd()} (sgemm's microkernel "
+                     f"uses 8-wide, 256-bit FMAs whatever the build allows)")
     import numba
     lines.append(f"- Python {platform.python_version()}, NumPy {np.__version__}, Numba {numba.__version__}"
                  + (f", PyTorch {sys.modules['torch'].__version__}" if "torch" in sys.modules else ""))
@@ -406,7 +463,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="3 rounds, short blocks, no file")
     parser.add_argument("--rounds", type=int, default=None)
-    parser.add_argument("--only", default="", help="comma-separated: sgemm,linear,attention,"
+    parser.add_argument("--only", default="", help="comma-separated: sgemm,gpt_gemm,linear,attention,"
                         "softmax,log_softmax,cross_entropy,layernorm,gelu,gelu_erf,adamw,lstm,gru")
     parser.add_argument("--threads", default="2", help="comma-separated thread counts, one kernel "
                         "table each (sgemm always runs on 1 and 2)")
@@ -456,6 +513,26 @@ def main(argv=None):
                 print(f"sgemm threads={threads} n={n}: " + ", ".join(f"{k} {v:.1f} GFLOP/s" for k, v in gf.items()))
         sections.append(f"### sgemm, (n, n) @ (n, n) float32, GFLOP/s{CLOCK_NOTE[args.clock]}\n\n" + table(
             ["threads", "n", "C", "Numba", "NumPy BLAS", "torch", "C / BLAS", "C / torch"], rows))
+
+    if want("gpt_gemm"):
+        for threads in ((1,) if args.clock == "cpu" else (1, 2)):
+            set_threads(threads, MODULES, torch)
+            rows = []
+            for label, m, k, n, product in gpt_products(args.quick):
+                impls, flops = case_gpt_gemm(m, k, n, product, torch)
+                t = measure(pick(impls), rounds, pause, target / 2)
+                gf = {key: flops / v / 1e9 for key, v in t.items()}
+                rows.append([product, m, k, n] + [f"{gf[key]:.1f}" if key in gf else None
+                                                  for key in ("c", "blas", "torch")]
+                            + [f"{gf['c'] / gf['blas']:.2f}" if "c" in gf and "blas" in gf else None])
+                print(f"gpt_gemm threads={threads} {label}: "
+                      + ", ".join(f"{key} {v:.1f} GFLOP/s" for key, v in gf.items()), flush=True)
+            sections.append(f"### sgemm at the shapes of a GPT step, {threads} thread"
+                            f"{'s' if threads > 1 else ''}, GFLOP/s{CLOCK_NOTE[args.clock]}\n\n"
+                            "x (M, K), W (K, N), dout (M, N); the transposed operands are views "
+                            "(strides), as in matmul_backward.\n\n" + table(
+                                ["product", "M", "K", "N", "C", "NumPy BLAS", "torch", "C / BLAS"],
+                                rows))
 
     cases = [("linear", "matmul fwd+bwd, (8, 256, 384) @ (384, 1152)", case_linear),
              ("attention", "attention fwd+bwd, B=8 nh=6 T=256 hs=64 causal", case_attention),

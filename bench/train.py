@@ -23,11 +23,19 @@ from bench import common, keras_conv  # noqa: E402
 # name -> the workload; torch_ref is the PyTorch number measured earlier on this machine kind
 WORKLOADS = {
     "tiny": dict(kind="gpt", gpt=dict(n_layer=2, n_head=2, n_embd=64, block_size=64, vocab_size=65),
-                 batch=32, steps=10, unit="tok/s", torch_ref=91_000, target=1.0),
+                 batch=32, steps=10, unit="tok/s", torch_ref=91_000, target=1.5),
     "small": dict(kind="gpt", gpt=dict(n_layer=4, n_head=4, n_embd=128, block_size=128, vocab_size=65),
-                  batch=16, steps=4, unit="tok/s", torch_ref=19_700, target=1.0),
+                  batch=16, steps=4, unit="tok/s", torch_ref=19_700, target=1.5),
     "baby": dict(kind="gpt", gpt=dict(n_layer=6, n_head=6, n_embd=384, block_size=256, vocab_size=65),
                  batch=8, steps=2, unit="tok/s", torch_ref=2_200, target=1.0),
+    # GPT-2 124M (12L/12H/768, V=50257, block 1024) trained on B=4 sequences of T=64 or T=256
+    # tokens: "T" is the training length when it is shorter than the model's block_size
+    "gpt2-124m": dict(kind="gpt", gpt=dict(n_layer=12, n_head=12, n_embd=768, block_size=1024,
+                                           vocab_size=50257), T=64,
+                      batch=4, steps=1, unit="tok/s", torch_ref=None, target=1.3),
+    "gpt2-124m-t256": dict(kind="gpt", gpt=dict(n_layer=12, n_head=12, n_embd=768, block_size=1024,
+                                                vocab_size=50257), T=256,
+                           batch=4, steps=1, unit="tok/s", torch_ref=None, target=1.3),
     # the seed's Keras model: Embedding(1000, 64) -> LSTM(128, seq) -> LSTM(128) -> Dense(1000, softmax)
     "lstm": dict(kind="lstm", vocab=1000, emb=64, units=128, T=100, batch=64, steps=4, unit="seq/s",
                  torch_ref=780, target=1.0),
@@ -42,13 +50,18 @@ LR = 6e-4
 GRAD_CLIP = 1.0
 
 
+def seq_len(spec):
+    """The training sequence length T of a GPT workload: spec["T"], else the block_size."""
+    return spec.get("T", spec["gpt"]["block_size"])
+
+
 def batches(spec, count=4, seed=1):
     """`count` (x, y) pairs of int64 token ids, shared by both libraries."""
     if spec["kind"] == "conv":
         return keras_conv.batches(spec, count, seed)
     rng = np.random.default_rng(seed)
     if spec["kind"] == "gpt":
-        T, V = spec["gpt"]["block_size"], spec["gpt"]["vocab_size"]
+        T, V = seq_len(spec), spec["gpt"]["vocab_size"]
         return [(rng.integers(0, V, (spec["batch"], T)), rng.integers(0, V, (spec["batch"], T)))
                 for _ in range(count)]
     return [(rng.integers(0, spec["vocab"], (spec["batch"], spec["T"])),
@@ -56,14 +69,17 @@ def batches(spec, count=4, seed=1):
 
 
 def work_per_step(spec):
-    return spec["batch"] * (spec["gpt"]["block_size"] if spec["kind"] == "gpt" else 1)
+    return spec["batch"] * (seq_len(spec) if spec["kind"] == "gpt" else 1)
 
 
 def flops_per_unit(spec, gpt_model=None):
-    """Training FLOPs per token (GPT: model.flops_per_token()) or per sequence (LSTM, GRU: 3x the
-    forward's matmuls, 2 FLOPs per multiply-add; 4 gates for the LSTM, 3 for the GRU)."""
+    """Training FLOPs per token (GPT: model.flops_per_token(), nanoGPT's 6N + 12 L H Q T, with T
+    the training length) or per sequence (LSTM, GRU: 3x the forward's matmuls, 2 FLOPs per
+    multiply-add; 4 gates for the LSTM, 3 for the GRU)."""
     if spec["kind"] == "gpt":
-        return gpt_model.flops_per_token()
+        c = gpt_model.config
+        T = seq_len(spec)
+        return gpt_model.flops_per_token() - 12 * c.n_layer * c.n_embd * (c.block_size - T)
     if spec["kind"] == "conv":
         return keras_conv.flops_per_sequence(spec)
     D, T, gates = spec["units"], spec["T"], 4 if spec["kind"] == "lstm" else 3
@@ -277,10 +293,12 @@ def worker_build(name, lib, tag=None):
     "<side> <tag>" when a tag is given."""
     libs = {"torch": ("torch",)}.get(lib, ("tinygpt", "tinygpt.keras") if WORKLOADS[name]["kind"] in RECURRENT
                                       else ("tinygpt",))
+    start_kb = common.rss_kb("VmRSS")  # after the imports, before the model is built
     sides, missing, _ = build(name, libs)
     if tag:
         sides = {f"{side} {tag}": fn for side, fn in sides.items()}
-    return sides, missing, lambda: {"openmp": common.openmp_runtimes()}
+    return sides, missing, lambda: {"openmp": common.openmp_runtimes(), "start_kb": start_kb,
+                                    "peak_kb": common.rss_kb("VmHWM")}
 
 
 def malloc_ab(names, rounds=5, quick=False, threads=common.THREADS, clock="wall", log=print):
@@ -324,6 +342,7 @@ def run(names, rounds=5, quick=False, sgemm=None, log=print, clock="wall", same_
         steps = max(1, spec["steps"] // 2) if quick else spec["steps"]
         kw = dict(rounds=rounds, steps=steps, warmup=1 if quick else 2, work=work_per_step(spec), clock=clock)
         flops = flops_per_unit(spec, tinygpt_weights(spec) if spec["kind"] == "gpt" else None)
+        peaks = {}
         if same_process:
             sides, missing, _ = build(name)
             stats = common.interleave(sides, **kw)
@@ -334,14 +353,17 @@ def run(names, rounds=5, quick=False, sgemm=None, log=print, clock="wall", same_
             builders = {lib: ("bench.train", "worker_build", (name, lib)) for lib in libs}
             stats, missing, reports = common.run_sides(builders, threads=threads, keep_memory=keep_memory, **kw)
             runtimes = {lib: r["openmp"] for lib, r in reports.items() if r}
+            peaks = {lib: (r["peak_kb"], r["start_kb"]) for lib, r in reports.items() if r}
             if "torch" not in libs:
                 missing["torch"] = "torch not installed"
         for side, why in missing.items():
             log(f"  {name}: {side} skipped ({why})")
         res = dict(workload=name, unit=spec["unit"], stats=stats, missing=missing, flops=flops, openmp=runtimes,
-                   target=spec["target"], torch_ref=spec["torch_ref"], rounds=rounds, steps=steps)
+                   target=spec["target"], torch_ref=spec["torch_ref"], rounds=rounds, steps=steps,
+                   peaks=peaks)
         if sgemm is not None:
             res["mfu"] = {side: flops * s.median / (sgemm.median * 1e9) for side, s in stats.items()}
+            res["mfu_min"] = {side: flops * s.lo / (sgemm.median * 1e9) for side, s in stats.items()}
         results.append(res)
         log(f"  {name}: " + ", ".join(f"{side} {s.fmt()} {spec['unit']}" for side, s in stats.items()))
     return results
@@ -353,16 +375,25 @@ def rows(results):
     for r in results:
         st, tg, th = r["stats"], r["stats"].get("tinygpt"), r["stats"].get("torch")
         mfu = r.get("mfu", {})
-        mfu_text = " / ".join(f"{100 * mfu[s]:.1f}%" if s in mfu else "–" for s in ("tinygpt", "torch"))
+        mfu_min = r.get("mfu_min", {})
+        mfu_text = " / ".join(f"{100 * mfu[s]:.1f}% (min {100 * mfu_min[s]:.1f}%)" if s in mfu else "–"
+                              for s in ("tinygpt", "torch"))
+        peaks = r.get("peaks", {})
+        if "tinygpt" in peaks and "torch" in peaks:
+            (tg_peak, tg_start), (th_peak, th_start) = peaks["tinygpt"], peaks["torch"]
+            peak_text = (f"{tg_peak / 1024:,.0f} / {th_peak / 1024:,.0f} MiB = {tg_peak / th_peak:.2f} "
+                         f"(above imports {(tg_peak - tg_start) / max(th_peak - th_start, 1):.2f})")
+        else:
+            peak_text = None
         out.append([f"train {r['workload']} ({r['unit']})", tg.fmt() if tg else None,
                     th.fmt() if th else None, common.fmt_ratio(common.ratio(tg, th), r["target"]),
-                    f"≥ {r['target']:.1f}", mfu_text])
+                    f"≥ {r['target']:.1f}", mfu_text, peak_text])
         if "tinygpt.keras" in st or "tinygpt.keras" in r["missing"]:
             k = st.get("tinygpt.keras")
             out.append([f"train {r['workload']} via tinygpt.keras", k.fmt() if k else
                         f"not run: {r['missing']['tinygpt.keras'][:60]}", th.fmt() if th and k else None,
                         common.fmt_ratio(common.ratio(k, th), r["target"]), f"≥ {r['target']:.1f}",
-                        f"{100 * mfu['tinygpt.keras']:.1f}%" if "tinygpt.keras" in mfu else None])
+                        f"{100 * mfu['tinygpt.keras']:.1f}%" if "tinygpt.keras" in mfu else None, None])
     return out
 
 
@@ -437,7 +468,7 @@ def profile(name, steps=3, threads=None, top=25):
 
 
 HEADERS = ["workload", "tinygpt median (min–max)", "PyTorch median (min–max)", "ratio", "target",
-           "MFU tinygpt / torch"]
+           "MFU tinygpt / torch (slowest round)", "peak RSS of the worker, tinygpt / torch"]
 
 
 def main(argv=None):

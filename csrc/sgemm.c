@@ -12,9 +12,22 @@
  * accumulators, plus 2 for a row of B and 1 for a broadcast of A: 15 of AVX2's 16 registers. */
 #define MR 6
 #define NR 16
-#define KC 256   /* a KC x NR micro-panel of packed B is 16 KiB: it stays in the 32 KiB L1 */
-#define MC 144   /* an MC x KC block of packed A is 144 KiB: it stays in the 512 KiB L2 */
-#define NC 4080  /* a KC x NC block of packed B is 4 MiB: it stays in the shared L3 */
+#ifndef KC
+#define KC 384   /* a KC x NR micro-panel of packed B is 24 KiB: it stays in the 32 KiB L1 */
+#endif
+#ifndef MC
+#define MC 144   /* an MC x KC block of packed A is 216 KiB: it stays in a 512 KiB L2 */
+#endif
+#define NC 4080  /* a KC x NC block of packed B is 6 MiB: it stays in the shared L3 */
+
+/* The depth of loop 4's slices: the fewest slices of at most KC, all of one depth (1000 = 3 x 334,
+ * not 384 + 384 + 232). Every slice after the first reads and writes all of C again, and KC = 384
+ * rather than 256 writes GPT-2's (B*T, 50257) logits twice instead of three times. */
+static int slice_depth(int k)
+{
+    int slices = (k + KC - 1) / KC;
+    return (k + slices - 1) / slices;
+}
 
 /* Below this many multiply-adds a product runs on one thread. */
 #define PARALLEL_MIN_FLOPS (64L * 64 * 64)
@@ -34,36 +47,80 @@ static float *thread_buffer(float **buffer, long *capacity, long count)
 }
 
 /* Pack an (mc, kc) block of A as row panels of MR: panel[p * MR + i] = A[i, p]; rows past mc
- * are zero, so the microkernel never needs to know it is on an edge. */
+ * are zero, so the microkernel never needs to know it is on an edge. The two layouts a GPT step
+ * has get their own loops, with constant strides: a transposed A (x^T in dW = x^T dout, rsa == 1)
+ * copies MR contiguous floats per p; a row-major A (csa == 1) reads MR rows side by side. */
 static void pack_a(float *restrict dst, int mc, int kc, const float *a, long rsa, long csa)
 {
     for (int i0 = 0; i0 < mc; i0 += MR) {
         int mr = mc - i0 < MR ? mc - i0 : MR;
         const float *src = a + i0 * rsa;
-        for (int p = 0; p < kc; p++) {
-            for (int i = 0; i < mr; i++) dst[i] = src[i * rsa + p * csa];
-            for (int i = mr; i < MR; i++) dst[i] = 0.0f;
-            dst += MR;
+        if (mr == MR && rsa == 1) {
+            for (int p = 0; p < kc; p++, dst += MR) memcpy(dst, src + p * csa, MR * sizeof(float));
+        } else if (mr == MR && csa == 1) {
+            const float *r0 = src, *r1 = src + rsa, *r2 = src + 2 * rsa, *r3 = src + 3 * rsa,
+                        *r4 = src + 4 * rsa, *r5 = src + 5 * rsa;
+            for (int p = 0; p < kc; p++, dst += MR) {
+                dst[0] = r0[p]; dst[1] = r1[p]; dst[2] = r2[p];
+                dst[3] = r3[p]; dst[4] = r4[p]; dst[5] = r5[p];
+            }
+        } else {
+            for (int p = 0; p < kc; p++, dst += MR) {
+                for (int i = 0; i < mr; i++) dst[i] = src[i * rsa + p * csa];
+                for (int i = mr; i < MR; i++) dst[i] = 0.0f;
+            }
         }
     }
 }
 
-/* Pack a (kc, nc) block of B as column panels of NR: panel[p * NR + j] = B[p, j]. */
+/* 8 x 8 transpose in registers: r[i][j] -> r[j][i], in three rounds of two-source shuffles
+ * (pairs, then quads, then 128-bit halves), each of which compiles to one AVX instruction. */
+typedef int32_t i32x8 __attribute__((vector_size(32)));
+
+static inline void transpose8x8(f32x8 r[8])
+{
+    f32x8 t[8], u[8];
+    for (int i = 0; i < 8; i += 2) {  /* t: interleave rows 2i and 2i+1 within each 128-bit lane */
+        t[i] = __builtin_shuffle(r[i], r[i + 1], (i32x8){0, 8, 1, 9, 4, 12, 5, 13});
+        t[i + 1] = __builtin_shuffle(r[i], r[i + 1], (i32x8){2, 10, 3, 11, 6, 14, 7, 15});
+    }
+    for (int i = 0; i < 8; i += 4)
+        for (int h = 0; h < 2; h++) {  /* u: pairs of pairs */
+            u[i + 2 * h] = __builtin_shuffle(t[i + h], t[i + h + 2], (i32x8){0, 1, 8, 9, 4, 5, 12, 13});
+            u[i + 2 * h + 1] = __builtin_shuffle(t[i + h], t[i + h + 2], (i32x8){2, 3, 10, 11, 6, 7, 14, 15});
+        }
+    for (int i = 0; i < 4; i++) {  /* the low halves of rows i and i+4, then the high halves */
+        r[i] = __builtin_shuffle(u[i], u[i + 4], (i32x8){0, 1, 2, 3, 8, 9, 10, 11});
+        r[i + 4] = __builtin_shuffle(u[i], u[i + 4], (i32x8){4, 5, 6, 7, 12, 13, 14, 15});
+    }
+}
+
+/* Pack a (kc, nc) block of B as column panels of NR: panel[p * NR + j] = B[p, j]. A row-major B
+ * copies NR contiguous floats per p. A transposed B (W^T in dx = dout W^T, rsb == 1) has each
+ * column contiguous: 8 p of 8 columns at a time are loaded as 8 vectors and transposed. */
 static void pack_b(float *restrict dst, int kc, int nc, const float *b, long rsb, long csb)
 {
     for (int j0 = 0; j0 < nc; j0 += NR) {
         int nr = nc - j0 < NR ? nc - j0 : NR;
         const float *src = b + j0 * csb;
-        for (int p = 0; p < kc; p++) {
-            const float *row = src + p * rsb;
-            if (csb == 1 && nr == NR) {
-                memcpy(dst, row, NR * sizeof(float));
-            } else {
-                for (int j = 0; j < nr; j++) dst[j] = row[j * csb];
-                for (int j = nr; j < NR; j++) dst[j] = 0.0f;
-            }
-            dst += NR;
+        int p = 0;
+        if (csb == 1 && nr == NR) {
+            for (; p < kc; p++) memcpy(dst + p * NR, src + p * rsb, NR * sizeof(float));
+        } else if (rsb == 1 && nr == NR) {
+            for (; p + 8 <= kc; p += 8)
+                for (int h = 0; h < NR; h += 8) {  /* columns h..h+7, rows p..p+7 */
+                    f32x8 r[8];
+                    for (int j = 0; j < 8; j++) r[j] = load8(src + (h + j) * csb + p);
+                    transpose8x8(r);
+                    for (int q = 0; q < 8; q++) store8(dst + (p + q) * NR + h, r[q]);
+                }
         }
+        for (; p < kc; p++) {  /* any strides, edge panels, and the kc % 8 rows left */
+            const float *row = src + p * rsb;
+            for (int j = 0; j < nr; j++) dst[p * NR + j] = row[j * csb];
+            for (int j = nr; j < NR; j++) dst[p * NR + j] = 0.0f;
+        }
+        dst += (long)kc * NR;
     }
 }
 
@@ -131,13 +188,14 @@ void sgemm_serial(int m, int n, int k, const float *a, long rsa, long csa,
 {
     if (m <= 0 || n <= 0) return;
     if (k <= 0) { zero_or_keep(m, n, c, rsc, accumulate); return; }
+    int depth = slice_depth(k);
     float *pa = thread_buffer(&a_buffer, &a_capacity, (long)MC * KC);
     float *pb = thread_buffer(&b_buffer, &b_capacity,
                               (long)KC * ((n < NC ? n : NC) + NR - 1) / NR * NR);
     for (int jc = 0; jc < n; jc += NC) {           /* loop 5: NC columns of B and C */
         int nc = n - jc < NC ? n - jc : NC;
-        for (int pc = 0; pc < k; pc += KC) {       /* loop 4: KC-deep slices of A and B */
-            int kc = k - pc < KC ? k - pc : KC;
+        for (int pc = 0; pc < k; pc += depth) {    /* loop 4: depth-deep slices of A and B */
+            int kc = k - pc < depth ? k - pc : depth;
             pack_b(pb, kc, nc, b + pc * rsb + jc * csb, rsb, csb);
             for (int ic = 0; ic < m; ic += MC) {   /* loop 3: MC rows of A and C */
                 int mc = m - ic < MC ? m - ic : MC;
@@ -180,7 +238,7 @@ void sgemm(int m, int n, int k, const float *a, long rsa, long csa,
     }
 }
 
-/* Pre-packed B: the KC-deep slices one after another, each as sgemm_serial would pack it. */
+/* Pre-packed B: the slices one after another, each as sgemm_serial would pack it. */
 long sgemm_packed_b_size(int k, int n)
 {
     return (long)k * ((n + NR - 1) / NR * NR);
@@ -189,8 +247,9 @@ long sgemm_packed_b_size(int k, int n)
 void sgemm_pack_b(float *packed, int k, int n, const float *b, long rsb, long csb)
 {
     long panels = (n + NR - 1) / NR;
-    for (int pc = 0; pc < k; pc += KC) {
-        int kc = k - pc < KC ? k - pc : KC;
+    int depth = slice_depth(k);
+    for (int pc = 0; pc < k; pc += depth) {
+        int kc = k - pc < depth ? k - pc : depth;
         pack_b(packed + pc * panels * NR, kc, n, b + pc * rsb, rsb, csb);
     }
 }
@@ -201,9 +260,10 @@ void sgemm_serial_packed_b(int m, int n, int k, const float *a, long rsa, long c
     if (m <= 0 || n <= 0) return;
     if (k <= 0) { zero_or_keep(m, n, c, rsc, accumulate); return; }
     long panels = (n + NR - 1) / NR;
+    int depth = slice_depth(k);
     float *pa = thread_buffer(&a_buffer, &a_capacity, (long)MC * KC);
-    for (int pc = 0; pc < k; pc += KC) {
-        int kc = k - pc < KC ? k - pc : KC;
+    for (int pc = 0; pc < k; pc += depth) {
+        int kc = k - pc < depth ? k - pc : depth;
         for (int ic = 0; ic < m; ic += MC) {
             int mc = m - ic < MC ? m - ic : MC;
             pack_a(pa, mc, kc, a + ic * rsa + pc * csa, rsa, csa);

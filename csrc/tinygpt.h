@@ -7,6 +7,8 @@
 /* runtime.c: OpenMP's team size for every kernel (1 turns threading off) */
 void tinygpt_set_num_threads(int n);
 int tinygpt_get_num_threads(void);
+/* "build: <vector ISA compiled for>; cpu: <vector ISA of this CPU>", e.g. "build: avx2+fma; cpu: avx2+fma" */
+const char *tinygpt_simd(void);
 
 /* sgemm.c: C = A B, or C += A B when accumulate is nonzero; element (i, j) of X sits at
  * x[i * rsx + j * csx], so a transposed operand is just swapped strides. */

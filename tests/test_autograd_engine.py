@@ -10,7 +10,7 @@ import pytest
 
 import tinygpt.functional as F
 from tinygpt import Tensor, is_grad_enabled, no_grad
-from tinygpt.tensor import _FREED, _topological_order
+from tinygpt.tensor import _FREED, _topological_order, apply
 
 
 # ----- graph shape -----------------------------------------------------------------------------
@@ -241,3 +241,44 @@ def test_a_leaf_that_requires_grad_can_call_backward_on_itself():
     x = Tensor(np.array(4.0), requires_grad=True)
     x.backward()
     assert x.grad == 1.0
+
+
+def test_a_leaf_keeps_a_fresh_gradient_and_copies_one_that_another_holds():
+    kept, made = [], []
+
+    def forward(x):
+        return x * 2, None
+
+    def backward_fresh(dout, cache):
+        dx = dout * 2
+        made.append(weakref.ref(dx))  # a weak reference does not count as an owner
+        return dx
+
+    def backward_kept(dout, cache):
+        dx = dout * 2
+        kept.append(dx)  # the op still holds it: .grad must not alias it
+        return dx
+
+    a = Tensor(np.ones(3, np.float32), requires_grad=True)
+    apply(forward, backward_fresh, a).sum().backward()
+    assert a.grad is made[0](), "a gradient no one else holds should become .grad without a copy"
+    b = Tensor(np.ones(3, np.float32), requires_grad=True)
+    apply(forward, backward_kept, b).sum().backward()
+    assert b.grad is not kept[0] and not np.shares_memory(b.grad, kept[0])
+    b.grad += 1  # and accumulating into .grad leaves the op's array alone
+    np.testing.assert_array_equal(kept[0], np.full(3, 2, np.float32))
+
+
+def test_two_leaves_given_the_same_gradient_array_do_not_share_it():
+    def forward(x, y):
+        return x + y, None
+
+    def backward(dout, cache):
+        g = dout * 3
+        return g, g  # one fresh array for both inputs
+
+    a, b = (Tensor(np.ones(3, np.float32), requires_grad=True) for _ in range(2))
+    apply(forward, backward, a, b).sum().backward()
+    assert not np.shares_memory(a.grad, b.grad)
+    a.grad += 1
+    np.testing.assert_array_equal(b.grad, np.full(3, 3, np.float32))

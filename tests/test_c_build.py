@@ -245,6 +245,8 @@ def _sgemm_both(m, n, k, a, b, accumulate, threads):
     (145, 20, 300),                                         # past MC = 144 rows
     (64, 4100, 40),                                         # past NC = 4080 columns
     (256, 192, 64), (256, 384, 128),                        # a GPT step's K = 64 and 128
+    (20, 35, 1000),                                         # k in 3 equal slices of 334
+    (13, 50, 771),                                          # slices past KC, an odd last row
 ])
 @pytest.mark.parametrize("transpose_a, transpose_b", [(False, False), (True, False), (False, True)])
 @pytest.mark.parametrize("accumulate", [0, 1])
@@ -271,3 +273,18 @@ def test_wheel_is_tagged_abi3_and_carries_the_extension(tmp_path):
     assert "-cp310-abi3-" in wheel, f"wheel {wheel} is not tagged cp310-abi3"
     names = zipfile.ZipFile(tmp_path / wheel).namelist()
     assert any(n.startswith("tinygpt/_tinygpt_c") and n.endswith(".abi3.so") for n in names), names
+
+
+def test_c_simd_reports_the_build_and_what_this_cpu_has():
+    report = C.simd()  # "build: <isa>; cpu: <isa>"
+    build, cpu = (part.split(": ", 1)[1] for part in report.split("; "))
+    isas = {"avx512f+avx2+fma", "avx2+fma", "avx", "no avx", "unknown"}
+    assert build in isas and cpu in isas, report
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next(line for line in f if line.startswith("flags")).split()
+    except (OSError, StopIteration):
+        return  # no /proc/cpuinfo to check the CPU's answer against
+    want = ("avx512f+avx2+fma" if "avx512f" in flags else "avx2+fma" if {"avx2", "fma"} <= set(flags)
+            else "avx" if "avx" in flags else "no avx")
+    assert cpu == want, f"tinygpt_simd() says {report!r}, /proc/cpuinfo has {want}"

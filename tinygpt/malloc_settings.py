@@ -3,14 +3,16 @@
 Every op allocates fresh output arrays. glibc serves a large one with mmap and unmaps it when it is
 freed (or trims the heap), so the next training step gets its memory back from the OS as zeroed
 pages and page-faults it in, which at small sizes costs more than the arithmetic
-(bench/RESULTS.md). Raising the mmap and trim thresholds keeps that memory mapped;
-peak memory does not change. Not here: any caching allocator of our own (NumPy's allocator is
+(bench/RESULTS.md). Raising the trim threshold and turning mmap off keeps that memory mapped
+(glibc caps the mmap threshold at 32 MiB, and GPT-2's logits and token-embedding gradient are
+larger: under the threshold alone they would still be unmapped and faulted in every step).
+Not here: any caching allocator of our own (NumPy's allocator is
 used as is) or other C libraries (musl, macOS), where this does nothing.
 """
 
 import ctypes
 
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's <malloc.h> parameter numbers
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_MMAP_MAX = -1, -3, -4  # glibc's <malloc.h> numbers
 
 
 def keep_freed_memory():
@@ -22,5 +24,7 @@ def keep_freed_memory():
         mallopt = ctypes.CDLL("libc.so.6").mallopt
     except (OSError, AttributeError):
         return False
-    return bool(mallopt(_M_MMAP_THRESHOLD, 32 * 1024 * 1024)  # glibc's largest allowed value
+    # NOTE: M_MMAP_MAX = 0 sends every allocation to the heap, which the trim threshold keeps
+    # from shrinking; the threshold is set too, for a glibc that refuses the first
+    return bool((mallopt(_M_MMAP_MAX, 0) | mallopt(_M_MMAP_THRESHOLD, 32 * 1024 * 1024))
                 and mallopt(_M_TRIM_THRESHOLD, 1024 * 1024 * 1024))

@@ -9,6 +9,7 @@ Not here: the ops themselves (tinygpt/ops, on plain arrays) or their public name
 """
 
 import contextlib
+import sys
 
 import numpy as np
 
@@ -153,16 +154,18 @@ class Tensor:
                                    "call backward(retain_graph=True) the first time to go twice")
             dout = tuple(out_grads) if node.tuple_out else out_grads[0]
             in_grads = node.backward(dout, node.cache)
-            if not isinstance(in_grads, tuple):
-                in_grads = (in_grads,)
-            for edge, dx in zip(node.edges, in_grads):
+            in_grads = list(in_grads) if isinstance(in_grads, tuple) else [in_grads]
+            for i, edge in enumerate(node.edges):
+                dx, in_grads[i] = in_grads[i], None
                 if dx is None or edge is None:
                     continue
                 if dx.shape != edge.shape:
                     raise RuntimeError(f"{node.backward.__name__} returned a gradient of shape "
                                        f"{dx.shape} for an input of shape {edge.shape}")
                 if edge.leaf is not None:
-                    edge.leaf._accumulate(dx)
+                    # two references, `dx` and getrefcount's argument: no one else has this array
+                    sole_owner = sys.getrefcount(dx) == 2
+                    edge.leaf._accumulate(dx, sole_owner)
                 else:
                     slots = pending.setdefault(edge.node, [None] * edge.node.n_outputs)
                     previous = slots[edge.index]
@@ -170,10 +173,18 @@ class Tensor:
             if not retain_graph:  # free saved activations now, not when the loss goes away
                 node.cache, node.edges = _FREED, ()
 
-    def _accumulate(self, dx):
-        """A leaf's gradient sums over every use; the first one is copied so no op's array is aliased."""
+    def _accumulate(self, dx, sole_owner=False):
+        """A leaf's gradient sums over every use. The first one is copied so that no op's array is
+        aliased, unless backward() is its sole owner (no other reference) and it is no view."""
         if self.grad is None:
-            self.grad = np.array(dx, dtype=self.data.dtype, copy=True)
+            # NOTE: like torch's AccumulateGrad, a fresh gradient that no one else holds becomes
+            # .grad itself: copying GPT-2's 150 MiB head gradient costs time and doubles it at the
+            # step's memory peak.
+            if (sole_owner and dx.base is None and dx.dtype == self.data.dtype
+                    and dx.flags.writeable and dx.flags.c_contiguous):
+                self.grad = dx
+            else:
+                self.grad = np.array(dx, dtype=self.data.dtype, copy=True)
         else:
             self.grad += dx
 

@@ -69,6 +69,11 @@ def get_num_threads():
     return lib.tinygpt_get_num_threads()
 
 
+def simd():
+    """'build: <vector ISA the C kernels were compiled for>; cpu: <what this CPU has>'"""
+    return ffi.string(lib.tinygpt_simd()).decode()
+
+
 # ---- matmul ---------------------------------------------------------------------------------
 
 GEMV_ROWS = 2  # below this many rows of a (one token of KV-cached generation), BLAS does the product
