@@ -23,6 +23,13 @@ void sgemm_naive(int m, int n, int k,
                  float *c, long rsc,                   /* (m, n), unit column stride */
                  int accumulate);
 
+/* skinny.c: C = A B for A of a few rows, B read once in place; B must have csb == 1 (row-major)
+ * or rsb == 1 (column-major, e.g. a transposed weight) */
+void sgemm_skinny(int m, int n, int k,
+                  const float *a, long rsa,             /* (m, k), unit column stride */
+                  const float *b, long rsb, long csb,   /* (k, n) */
+                  float *c, long rsc);                  /* (m, n), unit column stride */
+
 void matmul_forward(float *out,       /* (batch, m, n) */
                     const float *a,   /* (batch, m, k) */
                     const float *b,   /* (batch, k, n) if b_batched else (k, n) */

@@ -257,7 +257,10 @@ FAMILIES = [
            _fixed(M=ODD, K=ODD, N=ODD, batch=st.sampled_from([0, 0, 2]), same_batch=st.booleans(),
                   layout=LAYOUTS),
            [dict(M=1, K=1, N=1, batch=0, same_batch=False, layout="contiguous"),
-            dict(M=65, K=33, N=67, batch=0, same_batch=False, layout="transposed")]),
+            dict(M=65, K=33, N=67, batch=0, same_batch=False, layout="transposed"),
+            # a decoding step of batch 8 (C: sgemm_skinny), past one 64-column block and its tail
+            dict(M=8, K=70, N=131, batch=0, same_batch=False, layout="contiguous"),
+            dict(M=5, K=70, N=131, batch=0, same_batch=False, layout="transposed")]),
 ]
 FAMILY_OF = {name: fam for fam in FAMILIES for name in (fam.forward, fam.backward)}
 

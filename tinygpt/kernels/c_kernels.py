@@ -70,17 +70,21 @@ def get_num_threads():
 
 # ---- matmul ---------------------------------------------------------------------------------
 
-GEMV_ROWS = 2  # below this many rows of a (one token of KV-cached generation), BLAS does the product
+SKINNY_ROWS = 16  # up to this many rows of a (a decoding step of a small batch), sgemm_skinny does it
 
 def matmul_forward(a, b):
     """a: (..., M, K), b: (K, N) or (..., M, K) @ (..., K, N) with equal batch axes -> out, (a, b)"""
     if not _f32(a, b) or a.ndim < 2 or b.ndim < 2 or a.shape[-1] != b.shape[-2] or 0 in a.shape or 0 in b.shape:
         return NotImplemented
     m, k, n = a.shape[-2], a.shape[-1], b.shape[-1]
-    if b.ndim == 2 and a.size // k < GEMV_ROWS:
-        # a single row (one token per step in KV-cached generation): packing b's K x N panel
-        # would cost more than the product; BLAS's matrix-vector path reads b once, unpacked
-        return NotImplemented
+    if a.ndim == 2 and b.ndim == 2 and m <= SKINNY_ROWS and (b.flags.c_contiguous or b.flags.f_contiguous):
+        # a few rows (a step of KV-cached generation): sgemm would pack all of b into panels,
+        # costlier than the product itself; sgemm_skinny reads b once, in place
+        a = _c(a)
+        out = np.empty((m, n), _F32)
+        pb, rsb, csb = _operand(b)
+        lib.sgemm_skinny(m, n, k, _p(a), k, pb, rsb, csb, _p(out), n)
+        return out, (a, b)
     if a.ndim == 2 and b.ndim == 2:  # any layout: a transposed operand is just other strides
         out = np.empty((m, n), _F32)
         pa, rsa, csa = _operand(a)

@@ -41,25 +41,9 @@ def block_arrays(block):
                  mlp=MLP(_arrays(block.mlp.c_fc, Linear), _arrays(block.mlp.c_proj, Linear)))
 
 
-# Up to this many rows (the tokens of one decoding step at batch <= 8), BLAS multiplies directly;
-# see linear().
-BLAS_ROWS = 8
-
-
 def linear(x, layer):
-    """x: (N, in), layer: Linear of w (in, out), b (out,) or None -> (N, out) = x @ w + b: the
-    Linear op's forward, with a short way for a few rows."""
-    w, b = layer
-    if x.shape[0] > BLAS_ROWS:
-        return linear_forward(x, w, b)[0]
-    # NOTE: a few rows (one decoding step of a small batch) is a skinny product that reads the
-    # whole weight for little arithmetic. The C sgemm packs the weight into panels first, which
-    # costs more than the product itself at 8 rows (bench/RESULTS.md); BLAS's small-matrix and
-    # gemv paths read it once, unpacked. The reference kernel is np.matmul too.
-    out = x @ w  # (N, in) @ (in, out) -> (N, out), a fresh array
-    if b is not None:
-        out += b  # in place, as linear_forward does
-    return out
+    """x: (N, in), layer: Linear of w (in, out), b (out,) or None -> (N, out) = x @ w + b"""
+    return linear_forward(x, *layer)[0]
 
 
 class GPTDecoder:
