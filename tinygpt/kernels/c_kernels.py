@@ -367,3 +367,43 @@ def lstm_backward(douts, cache):
                       _NULL if dout is None else _p(_c(dout)), _p(x), _p(w_ih), _p(w_hh),
                       _p(gates), _p(hs), _p(cs), _p(tanh_c), batch, steps, n_in, d)
     return dx, dh0, dc0, dw_ih, dw_hh, db
+
+
+# ---- bpe (tokenizers/bpe_merge.py) ------------------------------------------------------------
+
+_INTS = ffi.typeof("int[]")
+
+
+def _bpe_tables(table):
+    """table (a MergeTable) -> the int32 arrays and hash table the C loop reads, made once."""
+    if table.c_cache is None:
+        n = len(table.merges)
+        left = np.array([p[0] for p in table.merges], np.int32)
+        right = np.array([p[1] for p in table.merges], np.int32)
+        size = 1 << max(1, (2 * n).bit_length())  # a power of two, at most half full
+        keys, ranks = np.empty(size, np.int64), np.empty(size, np.int32)
+        lib.bpe_table_build(ffi.from_buffer("long long[]", keys), ffi.from_buffer(_INTS, ranks), size,
+                            ffi.from_buffer(_INTS, left), ffi.from_buffer(_INTS, right), n)
+        table.c_cache = (np.array(table.byte_ids, np.int32), keys, ranks, size, left, right,
+                         np.array(table.merged_id, np.int32))
+    return table.c_cache
+
+
+def bpe_merge_chunks(chunks, table):
+    """chunks: list of bytes, table: MergeTable -> list of list[int], the ids of each chunk"""
+    if not chunks:
+        return []
+    byte_ids, keys, ranks, size, left, right, merged = _bpe_tables(table)
+    data = b"".join(chunks)
+    offsets = np.zeros(len(chunks) + 1, np.int64)
+    np.cumsum([len(c) for c in chunks], out=offsets[1:])
+    out = np.empty(max(len(data), 1), np.int32)
+    out_offsets = np.empty(len(chunks) + 1, np.int64)
+    lib.bpe_merge_chunks(ffi.from_buffer(_INTS, out), ffi.from_buffer("long[]", out_offsets),
+                         ffi.from_buffer("unsigned char[]", data),
+                         ffi.from_buffer("long[]", offsets), len(chunks), ffi.from_buffer(_INTS, byte_ids),
+                         ffi.from_buffer("long long[]", keys), ffi.from_buffer(_INTS, ranks), size,
+                         ffi.from_buffer(_INTS, left), ffi.from_buffer(_INTS, right),
+                         ffi.from_buffer(_INTS, merged))
+    ids, ends = out.tolist(), out_offsets.tolist()
+    return [ids[ends[c]:ends[c + 1]] for c in range(len(chunks))]
