@@ -4,6 +4,7 @@
  * reads every weight once for 2m flops, so it is limited by memory bandwidth, not arithmetic.
  * Not here: large m (sgemm.c), accumulation into C, a strided A (the wrapper makes A contiguous). */
 #include "tinygpt.h"
+#include <stdlib.h>
 #include "tinygpt_internal.h"
 
 #define ROWS 4    /* rows of A per pass */
@@ -71,6 +72,32 @@ static void skinny_rowmajor(int m, int n, int k, const float *a, long rsa, const
     }
 }
 
+/* One row of A and a row-major B: each thread takes a contiguous range of B's rows and streams
+ * them whole (the order memory prefetching likes best), adding a[0, p] * b[p, :] into a row of
+ * partial sums; the partial rows are added at the end. */
+static void skinny_onerow(int n, int k, const float *a, const float *b, long rsb, float *c)
+{
+    int threads = (long)k * n > SKINNY_PARALLEL_MIN ? TG_MAX_THREADS() : 1;
+    float *partial = threads > 1 ? tg_alloc((long)(threads - 1) * n) : NULL;
+#pragma omp parallel num_threads(threads) if (threads > 1)
+    {
+        int t = TG_THREAD_ID(), nt = TG_NUM_THREADS();
+        float *restrict acc = t == 0 ? c : partial + (long)(t - 1) * n;
+        for (long j = 0; j < n; j++)
+            acc[j] = 0.0f;
+        for (long p = (long)k * t / nt; p < (long)k * (t + 1) / nt; p++) {
+            const float *restrict bp = b + p * rsb;
+            float x = a[p];
+            for (long j = 0; j < n; j++)
+                acc[j] += x * bp[j];
+        }
+    }
+    for (int t = 1; t < threads; t++)
+        for (long j = 0; j < n; j++)
+            c[j] += partial[(long)(t - 1) * n + j];
+    free(partial);
+}
+
 /* B column-major (rsb == 1), e.g. the tied head wte.T: column j of B is row j of wte, k
  * contiguous floats, so c[i, j] is a dot product of two contiguous rows; each thread owns a
  * range of columns, and each column is read once for all m rows. */
@@ -106,7 +133,9 @@ static void skinny_colmajor(int m, int n, int k, const float *a, long rsa, const
 void sgemm_skinny(int m, int n, int k, const float *a, long rsa, const float *b, long rsb,
                   long csb, float *c, long rsc)
 {
-    if (csb == 1)
+    if (csb == 1 && m == 1)
+        skinny_onerow(n, k, a, b, rsb, c);
+    else if (csb == 1)
         skinny_rowmajor(m, n, k, a, rsa, b, rsb, c, rsc);
     else
         skinny_colmajor(m, n, k, a, rsa, b, csb, c, rsc);
