@@ -3,12 +3,14 @@
   python -m bench            # full: 5 rounds; writes its section of bench/RESULTS.md (and
                              # bench/kernels.py writes the kernels section)
   python -m bench --quick    # 3 rounds, half the steps, nothing written
-  python -m bench --only train,generate,memory,default-train,kernels
+  python -m bench --only train,generate,memory,default-train,kernels,hf
   python -m bench distributed  # MPI data-parallel: 2 ranks vs 1 process (bench/distributed.py)
 
 Runs: NumPy sgemm (the MFU yardstick, before and after), training (train.py), generation
 (generate.py), peak memory (memory.py, subprocesses), the default `tinygpt train` raced against
-PyTorch (default_train.py: 2000 steps, 200 with --quick), then bench/kernels.py as a subprocess.
+PyTorch (default_train.py: 2000 steps, 200 with --quick), GPT-2 124M against Hugging Face
+transformers and tokenizers (hf.py: its own section of RESULTS.md), then bench/kernels.py as a
+subprocess.
 Not here: the workloads (in those scripts).
 """
 
@@ -24,7 +26,7 @@ if __package__ in (None, ""):
 
 from bench import common  # noqa: E402
 
-PARTS = ("train", "generate", "memory", "default-train", "kernels")
+PARTS = ("train", "generate", "memory", "default-train", "hf", "kernels")
 BEGIN, END = "<!-- train-generate:begin -->", "<!-- train-generate:end -->"
 SECTION = "## Training and generation (python -m bench)"
 
@@ -153,10 +155,23 @@ def main(argv=None):
     text = "\n".join(report)
     print()
     print(text)
-    if write:
+    if write and set(parts) & {"train", "generate", "memory", "default-train"}:  # else nothing to write
         path = common.ROOT / "bench" / "RESULTS.md"
         write_section(path, text)
         print(f"\nwritten to {path}")
+
+    if "hf" in parts:
+        from bench import hf
+        print("\nGPT-2 124M against transformers and tokenizers (hf.py):")
+        hf_before = common.conditions(common.cpu_busy())
+        hf_started = time.strftime("%Y-%m-%d %H:%M %Z")
+        hf_results = hf.run(hf.PARTS, rounds=rounds, threads=args.threads)
+        hf_text = hf.report(hf_results, rounds, args.threads, hf_started, command.strip(), hf_before,
+                            common.conditions())
+        print()
+        print(hf_text)
+        if write:
+            hf.write_section(common.ROOT / "bench" / "RESULTS.md", hf_text)
 
     if "kernels" in parts:
         kernels = common.ROOT / "bench" / "kernels.py"

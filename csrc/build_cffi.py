@@ -15,8 +15,9 @@ from cffi import FFI
 
 MODULE = "tinygpt._tinygpt_c"
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SOURCES = ["csrc/runtime.c", "csrc/sgemm.c", "csrc/attention.c", "csrc/softmax.c", "csrc/layernorm.c",
-           "csrc/gelu.c", "csrc/adamw.c", "csrc/lstm.c", "csrc/gru.c"]  # relative to ROOT, as setuptools wants
+SOURCES = ["csrc/runtime.c", "csrc/sgemm.c", "csrc/skinny.c", "csrc/attention.c", "csrc/softmax.c",
+           "csrc/layernorm.c", "csrc/gelu.c", "csrc/adamw.c", "csrc/lstm.c", "csrc/gru.c",
+           "csrc/bpe.c"]  # relative to ROOT, as setuptools wants
 
 # Safe for every kernel: errno and FP traps are never looked at, and dropping them lets sqrtf
 # inline and conditional selects vectorise. NOT -ffast-math: it assumes no inf or nan, and the

@@ -25,6 +25,13 @@ void sgemm_naive(int m, int n, int k,
                  float *c, long rsc,                   /* (m, n), unit column stride */
                  int accumulate);
 
+/* skinny.c: C = A B for A of a few rows, B read once in place; B must have csb == 1 (row-major)
+ * or rsb == 1 (column-major, e.g. a transposed weight) */
+void sgemm_skinny(int m, int n, int k,
+                  const float *a, long rsa,             /* (m, k), unit column stride */
+                  const float *b, long rsb, long csb,   /* (k, n) */
+                  float *c, long rsc);                  /* (m, n), unit column stride */
+
 void matmul_forward(float *out,       /* (batch, m, n) */
                     const float *a,   /* (batch, m, k) */
                     const float *b,   /* (batch, k, n) if b_batched else (k, n) */
@@ -184,3 +191,18 @@ void gru_backward(float *dx,           /* (batch, steps, in) */
                   const float *hs,     /* (batch, steps + 1, d) */
                   const float *hn,     /* (batch, steps, d) */
                   int batch, int steps, int in, int d);
+
+/* bpe.c: byte-pair encoding's merge loop. bpe_table_build fills an open-addressing table of
+ * size slots (a power of two > n_merges) mapping the pair (left[r], right[r]) to its rank r;
+ * bpe_merge_chunks encodes n_chunks chunks of bytes, chunk c being data[offsets[c]:offsets[c+1]],
+ * into out (room for offsets[n_chunks] ids), chunk c's ids at out[out_offsets[c]:out_offsets[c+1]],
+ * and returns the number of ids written. */
+void bpe_table_build(long long *keys, int *ranks, long size,   /* (size,), (size,) */
+                     const int *left, const int *right,        /* (n_merges,) */
+                     long n_merges);
+long bpe_merge_chunks(int *out, long *out_offsets,               /* (n_bytes,), (n_chunks + 1,) */
+                      const unsigned char *data, const long *offsets, long n_chunks,
+                      const int *byte_ids,                       /* (256,): the id of each byte */
+                      const long long *keys, const int *ranks, long size,
+                      const int *left, const int *right,         /* (n_merges,): the pair of rank r */
+                      const int *merged_id);                     /* (n_merges,): the id it makes */

@@ -160,14 +160,49 @@ def train_run(root, *flags):
 
 @pytest.fixture(scope="module")
 def gpt2_bpe_run(tmp_path_factory):
-    """A bpe GPT run whose tokenizer is retrained with GPT-2's split (the trainer's default is
-    GPT-4's), so that it has a GPT-2 equivalent: same text and size, so the same vocab_size."""
-    run = train_run(tmp_path_factory.mktemp("bpe"), "--tokenizer", "bpe", "--vocab-size", "280")
-    old = load_run(run).tokenizer
-    new = ByteLevelBPETokenizer.train(TEXT, 280, pattern=GPT2_SPLIT_PATTERN)
-    assert new.vocab_size == old.vocab_size
-    new.save(run / "tokenizer.json")
-    return run
+    """A bpe GPT run trained with GPT-2's split (--bpe-pattern gpt2), so that it has a GPT-2 equivalent."""
+    return train_run(tmp_path_factory.mktemp("bpe"), "--tokenizer", "bpe", "--vocab-size", "280",
+                     "--bpe-pattern", "gpt2")
+
+
+def test_bpe_pattern_gpt2_trains_with_gpt2_split_and_records_it(gpt2_bpe_run):
+    run = load_run(gpt2_bpe_run)
+    assert run.tokenizer.pattern == GPT2_SPLIT_PATTERN
+    assert run.config["train"]["bpe_pattern"] == "gpt2"
+    # the same merges as training the tokenizer directly with that pattern
+    assert run.tokenizer.merges == ByteLevelBPETokenizer.train(TEXT, 280, pattern=GPT2_SPLIT_PATTERN).merges
+
+
+# English, Chinese, emoji, code, contractions, digits and whitespace runs: text the exported
+# tokenizer.json must split and merge exactly as Hugging Face does
+MIXED = ["line 7: to be, or not", "We'll see: it's 12345 o'clock!!  \n\n  ",
+         "中文分词测试，你好世界。", "emoji 🙂🚀 and ZWJ 👩‍💻", "def f(x):\n\treturn x**2  # 二次\n",
+         "Ünïcödé naïve café — “quotes” …"]
+
+
+def test_export_of_a_gpt2_pattern_run_encodes_like_hugging_face(gpt2_bpe_run, tmp_path):
+    tokenizers = pytest.importorskip("tokenizers")
+    out = tmp_path / "exported"
+    assert main(["export", "--run", str(gpt2_bpe_run), "--to", str(out)]) == 0
+    ours = load_run(gpt2_bpe_run).tokenizer
+    from_json = tokenizers.Tokenizer.from_file(str(out / "tokenizer.json"))
+    from_files = tokenizers.ByteLevelBPETokenizer(str(out / "vocab.json"), str(out / "merges.txt"))
+    for text in MIXED:
+        ids = ours.encode(text)
+        assert from_json.encode(text).ids == ids, text
+        assert from_files.encode(text).ids == ids, text
+        assert from_json.decode(ids) == text
+
+
+def test_bpe_pattern_needs_the_bpe_tokenizer(tmp_path):
+    from tinygpt.train import TrainConfig
+    with pytest.raises(ValueError, match="bpe_pattern='gpt2'.*needs tokenizer 'bpe'"):
+        TrainConfig(tokenizer="char", bpe_pattern="gpt2")
+    with pytest.raises(ValueError, match="bpe_pattern must be one of gpt4, gpt2, got 'gpt3'"):
+        TrainConfig(tokenizer="bpe", bpe_pattern="gpt3")
+    (tmp_path / "text.txt").write_text(TEXT, encoding="utf-8")
+    result = tinygpt_cmd("train", "--data", tmp_path / "text.txt", "--bpe-pattern", "gpt2", "--out-dir", tmp_path / "r")
+    assert result.returncode != 0 and "--bpe-pattern gpt2" in result.stderr and "--tokenizer bpe" in result.stderr
 
 
 def test_export_gives_transformers_the_same_logits_and_tokenizer(gpt2_bpe_run, tmp_path):
@@ -208,6 +243,7 @@ def test_export_gpt4_split_bpe_run_says_why_not(tmp_path):
     result = tinygpt_cmd("export", "--run", run, "--to", tmp_path / "out")
     assert result.returncode == 0, result.stderr
     assert "tokenizer was not exported" in result.stderr and "GPT2_SPLIT_PATTERN" in result.stderr
+    assert "--bpe-pattern gpt2" in result.stderr
     assert not (tmp_path / "out" / "tokenizer.json").exists()
 
 

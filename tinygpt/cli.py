@@ -106,6 +106,8 @@ TRAIN_OPTIONS = [
     ("--unk", "unk", str, "char tokenizer: a token for characters the text lacks, e.g. --unk '<unk>' "
                           "(then other text encodes too)"),
     ("--vocab-size", "vocab_size", int, "bpe vocabulary size / most frequent words kept (512)"),
+    ("--bpe-pattern", "bpe_pattern", ("gpt4", "gpt2"), "bpe pre-split regex: gpt4 (default) or gpt2, "
+                                                       "which `tinygpt export` can write for Hugging Face"),
     ("--n-layer", "n_layer", int, "GPT layers (4)"),
     ("--n-head", "n_head", int, "GPT attention heads (4)"),
     ("--n-embd", "n_embd", int, "GPT width / LSTM embedding size (128)"),
@@ -157,6 +159,9 @@ def refuse_contradicting_train_flags(args, given):
         raise UsageError(f"{', '.join(map(flag, unused))} shape{'s' if len(unused) == 1 else ''} "
                          f"{'a GPT' if model == 'lstm' else 'an LSTM'} and would be ignored by "
                          f"--model {model}; its size flags are {instead}")
+    if "bpe_pattern" in given and given.get("tokenizer", "char") != "bpe":
+        raise UsageError(f"--bpe-pattern {given['bpe_pattern']} chooses the split of the bpe tokenizer and "
+                         f"would be ignored by --tokenizer {given.get('tokenizer', 'char')}; add --tokenizer bpe")
     if "vocab_size" in given and given.get("tokenizer", "char") == "char":
         raise UsageError(f"--vocab-size {given['vocab_size']} does nothing with the char tokenizer "
                          f"(its vocabulary is the text's characters); use --tokenizer bpe or word")
@@ -577,7 +582,7 @@ def cmd_export(args):
         try:
             tokenizer = GPT2Tokenizer.from_byte_bpe(tokenizer)
         except ValueError as e:
-            tokenizer, why_not = None, str(e)
+            tokenizer, why_not = None, f"{e}; hint: train with --tokenizer bpe --bpe-pattern gpt2"
     elif not isinstance(tokenizer, GPT2Tokenizer):
         tokenizer, why_not = None, (f"it is a {type(tokenizer).__name__} ({tokenizer.type_name}), which has no "
                                     f"Hugging Face GPT-2 equivalent; only byte-level BPE tokenizers do")

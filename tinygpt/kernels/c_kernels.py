@@ -76,17 +76,21 @@ def simd():
 
 # ---- matmul ---------------------------------------------------------------------------------
 
-GEMV_ROWS = 2  # below this many rows of a (one token of KV-cached generation), BLAS does the product
+SKINNY_ROWS = 16  # up to this many rows of a (a decoding step of a small batch), sgemm_skinny does it
 
 def matmul_forward(a, b):
     """a: (..., M, K), b: (K, N) or (..., M, K) @ (..., K, N) with equal batch axes -> out, (a, b)"""
     if not _f32(a, b) or a.ndim < 2 or b.ndim < 2 or a.shape[-1] != b.shape[-2] or 0 in a.shape or 0 in b.shape:
         return NotImplemented
     m, k, n = a.shape[-2], a.shape[-1], b.shape[-1]
-    if b.ndim == 2 and a.size // k < GEMV_ROWS:
-        # a single row (one token per step in KV-cached generation): packing b's K x N panel
-        # would cost more than the product; BLAS's matrix-vector path reads b once, unpacked
-        return NotImplemented
+    if a.ndim == 2 and b.ndim == 2 and m <= SKINNY_ROWS and (b.flags.c_contiguous or b.flags.f_contiguous):
+        # a few rows (a step of KV-cached generation): sgemm would pack all of b into panels,
+        # costlier than the product itself; sgemm_skinny reads b once, in place
+        a = _c(a)
+        out = np.empty((m, n), _F32)
+        pb, rsb, csb = _operand(b)
+        lib.sgemm_skinny(m, n, k, _p(a), k, pb, rsb, csb, _p(out), n)
+        return out, (a, b)
     if a.ndim == 2 and b.ndim == 2:  # any layout: a transposed operand is just other strides
         out = np.empty((m, n), _F32)
         pa, rsa, csa = _operand(a)
@@ -436,3 +440,43 @@ def gru_backward(douts, cache):
                      _NULL if dout is None else _p(_c(dout)), _p(x), _p(w_ih), _p(w_hh),
                      _p(gates), _p(hs), _p(hn), batch, steps, n_in, d)
     return dx, dh0, dw_ih, dw_hh, db_ih, db_hh
+
+
+# ---- bpe (tokenizers/bpe_merge.py) ------------------------------------------------------------
+
+_INTS = ffi.typeof("int[]")
+
+
+def _bpe_tables(table):
+    """table (a MergeTable) -> the int32 arrays and hash table the C loop reads, made once."""
+    if table.c_cache is None:
+        n = len(table.merges)
+        left = np.array([p[0] for p in table.merges], np.int32)
+        right = np.array([p[1] for p in table.merges], np.int32)
+        size = 1 << max(1, (2 * n).bit_length())  # a power of two, at most half full
+        keys, ranks = np.empty(size, np.int64), np.empty(size, np.int32)
+        lib.bpe_table_build(ffi.from_buffer("long long[]", keys), ffi.from_buffer(_INTS, ranks), size,
+                            ffi.from_buffer(_INTS, left), ffi.from_buffer(_INTS, right), n)
+        table.c_cache = (np.array(table.byte_ids, np.int32), keys, ranks, size, left, right,
+                         np.array(table.merged_id, np.int32))
+    return table.c_cache
+
+
+def bpe_merge_chunks(chunks, table):
+    """chunks: list of bytes, table: MergeTable -> list of list[int], the ids of each chunk"""
+    if not chunks:
+        return []
+    byte_ids, keys, ranks, size, left, right, merged = _bpe_tables(table)
+    data = b"".join(chunks)
+    offsets = np.zeros(len(chunks) + 1, np.int64)
+    np.cumsum([len(c) for c in chunks], out=offsets[1:])
+    out = np.empty(max(len(data), 1), np.int32)
+    out_offsets = np.empty(len(chunks) + 1, np.int64)
+    lib.bpe_merge_chunks(ffi.from_buffer(_INTS, out), ffi.from_buffer("long[]", out_offsets),
+                         ffi.from_buffer("unsigned char[]", data),
+                         ffi.from_buffer("long[]", offsets), len(chunks), ffi.from_buffer(_INTS, byte_ids),
+                         ffi.from_buffer("long long[]", keys), ffi.from_buffer(_INTS, ranks), size,
+                         ffi.from_buffer(_INTS, left), ffi.from_buffer(_INTS, right),
+                         ffi.from_buffer(_INTS, merged))
+    ids, ends = out.tolist(), out_offsets.tolist()
+    return [ids[ends[c]:ends[c + 1]] for c in range(len(chunks))]

@@ -18,27 +18,32 @@ from tinygpt.ops.layernorm import layernorm_forward
 from tinygpt.ops.linear import linear_forward
 from tinygpt.ops.shape import embedding_forward
 
-# one Block's arrays, in the order the forward uses them; biases are None when config.bias is False
-BlockArrays = namedtuple("BlockArrays", "ln_1_w ln_1_b attn_w attn_b attn_proj_w attn_proj_b "
-                                        "ln_2_w ln_2_b fc_w fc_b mlp_proj_w mlp_proj_b")
+# A Block's arrays under GPT-2's parameter names, so that blk.attn.c_attn.weight is the array of
+# the model's h.{i}.attn.c_attn.weight; a bias is None when config.bias is False.
+Linear = namedtuple("Linear", "weight bias")        # weight (in, out), bias (out,)
+LayerNorm = namedtuple("LayerNorm", "weight bias")  # (C,), (C,)
+Attention = namedtuple("Attention", "c_attn c_proj")
+MLP = namedtuple("MLP", "c_fc c_proj")
+Block = namedtuple("Block", "ln_1 attn ln_2 mlp")
 
 
-def _data(param):
-    return None if param is None else param.data
+def _arrays(module, kind):
+    """A tinygpt Linear or LayerNorm -> kind(weight, bias) of its arrays (bias None if absent)."""
+    bias = getattr(module, "bias", None)
+    return kind(module.weight.data, None if bias is None else bias.data)
 
 
-def linear(x, w, b):
-    """x: (N, in), w: (in, out), b: (out,) or None -> (N, out) = x @ w + b: the Linear op's forward,
-    with a short way for one row."""
-    if x.shape[0] != 1:
-        return linear_forward(x, w, b)[0]
-    # NOTE: one row (a token of batch-1 decoding) is a matrix-vector product, and every backend
-    # hands it to BLAS's gemv (the C sgemm declines rows < GEMV_ROWS; the reference is np.matmul).
-    # Calling BLAS here skips three wrappers that together cost as much as a 128-wide gemv.
-    out = x @ w  # (1, in) @ (in, out) -> (1, out), a fresh array
-    if b is not None:
-        out += b  # in place, as linear_forward does
-    return out
+def block_arrays(block):
+    """A GPT Block (Module) -> Block of its arrays, named as GPT-2 names them."""
+    return Block(ln_1=_arrays(block.ln_1, LayerNorm),
+                 attn=Attention(_arrays(block.attn.c_attn, Linear), _arrays(block.attn.c_proj, Linear)),
+                 ln_2=_arrays(block.ln_2, LayerNorm),
+                 mlp=MLP(_arrays(block.mlp.c_fc, Linear), _arrays(block.mlp.c_proj, Linear)))
+
+
+def linear(x, layer):
+    """x: (N, in), layer: Linear of w (in, out), b (out,) or None -> (N, out) = x @ w + b"""
+    return linear_forward(x, *layer)[0]
 
 
 class GPTDecoder:
@@ -52,14 +57,9 @@ class GPTDecoder:
         c, tr = model.config, model.transformer
         self.n_head, self.block_size = c.n_head, c.block_size
         self.wte, self.wpe = tr.wte.weight.data, tr.wpe.weight.data  # (V, C), (block_size, C)
-        self.blocks = [BlockArrays(b.ln_1.weight.data, _data(b.ln_1.bias),
-                                   b.attn.c_attn.weight.data, _data(b.attn.c_attn.bias),
-                                   b.attn.c_proj.weight.data, _data(b.attn.c_proj.bias),
-                                   b.ln_2.weight.data, _data(b.ln_2.bias),
-                                   b.mlp.c_fc.weight.data, _data(b.mlp.c_fc.bias),
-                                   b.mlp.c_proj.weight.data, _data(b.mlp.c_proj.bias))
-                       for b in tr.h]
-        self.ln_f_w, self.ln_f_b = tr.ln_f.weight.data, _data(tr.ln_f.bias)
+        self.h = [block_arrays(block) for block in tr.h]
+        self.ln_f = _arrays(tr.ln_f, LayerNorm)
+        self.lm_head = Linear(self.wte.T, None)  # (C, V): tied to wte
 
     def logits(self, idx, kv_cache=None, positions=None, key_mask=None):
         """idx: (B, T) int -> logits: (B, V) of the last position. With a KVCache, idx holds only
@@ -89,27 +89,27 @@ class GPTDecoder:
             raise ValueError(f"key_mask has shape {np.shape(key_mask)}, expected "
                              f"(B, cached + new) = {(B, start + T)}")
         x = x.reshape(B * T, C)  # rows: every matmul below is one 2-D product
-        for i, blk in enumerate(self.blocks):
-            # attention: x + c_proj(attention(ln_1(x)))
-            h, _ = layernorm_forward(x, blk.ln_1_w, blk.ln_1_b)
-            qkv = linear(h, blk.attn_w, blk.attn_b)  # (B*T, 3C)
+        for i, block in enumerate(self.h):
+            # attention: x + attn.c_proj(attention(ln_1(x)))
+            h, _ = layernorm_forward(x, *block.ln_1)
+            qkv = linear(h, block.attn.c_attn)  # (B*T, 3C)
             # (B*T, 3C) -> (B, T, 3, nh, hs) -> (3, B, nh, T, hs): q, k, v as views, no copy
             q, k, v = qkv.reshape(B, T, 3, nh, hs).transpose(2, 0, 3, 1, 4)
             if kv_cache is not None:
                 k, v = kv_cache.layers[i].append(k, v)  # (B, nh, start + T, hs)
             # queries are the last T positions of the keys: causal masking lines them up
             if key_mask is None:
-                y, _ = attention_forward(q, k, v, True)  # (B, nh, T, hs)
+                y, _ = attention_forward(q, k, v, causal=True)  # (B, nh, T, hs)
             else:  # runs on the NumPy reference: the C and Numba kernels take no mask
-                y, _ = attention_forward(q, k, v, True, key_mask=key_mask)
+                y, _ = attention_forward(q, k, v, causal=True, key_mask=key_mask)
             y = y.transpose(0, 2, 1, 3).reshape(B * T, C)  # (B, nh, T, hs) -> (B*T, C)
-            x += linear(y, blk.attn_proj_w, blk.attn_proj_b)
-            # MLP: x + c_proj(gelu(c_fc(ln_2(x))))
-            h, _ = layernorm_forward(x, blk.ln_2_w, blk.ln_2_b)
-            h, _ = gelu_forward(linear(h, blk.fc_w, blk.fc_b))  # (B*T, 4C)
-            x += linear(h, blk.mlp_proj_w, blk.mlp_proj_b)
+            x += linear(y, block.attn.c_proj)
+            # MLP: x + mlp.c_proj(gelu(mlp.c_fc(ln_2(x))))
+            h, _ = layernorm_forward(x, *block.ln_2)
+            h, _ = gelu_forward(linear(h, block.mlp.c_fc))  # (B*T, 4C)
+            x += linear(h, block.mlp.c_proj)
         # only the last position is scored; LayerNorm works row by row, so ln_f of that row alone
         # is the row of ln_f over all of them
         last = x.reshape(B, T, C)[:, -1]  # (B, C)
-        last, _ = layernorm_forward(np.ascontiguousarray(last), self.ln_f_w, self.ln_f_b)
-        return linear(last, self.wte.T, None)  # (B, C) @ (C, V): the tied head
+        last, _ = layernorm_forward(np.ascontiguousarray(last), *self.ln_f)
+        return linear(last, self.lm_head)  # (B, C) @ (C, V): the tied head

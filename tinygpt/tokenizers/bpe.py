@@ -8,10 +8,10 @@ surrogate (no UTF-8 form) is a ValueError. This does NOT read tiktoken/HF vocabu
 
 import re
 from collections import Counter
-from itertools import repeat
 
 from .base import Tokenizer, check_encodable, check_special_tokens, special_tokens_in_id_order
-from .bpe_train import merge_pair, train_merges
+from .bpe_merge import MergeTable, bpe_merge_chunks, merge_chunk
+from .bpe_train import train_merges
 from .pretokenize import GPT4_SPLIT_PATTERN, compile_split_pattern
 
 CACHE_SIZE = 1 << 18  # distinct chunks remembered by encode; real text repeats its words a lot
@@ -38,6 +38,7 @@ class ByteLevelBPETokenizer(Tokenizer):
         self._split_re = compile_split_pattern(pattern)
         self.pattern = pattern
         super().__init__(id_to_bytes, special_tokens)
+        self._merge_table = MergeTable(range(256), self.merges, range(256, 256 + len(self.merges)))
         self._cache = {}  # chunk str -> its ids
 
     @classmethod
@@ -69,20 +70,13 @@ class ByteLevelBPETokenizer(Tokenizer):
         return encode_chunks(self, text, start)
 
     def _encode_chunk(self, chunk):
-        """bytes -> list[int]: apply merges in the order they were learned, as training did."""
-        ids = list(chunk)
-        merge_ids = self._merge_ids
-        no_merge = len(self._id_to_bytes)  # larger than every merge's id
-        while len(ids) >= 2:
-            # The present pair whose merge was learned first (smallest new id): later merges
-            # may build on it, never the other way round, so this reproduces training.
-            # map(dict.get, pairs, defaults) runs in C; it is the hot loop of encode.
-            # NOTE: O(len(chunk)^2); chunks are words, but a megabyte of spaces is one chunk.
-            new_id = min(map(merge_ids.get, zip(ids, ids[1:]), repeat(no_merge)))
-            if new_id == no_merge:
-                break
-            ids = merge_pair(ids, self.merges[new_id - 256], new_id)
-        return ids
+        """bytes -> list[int]: apply merges in the order they were learned, as training did (the
+        present pair whose merge was learned first: later merges may build on it, never the
+        other way round)."""
+        return merge_chunk(chunk, self._merge_table)
+
+    def _whole_chunk(self, chunk):
+        return None  # every chunk is merged
 
     def _to_json(self):
         n_ordinary = 256 + len(self.merges)
@@ -111,18 +105,28 @@ class ByteLevelBPETokenizer(Tokenizer):
 
 
 def encode_chunks(tokenizer, text, start):
-    """Ordinary text -> ids, split by tokenizer._split_re, each distinct chunk encoded once by
-    tokenizer._encode_chunk and remembered in tokenizer._cache (up to CACHE_SIZE chunks)."""
-    ids, cache = [], tokenizer._cache
-    try:
-        for chunk in tokenizer._split_re.findall(text):
-            chunk_ids = cache.get(chunk)
-            if chunk_ids is None:
-                chunk_ids = tokenizer._encode_chunk(chunk.encode("utf-8"))
-                if len(cache) < CACHE_SIZE:
-                    cache[chunk] = chunk_ids
-            ids.extend(chunk_ids)
-    except UnicodeEncodeError:
-        check_encodable(text, "text", start)  # raises a ValueError naming the position
-        raise
+    """Ordinary text -> ids, split by tokenizer._split_re. The distinct chunks not in
+    tokenizer._cache are merged in one bpe_merge_chunks call on tokenizer._merge_table, and
+    remembered (up to CACHE_SIZE chunks); tokenizer._whole_chunk(chunk) may give a chunk's ids
+    without merging (GPT-2's ignore_merges), else None."""
+    cache = tokenizer._cache
+    chunks = tokenizer._split_re.findall(text)
+    new = [c for c in dict.fromkeys(chunks) if c not in cache]  # distinct, in order of appearance
+    fresh = {}
+    if new:
+        whole = [tokenizer._whole_chunk(c) for c in new]
+        to_merge = [c for c, w in zip(new, whole) if w is None]
+        try:
+            data = [c.encode("utf-8") for c in to_merge]
+        except UnicodeEncodeError:
+            check_encodable(text, "text", start)  # raises a ValueError naming the position
+            raise
+        fresh = dict(zip(to_merge, bpe_merge_chunks(data, tokenizer._merge_table)))
+        fresh.update((c, w) for c, w in zip(new, whole) if w is not None)
+        for chunk in new[:max(0, CACHE_SIZE - len(cache))]:
+            cache[chunk] = fresh[chunk]
+    ids = []
+    for chunk in chunks:
+        chunk_ids = cache.get(chunk)
+        ids.extend(fresh[chunk] if chunk_ids is None else chunk_ids)
     return ids

@@ -13,12 +13,11 @@ continuing-subword prefixes or WordPiece/Unigram models: those files are rejecte
 import json
 import os
 import re
-from itertools import repeat
 from pathlib import Path
 
 from .base import Tokenizer, read_json
 from .bpe import encode_chunks
-from .bpe_train import merge_pair
+from .bpe_merge import MergeTable, merge_chunk
 from .pretokenize import GPT2_REGEX_PATTERN, compile_gpt2_pattern
 
 
@@ -100,6 +99,7 @@ class GPT2Tokenizer(Tokenizer):
         self._ranks = {pair: k for k, pair in enumerate(self.merges)}  # k: position, not file line
         self.ignore_merges = bool(ignore_merges)
         self._split_re = compile_gpt2_pattern(use_regex)
+        self._merge_table = MergeTable(self._byte_ids, self.merges, self._merged_id)
         self._cache = {}
 
     # ----- text -> ids -----
@@ -139,16 +139,15 @@ class GPT2Tokenizer(Tokenizer):
 
     def _encode_chunk(self, chunk):
         """bytes -> ids: merge the present pair of lowest rank, leftmost first, as HF's BPE does."""
-        if self.ignore_merges and chunk in self._vocab:
-            return [self._vocab[chunk]]  # Hugging Face's ignore_merges: a whole-word hit wins
-        ids = [self._byte_ids[b] for b in chunk]
-        ranks, no_merge = self._ranks, len(self.merges)
-        while len(ids) >= 2:
-            rank = min(map(ranks.get, zip(ids, ids[1:]), repeat(no_merge)))
-            if rank == no_merge:
-                break
-            ids = merge_pair(ids, self.merges[rank], self._merged_id[rank])
-        return ids
+        whole = self._whole_chunk(chunk.decode("utf-8"))
+        return merge_chunk(chunk, self._merge_table) if whole is None else whole
+
+    def _whole_chunk(self, chunk):
+        """Hugging Face's ignore_merges: a chunk that is a token of the vocab is that one token."""
+        if self.ignore_merges:
+            token = self._vocab.get(chunk.encode("utf-8"))
+            return None if token is None else [token]
+        return None
 
     # ----- GPT-2 / Hugging Face files in -----
 

@@ -18,6 +18,7 @@ from tinygpt.models import GPT, GPTConfig, LSTMConfig, LSTMLanguageModel
 
 MODELS = ("gpt", "lstm")
 TOKENIZERS = ("char", "word", "bpe")
+BPE_PATTERNS = ("gpt4", "gpt2")  # the pre-split regex a bpe tokenizer is trained with (pretokenize.py)
 SCHEDULES = ("cosine", "constant")
 
 # Settings that may change when a run is resumed: they do not touch the weights, the optimizer
@@ -42,6 +43,9 @@ class TrainConfig:
     tokenizer: str = "char"  # char | word | bpe
     vocab_size: int = 512  # bpe: the whole vocabulary; word: at most this many words (with <unk>)
     unk: Optional[str] = None  # char: a token for characters the training text lacks (e.g. "<unk>")
+    # bpe: GPT-4's split (digits in threes, a leading symbol joins the word) or GPT-2's, the one
+    # Hugging Face's ByteLevel pre-tokenizer knows: only a gpt2 run's tokenizer can be exported
+    bpe_pattern: str = "gpt4"
     # model
     model: str = "gpt"  # gpt | lstm
     n_layer: int = 4
@@ -83,6 +87,7 @@ class TrainConfig:
         _check_choice(self, "model", MODELS)
         _check_choice(self, "tokenizer", TOKENIZERS)
         _check_choice(self, "schedule", SCHEDULES)
+        _check_choice(self, "bpe_pattern", BPE_PATTERNS)
         for name in ("vocab_size", "n_layer", "n_head", "n_embd", "block_size", "lstm_layers",
                      "lstm_hidden", "batch_size", "grad_accum", "eval_interval", "eval_iters", "keep_checkpoints"):
             _check_int(self, name, minimum=1)
@@ -108,6 +113,9 @@ class TrainConfig:
         if self.unk is not None and (self.tokenizer != "char" or not isinstance(self.unk, str) or not self.unk):
             raise ValueError(f"unk={self.unk!r} (--unk) needs tokenizer 'char' and a non-empty token such as "
                              f"'<unk>', got tokenizer {self.tokenizer!r}; word has <unk> already, bpe reads any byte")
+        if self.bpe_pattern != "gpt4" and self.tokenizer != "bpe":
+            raise ValueError(f"bpe_pattern={self.bpe_pattern!r} (--bpe-pattern) needs tokenizer 'bpe', "
+                             f"got tokenizer {self.tokenizer!r}")
         if self.min_lr > self.max_lr:
             raise ValueError(f"min_lr ({self.min_lr}) must not exceed max_lr ({self.max_lr})")
         decay = self.steps if self.lr_decay_steps is None else self.lr_decay_steps

@@ -12,7 +12,8 @@ from tinygpt.corpora import list_corpora, load_corpus
 from tinygpt.data import split_tokens
 from tinygpt.text_files import read_text
 from tinygpt.token_files import read_tokens
-from tinygpt.tokenizers import ByteLevelBPETokenizer, CharTokenizer, WordTokenizer
+from tinygpt.tokenizers import (GPT2_SPLIT_PATTERN, GPT4_SPLIT_PATTERN, ByteLevelBPETokenizer,
+                                CharTokenizer, WordTokenizer)
 
 PIECE_CHARS = 1 << 20  # encode about a million characters at a time
 
@@ -34,7 +35,8 @@ def build_tokenizer(config, text):
         return CharTokenizer.train(text, unk=config.unk)
     if config.tokenizer == "word":
         return WordTokenizer.train(text, max_vocab=config.vocab_size)
-    return ByteLevelBPETokenizer.train(text, config.vocab_size)
+    pattern = GPT2_SPLIT_PATTERN if config.bpe_pattern == "gpt2" else GPT4_SPLIT_PATTERN
+    return ByteLevelBPETokenizer.train(text, config.vocab_size, pattern=pattern)
 
 
 def _piece_end(text, end):

@@ -411,7 +411,7 @@ def load_lm_source(path):
                          f"{tokenizer.vocab_size} tokens; a run keeps the two equal")
     model_config = {"type": "gpt", "vocab_size": c.vocab_size, "block_size": c.block_size, "n_layer": c.n_layer,
                     "n_head": c.n_head, "n_embd": c.n_embd, "dropout": c.dropout, "bias": c.bias}
-    train = {"tokenizer": "bpe", "vocab_size": c.vocab_size, "block_size": c.block_size}
+    train = {"tokenizer": "bpe", "bpe_pattern": "gpt2", "vocab_size": c.vocab_size, "block_size": c.block_size}
     config = {"kind": "lm", "model": model_config, "train": train}
     return Run(Path(path), config, model, tokenizer, None, {"huggingface": True})
 

@@ -425,7 +425,7 @@ class Trainer:
 def _matching_model(config, source_train, model_config):
     """config with its tokenizer and model fields set to those of the run it starts from."""
     shape = {"tokenizer": source_train["tokenizer"], "vocab_size": source_train["vocab_size"],
-             "model": model_config["type"]}
+             "bpe_pattern": source_train.get("bpe_pattern", "gpt4"), "model": model_config["type"]}
     if model_config["type"] == "gpt":
         shape.update({k: model_config[k] for k in ("n_layer", "n_head", "n_embd", "block_size", "bias")})
     else:
