@@ -42,8 +42,8 @@ class _CountedLeaf:
     def __init__(self, param, owner):
         self.param, self.uses, self.owner = param, 0, owner
 
-    def _accumulate(self, dx):
-        self.param._accumulate(dx)
+    def _accumulate(self, dx, sole_owner=False):
+        self.param._accumulate(dx, sole_owner)  # Tensor.backward's argument, passed on as it is
         self.uses -= 1
         if self.uses == 0:
             self.owner._param_done(self.param)
