@@ -173,7 +173,7 @@ class PaddedGPTContext:
     """The next-token logits of a GPT for a left-padded batch: padding hidden by a key mask, and
     position ids counted from each row's first real token, so each row sees what it would alone.
 
-    Runs on GPTDecoder; the masked attention runs on the NumPy reference kernel (ops/attention.py).
+    Runs on GPTDecoder, whose attention takes the key mask in every backend (ops/attention.py).
     The cache cannot slide (positions differ per row), so the padded prompt plus the new tokens
     must fit in block_size."""
 
