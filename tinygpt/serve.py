@@ -13,7 +13,6 @@ import csv
 import json
 import math
 import threading
-from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 

@@ -17,7 +17,6 @@ import numpy as np
 from tinygpt import nn
 from tinygpt.keras import losses as losses_module
 from tinygpt.keras import masking, printer
-from tinygpt.keras import saving
 from tinygpt.keras.layers import Dense, Layer
 from tinygpt.keras.models import ModelWeights, summary_table
 from tinygpt.keras.symbolic import KerasTensor, call_symbolic, flatten, is_symbolic

@@ -33,7 +33,7 @@ from tinygpt.keras.layers import Layer
 from tinygpt.keras.layers_text import _PreprocessingLayer
 from tinygpt.keras.layers_wrappers import Bidirectional, TimeDistributed
 from tinygpt.keras.models import Sequential
-from tinygpt.keras.symbolic import Input, KerasTensor
+from tinygpt.keras.symbolic import Input
 
 FORMAT, VERSION = "tinygpt-keras-model", 1
 CONFIG, WEIGHTS, OPTIMIZER = "tinygpt_keras_model.json", "model.weights.safetensors", "optimizer.safetensors"
