@@ -11,7 +11,6 @@ import importlib
 import shutil
 import subprocess
 
-
 _tensor = importlib.import_module("tinygpt.tensor")  # the module: tinygpt.tensor is also a function
 
 
