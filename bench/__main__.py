@@ -31,18 +31,6 @@ BEGIN, END = "<!-- train-generate:begin -->", "<!-- train-generate:end -->"
 SECTION = "## Training and generation (python -m bench)"
 
 
-def write_section(path, body, begin=BEGIN, end=END, section=SECTION):
-    """Replace a section's generated block in `path` (between `begin` and `end`), keeping the rest,
-    including anything written by hand after `end`. Creates the file or the section if absent."""
-    text = path.read_text() if path.exists() else "# Benchmark results\n"
-    block = f"{begin}\n{body}\n{end}"
-    if begin in text and end in text:
-        text = text[:text.index(begin)] + block + text[text.index(end) + len(end):]
-    else:
-        text = text.rstrip() + f"\n\n{section}\n\n{block}\n"
-    path.write_text(text)
-
-
 def main(argv=None):
     args = sys.argv[1:] if argv is None else list(argv)
     if args[:1] == ["distributed"]:
@@ -157,7 +145,7 @@ def main(argv=None):
     print(text)
     if write and set(parts) & {"train", "generate", "memory", "default-train"}:  # else nothing to write
         path = common.ROOT / "bench" / "RESULTS.md"
-        write_section(path, text)
+        common.write_section(path, text, BEGIN, END, SECTION)
         print(f"\nwritten to {path}")
 
     if "hf" in parts:
@@ -171,7 +159,7 @@ def main(argv=None):
         print()
         print(hf_text)
         if write:
-            hf.write_section(common.ROOT / "bench" / "RESULTS.md", hf_text)
+            common.write_section(common.ROOT / "bench" / "RESULTS.md", hf_text, hf.BEGIN, hf.END, hf.SECTION)
 
     if "kernels" in parts:
         kernels = common.ROOT / "bench" / "kernels.py"

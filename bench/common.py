@@ -438,3 +438,16 @@ def fmt_ratio(r, target=None, lower_is_better=False):
 
 def save_json(path, data):
     Path(path).write_text(json.dumps(data, indent=2, default=str))
+
+
+def write_section(path, body, begin, end, section=None):
+    """Replace a benchmark's generated block in `path` (between the markers `begin` and `end`),
+    keeping the rest, including anything written by hand after `end`. Creates the file, or appends
+    the block (under the heading `section` when given) if the markers are absent."""
+    text = path.read_text() if path.exists() else "# Benchmark results\n"
+    block = f"{begin}\n{body}\n{end}"
+    if begin in text and end in text:
+        text = text[:text.index(begin)] + block + text[text.index(end) + len(end):]
+    else:
+        text = text.rstrip() + (f"\n\n{section}" if section else "") + f"\n\n{block}\n"
+    path.write_text(text)

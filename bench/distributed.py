@@ -210,9 +210,8 @@ def main(argv=None):
     print()
     print(text)
     if write:
-        from bench.__main__ import write_section
         path = common.ROOT / "bench" / "RESULTS.md"
-        write_section(path, text, BEGIN, END, SECTION)
+        common.write_section(path, text, BEGIN, END, SECTION)
         print(f"\nwritten to {path}")
     return 0
 

@@ -267,17 +267,6 @@ BEGIN, END = "<!-- hf:begin -->", "<!-- hf:end -->"
 SECTION = "## Hugging Face interoperability: tinygpt against transformers and tokenizers (bench/hf.py)"
 
 
-def write_section(path, body):
-    """Replace this benchmark's block in RESULTS.md (between BEGIN and END), keeping the rest."""
-    text = path.read_text() if path.exists() else "# Benchmark results\n"
-    block = f"{BEGIN}\n{body}\n{END}"
-    if BEGIN in text and END in text:
-        text = text[:text.index(BEGIN)] + block + text[text.index(END) + len(END):]
-    else:
-        text = text.rstrip() + f"\n\n{SECTION}\n\n{block}\n"
-    path.write_text(text)
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated subset of {','.join(PARTS)}")
@@ -298,7 +287,7 @@ def main(argv=None):
     print()
     print(text)
     if args.write and not args.quick:
-        write_section(common.ROOT / "bench" / "RESULTS.md", text)
+        common.write_section(common.ROOT / "bench" / "RESULTS.md", text, BEGIN, END, SECTION)
     return 0
 
 

@@ -32,6 +32,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench import common  # noqa: E402
 from tinygpt import backend  # noqa: E402
 from tinygpt.ops import (adamw, attention, elementwise, gru, layernorm, lstm, matmul,  # noqa: E402
                          softmax)
@@ -595,20 +596,9 @@ def main(argv=None):
     print(report)
     path = args.write or (None if args.quick else str(ROOT / "bench" / "RESULTS.md"))
     if path:
-        write_section(Path(path), report, "kernels" if args.clock == "wall" else "kernels-cpu")
+        tag = "kernels" if args.clock == "wall" else "kernels-cpu"
+        common.write_section(Path(path), report, f"<!-- {tag}:begin -->", f"<!-- {tag}:end -->")
         print(f"\nwritten to {path}")
-
-
-def write_section(path, report, tag):
-    """Replace the section `tag` of `path` (between its markers), keeping everything else."""
-    begin, end = f"<!-- {tag}:begin -->", f"<!-- {tag}:end -->"
-    text = path.read_text() if path.exists() else "# Benchmark results\n"
-    block = f"{begin}\n{report}\n{end}"
-    if begin in text and end in text:
-        text = text[:text.index(begin)] + block + text[text.index(end) + len(end):]
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    path.write_text(text)
 
 
 MODULES = {}
