@@ -483,7 +483,7 @@ class BatchProgress:
 
 
 def cmd_evaluate(args):
-    from tinygpt.train import evaluate_lm, load_run
+    from tinygpt.train import load_run
     from tinygpt.train.data import encode_in_pieces, load_splits
     from tinygpt.text_files import read_text
 
@@ -512,17 +512,8 @@ def cmd_evaluate(args):
         raise ValueError(f"{what} has {len(tokens)} tokens, fewer than block_size + 1 = {block_size + 1}")
     check_batches(args)
     windows = (len(tokens) - 1) // block_size
-    total = -(-windows // args.batch_size)
-    if args.max_batches is not None:
-        total = min(total, args.max_batches)
-    with BatchProgress("evaluate", total) as progress:
-        result = evaluate_lm(run.model, tokens, block_size, args.batch_size, args.max_batches, progress=progress)
-    measured = "full split" if args.data is None else "whole file"
-    if args.max_batches is not None and args.max_batches * args.batch_size < windows:
-        measured = f"first {args.max_batches} batches of {args.batch_size}"
-    say(f"{what} of {args.run} at step {run.step}: val loss {result['loss']:.4f} "
-        f"({measured}, {result['windows']:,} windows of {block_size} tokens = {result['tokens']:,} tokens; "
-        f"perplexity {result['perplexity']:.2f})")
+    report_evaluation(run.model, tokens, block_size, windows, args,
+                      f"{what} of {args.run} at step {run.step}", "full split" if args.data is None else "whole file")
     return 0
 
 
@@ -536,7 +527,6 @@ def evaluate_hf_folder(args):
     """tinygpt evaluate --model PATH --data FILE: the loss of FILE's text under a HF GPT-2 folder,
     in windows of the model's whole context (block_size = n_positions)."""
     from tinygpt.text_files import read_text
-    from tinygpt.train import evaluate_lm
     from tinygpt.train.data import encode_in_pieces
 
     if args.data is None:
@@ -552,18 +542,25 @@ def evaluate_hf_folder(args):
         raise ValueError(f"{args.data} has {len(tokens)} tokens, fewer than the model's block_size + 1 = "
                          f"{block_size + 1}")
     windows = (len(tokens) - 1) // block_size
+    report_evaluation(model, tokens, block_size, windows, args, f"{args.data} under {args.model}", "whole file")
+    return 0
+
+
+def report_evaluation(model, tokens, block_size, windows, args, title, measured):
+    """evaluate_lm over `windows` windows of tokens (at most --max-batches batches), with a progress
+    bar, then one line: title, the loss, what part was measured, and the perplexity."""
+    from tinygpt.train import evaluate_lm
+
     total = -(-windows // args.batch_size)
     if args.max_batches is not None:
         total = min(total, args.max_batches)
     with BatchProgress("evaluate", total) as progress:
         result = evaluate_lm(model, tokens, block_size, args.batch_size, args.max_batches, progress=progress)
-    measured = "whole file"
     if args.max_batches is not None and args.max_batches * args.batch_size < windows:
         measured = f"first {args.max_batches} batches of {args.batch_size}"
-    say(f"{args.data} under {args.model}: val loss {result['loss']:.4f} "
+    say(f"{title}: val loss {result['loss']:.4f} "
         f"({measured}, {result['windows']:,} windows of {block_size} tokens = {result['tokens']:,} tokens; "
         f"perplexity {result['perplexity']:.2f})")
-    return 0
 
 
 def cmd_export(args):
