@@ -308,18 +308,10 @@ class LSTM(Layer):
         self.dropout_rng = rng.spawn(1)[0]
 
     def check_input_shape(self, input_shape):
-        if len(input_shape) != 3 or input_shape[2] is None:
-            raise ValueError(f"LSTM {self.name!r} takes input of rank 3 (batch, timesteps, features), "
-                             f"got shape {input_shape}; token ids need an Embedding layer first, "
-                             f"and a single series of numbers needs x[..., None]")
-        if self.built and input_shape[2] != self.input_shape[2]:
-            raise ValueError(f"LSTM {self.name!r} was built for {self.input_shape[2]} features per "
-                             f"step, got input of shape {input_shape}")
+        recurrent.check_input_shape(self, input_shape)
 
     def compute_output_shape(self, input_shape):
-        out = (input_shape[0], input_shape[1], self.units) if self.return_sequences else (input_shape[0], self.units)
-        state = (input_shape[0], self.units)
-        return [out, state, state] if self.return_state else out
+        return recurrent.output_shape(self, input_shape, 2)
 
     def compute_mask(self, x, mask):
         return recurrent.output_mask(self, mask, 2)

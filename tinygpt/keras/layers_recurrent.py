@@ -70,18 +70,10 @@ class _Recurrent(Layer):
         self.dropout_rng = rng.spawn(1)[0]
 
     def check_input_shape(self, input_shape):
-        if len(input_shape) != 3 or input_shape[2] is None:
-            raise ValueError(f"{type(self).__name__} {self.name!r} takes input of rank 3 (batch, "
-                             f"timesteps, features), got shape {input_shape}; token ids need an "
-                             f"Embedding layer first, and a single series of numbers needs x[..., None]")
-        if self.built and input_shape[2] != self.input_shape[2]:
-            raise ValueError(f"{type(self).__name__} {self.name!r} was built for {self.input_shape[2]} "
-                             f"features per step, got input of shape {input_shape}")
+        recurrent.check_input_shape(self, input_shape)
 
     def compute_output_shape(self, input_shape):
-        batch, steps = input_shape[0], input_shape[1]
-        out = (batch, steps, self.units) if self.return_sequences else (batch, self.units)
-        return [out] + [(batch, self.units)] * self.n_states if self.return_state else out
+        return recurrent.output_shape(self, input_shape, self.n_states)
 
     def compute_mask(self, x, mask):
         return recurrent.output_mask(self, mask, self.n_states)

@@ -26,6 +26,25 @@ def check_unsupported(layer, stateful=False, unroll=False, time_major=False):
             raise NotImplementedError(f"{layer}({key}=True) is not supported by tinygpt.keras")
 
 
+def check_input_shape(layer, input_shape):
+    """A recurrent layer's input must be (batch, timesteps, features), with the features it was built for."""
+    name = type(layer).__name__
+    if len(input_shape) != 3 or input_shape[2] is None:
+        raise ValueError(f"{name} {layer.name!r} takes input of rank 3 (batch, timesteps, features), "
+                         f"got shape {input_shape}; token ids need an Embedding layer first, and a "
+                         f"single series of numbers needs x[..., None]")
+    if layer.built and input_shape[2] != layer.input_shape[2]:
+        raise ValueError(f"{name} {layer.name!r} was built for {layer.input_shape[2]} features per "
+                         f"step, got input of shape {input_shape}")
+
+
+def output_shape(layer, input_shape, n_states):
+    """(batch, steps, features) -> the output's shape, and with return_state the n_states states' too."""
+    batch, steps = input_shape[0], input_shape[1]
+    out = (batch, steps, layer.units) if layer.return_sequences else (batch, layer.units)
+    return [out] + [(batch, layer.units)] * n_states if layer.return_state else out
+
+
 def output_mask(layer, mask, n_states):
     """The mask of a recurrent layer's output(s): the steps' mask for a sequence, none for a state."""
     seq_mask = mask if layer.return_sequences else None
