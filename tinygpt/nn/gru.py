@@ -13,6 +13,7 @@ import numpy as np
 
 from tinygpt import functional as F
 from tinygpt.nn.layers import Dropout
+from tinygpt.nn.lstm import batch_first_input
 from tinygpt.nn.module import Module, Parameter, as_rng
 
 
@@ -40,12 +41,7 @@ class GRU(Module):
         self.dropout = Dropout(dropout, rng=rng.spawn(1)[0])  # between layers, not after the last
 
     def forward(self, x, h0=None):
-        if x.ndim != 3 or x.shape[2] != self.input_size:
-            layout = "(B, T" if self.batch_first else "(T, B"
-            raise ValueError(f"GRU expects x of shape {layout}, {self.input_size}) "
-                             f"(batch_first={self.batch_first}), got {x.shape}")
-        if not self.batch_first:
-            x = F.transpose(x, 0, 1)  # (T, B, I) -> (B, T, I): the op runs batch first
+        x = batch_first_input(self, x)  # (B, T, I)
         B, L, D = x.shape[0], self.num_layers, self.hidden_size
         if h0 is None:
             h0 = np.zeros((L, B, D), dtype=x.dtype)  # a constant: no gradient to compute

@@ -17,6 +17,16 @@ from tinygpt.nn.layers import Dropout
 from tinygpt.nn.module import Module, Parameter, as_rng
 
 
+def batch_first_input(layer, x):
+    """An LSTM's or GRU's input x: (B, T, I) with layer.batch_first, else (T, B, I) -> (B, T, I),
+    the layout the ops run in; a clear error for any other shape."""
+    if x.ndim != 3 or x.shape[2] != layer.input_size:
+        layout = "(B, T" if layer.batch_first else "(T, B"
+        raise ValueError(f"{type(layer).__name__} expects x of shape {layout}, {layer.input_size}) "
+                         f"(batch_first={layer.batch_first}), got {x.shape}")
+    return x if layer.batch_first else F.transpose(x, 0, 1)
+
+
 class LSTM(Module):
     """x: (B, T, I) with batch_first=True, else (T, B, I); state (h0, c0) each (num_layers, B, D)
     or None (zeros) -> out: (B, T, D) (or (T, B, D)) from the last layer, (h_n, c_n) each
@@ -42,12 +52,7 @@ class LSTM(Module):
         self.dropout = Dropout(dropout, rng=rng.spawn(1)[0])  # between layers, not after the last
 
     def forward(self, x, state=None):
-        if x.ndim != 3 or x.shape[2] != self.input_size:
-            layout = "(B, T" if self.batch_first else "(T, B"
-            raise ValueError(f"LSTM expects x of shape {layout}, {self.input_size}) "
-                             f"(batch_first={self.batch_first}), got {x.shape}")
-        if not self.batch_first:
-            x = F.transpose(x, 0, 1)  # (T, B, I) -> (B, T, I): the op runs batch first
+        x = batch_first_input(self, x)  # (B, T, I)
         B, L, D = x.shape[0], self.num_layers, self.hidden_size
         if state is None:
             h0 = c0 = np.zeros((L, B, D), dtype=x.dtype)  # a constant: no gradient to compute
