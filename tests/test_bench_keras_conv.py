@@ -1,14 +1,10 @@
 """bench/keras_conv.py times the same model on both sides: with the same weights, the tinygpt.keras
 Conv1D classifier and the PyTorch one give the same probabilities."""
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench import keras_conv  # noqa: E402
+from bench import keras_conv
 
 SMALL = dict(keras_conv.SPEC, vocab=50, emb=8, filters=6, kernel=3, strides=2, hidden=5, T=20, batch=4)
 
