@@ -573,3 +573,20 @@ def test_numba_kernels_load_from_cache_in_a_new_process():
     recompiled = result.stdout.strip()
     assert not recompiled, (f"a new process recompiled {recompiled} instead of loading Numba's cache "
                             f"(is NUMBA_CACHE_DIR writable? did a numba_*.py change in between?)")
+
+
+def test_c_matmul_gradient_of_a_transposed_weight_keeps_its_layout():
+    """GPT's tied head multiplies by wte.T, an F-ordered view: its gradient must come back in that
+    layout (its transpose C-ordered), so that adding it into wte's gradient walks memory in order."""
+    fwd = kernel_or_skip("c", "matmul_forward")
+    bwd = kernel_or_skip("c", "matmul_backward")
+    rng = np.random.default_rng(0)
+    x = _normal(rng, (10, 8), np.float32)  # (B*T, C): linear folds the batch axes first
+    wte = _normal(rng, (11, 8), np.float32)  # (V, C)
+    out, cache = fwd(x, wte.T)
+    dout = _normal(rng, out.shape, np.float32)  # (B*T, V)
+    dx, dw = bwd(dout, cache)
+    assert dw.shape == (8, 11) and dw.T.flags.c_contiguous
+    want_dx, want_dw = backend._references["matmul_backward"](dout, cache)
+    assert_close(dw, want_dw, "dw")
+    assert_close(dx, want_dx, "dx")
