@@ -16,7 +16,7 @@ from cffi import FFI
 MODULE = "tinygpt._tinygpt_c"
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SOURCES = ["csrc/runtime.c", "csrc/sgemm.c", "csrc/skinny.c", "csrc/attention.c", "csrc/softmax.c",
-           "csrc/layernorm.c", "csrc/gelu.c", "csrc/adamw.c", "csrc/lstm.c", "csrc/gru.c",
+           "csrc/layernorm.c", "csrc/gelu.c", "csrc/adamw.c", "csrc/norm.c", "csrc/lstm.c", "csrc/gru.c",
            "csrc/bpe.c"]  # relative to ROOT, as setuptools wants
 
 # Safe for every kernel: errno and FP traps are never looked at, and dropping them lets sqrtf

@@ -139,6 +139,10 @@ void adamw_update(float *param,      /* (n,) */
                   long n, double lr, double beta1, double beta2, double eps,
                   double weight_decay, long step);
 
+/* norm.c: sum(x**2) accumulated in double, the same on any number of threads */
+double sum_of_squares(const float *x, /* (n,) */
+                      long n);
+
 /* lstm.c: one LSTM layer over a whole sequence; gates in PyTorch's order i, f, g, o */
 void lstm_forward(float *hs,          /* (batch, steps + 1, d): hs[:, 0] = h0 on entry */
                   float *cs,          /* (batch, steps + 1, d): cs[:, 0] = c0 on entry */

@@ -399,10 +399,32 @@ ADAMW_EDGES = [dict(shape=(1,), layout="contiguous", lr=1e-3, weight_decay=0.0),
                dict(shape=(7, 65), layout="transposed", lr=0.1, weight_decay=0.1)]
 
 
+def check_sum_of_squares(backend_name, params, seed, dtype=np.float32):
+    impl = kernel_or_skip(backend_name, "sum_of_squares")
+    x = lay_out(_normal(np.random.default_rng(seed), params["shape"], dtype) * params["scale"], params["layout"])
+    what = f"{backend_name} sum_of_squares on {params} ({np.dtype(dtype).name})"
+    got = impl(x)
+    if got is NotImplemented:
+        assert dtype != np.float32, f"{what}: returned NotImplemented for float32 input"
+        return
+    want = backend._references["sum_of_squares"](x)
+    assert isinstance(got, float), f"{what}: returned {type(got).__name__}, expected float"
+    assert got == pytest.approx(want, rel=1e-12, abs=1e-300), f"{what}: {got!r} != {want!r}"
+
+
+# more elements than the C kernel's threading threshold (and 64 blocks), an odd count
+SUM_OF_SQUARES_PARAMS = _fixed(shape=SMALL_SHAPES, layout=LAYOUTS, scale=st.sampled_from([1.0, 1e3]))
+SUM_OF_SQUARES_EDGES = [dict(shape=(1,), layout="contiguous", scale=1.0),
+                        dict(shape=(3, 65), layout="transposed", scale=1e-3),
+                        dict(shape=(3, 131_075), layout="contiguous", scale=1e3)]
+OWN_CHECKS = {"adamw_update": (check_adamw, ADAMW_PARAMS, ADAMW_EDGES),
+              "sum_of_squares": (check_sum_of_squares, SUM_OF_SQUARES_PARAMS, SUM_OF_SQUARES_EDGES)}
+
+
 # ----- the parity tests ----------------------------------------------------------------------
 
 def test_every_registered_kernel_has_a_parity_case():
-    missing = [n for n in KERNEL_NAMES if n not in FAMILY_OF and n != "adamw_update"]
+    missing = [n for n in KERNEL_NAMES if n not in FAMILY_OF and n not in OWN_CHECKS]
     assert not missing, f"kernels without a case in tests/test_kernel_parity.py: {missing}"
 
 
@@ -411,8 +433,9 @@ def test_every_registered_kernel_has_a_parity_case():
 @given(data=st.data())
 def test_kernel_matches_reference(backend_name, name, data):
     seed = data.draw(st.integers(0, 2**32 - 1), label="seed")
-    if name == "adamw_update":
-        check_adamw(backend_name, data.draw(ADAMW_PARAMS, label="params"), seed)
+    if name in OWN_CHECKS:
+        check, params, _ = OWN_CHECKS[name]
+        check(backend_name, data.draw(params, label="params"), seed)
     else:
         check_pair(backend_name, name, data.draw(FAMILY_OF[name].params, label="params"), seed)
 
@@ -420,9 +443,10 @@ def test_kernel_matches_reference(backend_name, name, data):
 @pytest.mark.parametrize("backend_name, name", KERNEL_CASES)
 def test_kernel_matches_reference_on_edge_cases(backend_name, name):
     """T=1, one head, batch 1, sizes one past a tile, every target ignored: always run."""
-    if name == "adamw_update":
-        for params in ADAMW_EDGES:
-            check_adamw(backend_name, params, seed=0)
+    if name in OWN_CHECKS:
+        check, _, edges = OWN_CHECKS[name]
+        for params in edges:
+            check(backend_name, params, seed=0)
     else:
         for params in FAMILY_OF[name].edges:
             check_pair(backend_name, name, params, seed=0)
@@ -430,8 +454,9 @@ def test_kernel_matches_reference_on_edge_cases(backend_name, name):
 
 @pytest.mark.parametrize("backend_name, name", KERNEL_CASES)
 def test_kernel_declines_or_matches_float64(backend_name, name):
-    if name == "adamw_update":
-        check_adamw(backend_name, ADAMW_EDGES[1], seed=1, dtype=np.float64)
+    if name in OWN_CHECKS:
+        check, _, edges = OWN_CHECKS[name]
+        check(backend_name, edges[1], seed=1, dtype=np.float64)
     else:
         for params in FAMILY_OF[name].edges:
             check_pair(backend_name, name, params, seed=1, dtype=np.float64)

@@ -186,9 +186,9 @@ def test_clip_grad_norm_scales_all_gradients_to_max_norm():
 
 
 def test_clip_grad_norm_sums_large_gradients_in_float64_chunks():
-    from tinygpt.optim import clip
+    from tinygpt.ops import reduce
     rng = np.random.default_rng(3)
-    big = nn.Parameter(np.zeros((3, clip._CHUNK // 2 + 7), np.float32))  # 1.5 chunks and a bit
+    big = nn.Parameter(np.zeros((3, reduce._CHUNK // 2 + 7), np.float32))  # 1.5 chunks and a bit
     big.grad = (rng.standard_normal(big.data.shape) * 1e3).astype(np.float32)
     want = math.sqrt(float((big.grad.astype(np.float64) ** 2).sum()))
     assert clip_grad_norm_([big], 1e12) == pytest.approx(want, rel=1e-12)

@@ -356,6 +356,13 @@ def adamw_update(param, grad, m, v, lr, beta1, beta2, eps, weight_decay, step):
                      float(beta2), float(eps), float(weight_decay), int(step))
 
 
+def sum_of_squares(x):
+    """x: any shape -> float: sum(x ** 2) accumulated in double"""
+    if not _f32(x):
+        return NotImplemented
+    return float(lib.sum_of_squares(_p(_c(x)), x.size))
+
+
 # ---- LSTM -----------------------------------------------------------------------------------
 
 def lstm_forward(x, h0, c0, w_ih, w_hh, b):

@@ -6,6 +6,10 @@ Not here: softmax and log-softmax (softmax.py), which reduce and broadcast back 
 
 import numpy as np
 
+from tinygpt.backend import kernel
+
+_CHUNK = 1 << 16  # floats squared at a time by sum_of_squares: a 512 KiB float64 temporary
+
 
 def normalize_axes(axis, ndim):
     """`axis` (None, int or tuple, possibly negative) as a sorted tuple of non-negative axes."""
@@ -80,3 +84,18 @@ def var_backward(dout, cache):
     # out = sum(c**2) / n with c = x - mean(x); the mean's own gradient cancels, because sum(c) = 0
     centered, axes, keepdims, divisor = cache
     return expand(dout, axes, keepdims) * (2.0 / divisor) * centered
+
+
+@kernel
+def sum_of_squares(x):
+    """x: any shape -> float: sum(x ** 2) accumulated in float64, a chunk at a time (the squared
+    norm clip_grad_norm_ takes): a float64 copy of the whole array would be twice its size (300
+    MiB for GPT-2's token-embedding gradient) at the step's memory peak. Not differentiable."""
+    flat = x.reshape(-1)
+    total = 0.0
+    for start in range(0, flat.size, _CHUNK):
+        chunk = flat[start:start + _CHUNK].astype(np.float64)
+        # NOTE: not np.dot: BLAS would wake its threads for every chunk, and on a busy machine
+        # each wake-up waits for a core
+        total += float(np.multiply(chunk, chunk, out=chunk).sum())
+    return total

@@ -8,22 +8,8 @@ import math
 
 import numpy as np
 
+from tinygpt.ops.reduce import sum_of_squares
 from tinygpt.tensor import Tensor
-
-_CHUNK = 1 << 16  # floats squared per step: a 512 KiB float64 temporary, whatever the parameter
-
-
-def _sum_of_squares(g):
-    """sum(g ** 2) accumulated in float64, a chunk at a time: a float64 copy of the whole
-    gradient would be twice its size (300 MiB for GPT-2's token embedding) at the step's peak."""
-    flat = g.reshape(-1)
-    total = 0.0
-    for start in range(0, flat.size, _CHUNK):
-        chunk = flat[start:start + _CHUNK].astype(np.float64)
-        # NOTE: not np.dot: BLAS would wake its threads for every chunk, and on a busy machine
-        # each wake-up waits for a core
-        total += float(np.multiply(chunk, chunk, out=chunk).sum())
-    return total
 
 
 def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=False, *, eps=1e-6):
@@ -43,7 +29,7 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=Fals
         return 0.0
     # accumulate in float64: the sum of a million float32 squares loses digits otherwise
     if norm_type == 2.0:
-        total = math.sqrt(sum(_sum_of_squares(g) for g in grads))
+        total = math.sqrt(sum(sum_of_squares(g) for g in grads))
     elif norm_type == math.inf:
         total = max(float(np.max(np.abs(g), initial=0.0)) for g in grads)
     else:
