@@ -239,7 +239,7 @@ def test_profile_prints_the_op_table_of_a_run_and_writes_a_trace(here):
     done = tinygpt("profile", "--run", "r", "--trace", "step.json", cwd=here)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
-    assert lines[0] == "one training step of r (forward, backward, clip, AdamW), after one warm-up step:"
+    assert lines[0] == "one training step of r (forward, backward, clip, AdamW), after two warm-up steps:"
     assert lines[1].split()[:3] == ["op", "backend", "calls"]
     ops = {line.split()[0] for line in lines[3:] if line and not line.startswith(("-", "in ops"))}
     assert {"linear", "causal_self_attention", "layernorm", "cross_entropy", "embedding"} <= ops

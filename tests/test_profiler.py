@@ -240,3 +240,13 @@ def test_profile_changes_no_result():
     assert loss2.item() == loss.item()
     for g, p in zip(plain, mlp2.parameters()):
         np.testing.assert_array_equal(p.grad, g)
+
+
+def test_profile_training_step_trains_on_seq_len_tokens():
+    """seq_len shortens the windows: the linear layers' FLOPs scale with the tokens of the step."""
+    full = profile_training_step("tiny", batch_size=2, warmup=0)
+    short = profile_training_step("tiny", batch_size=2, warmup=0, seq_len=16)
+    flops = {p: sum(r.flops for r in prof.records if r.op == "linear") for p, prof in (("full", full), ("short", short))}
+    assert flops["short"] * 4 == flops["full"]  # tiny's block_size is 64
+    with pytest.raises(ValueError, match="seq_len=65 must be between 1 and the model's block_size 64"):
+        profile_training_step("tiny", batch_size=2, warmup=0, seq_len=65)

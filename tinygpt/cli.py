@@ -626,9 +626,9 @@ def cmd_profile(args):
             raise ValueError(f"{args.run} holds a {run.config['kind']} {type(run.model).__name__}; "
                              f"tinygpt profile times a GPT language model's training step")
         what = run.model
-    prof = profile_training_step(what, batch_size=args.batch_size)
+    prof = profile_training_step(what, batch_size=args.batch_size, seq_len=args.seq_len)
     label = args.run or f"--config {what}"
-    say(f"one training step of {label} (forward, backward, clip, AdamW), after one warm-up step:")
+    say(f"one training step of {label} (forward, backward, clip, AdamW), after two warm-up steps:")
     say(prof.table(sort_by=args.sort, limit=args.rows))
     if args.trace:
         prof.export_chrome_trace(args.trace)
@@ -792,11 +792,14 @@ def build_parser():
                           description="Profile one GPT training step op by op (tinygpt.profile).",
                           epilog="examples:\n  tinygpt profile --config baby\n"
                                  "  tinygpt profile --run runs/shakespeare-char-gpt --trace step.json\n"
-                                 "  tinygpt profile --config small --backend numpy --sort forward")
+                                 "  tinygpt profile --config small --backend numpy --sort forward\n"
+                                 "  tinygpt profile --config gpt2-124m --seq-len 256 --rows 8")
     prof.add_argument("--run", help="profile this run's model (random tokens of its vocabulary)")
-    prof.add_argument("--config", choices=("tiny", "small", "baby", "default"),
+    prof.add_argument("--config", choices=("tiny", "small", "baby", "gpt2-124m", "default"),
                       help="a built-in model size (default: baby)")
     prof.add_argument("--batch-size", type=int, default=None, help="windows per step (default: the config's)")
+    prof.add_argument("--seq-len", type=int, default=None,
+                      help="tokens per window (default: the config's; gpt2-124m: 64, the model's block_size otherwise)")
     prof.add_argument("--sort", default="total", choices=("total", "forward", "backward", "calls", "flops", "op"),
                       help="table order (default: total time)")
     prof.add_argument("--rows", type=int, default=None, help="show only the first N rows")

@@ -313,39 +313,49 @@ WORKLOADS = {
     "tiny": dict(gpt=dict(n_layer=2, n_head=2, n_embd=64, block_size=64, vocab_size=65), batch=32),
     "small": dict(gpt=dict(n_layer=4, n_head=4, n_embd=128, block_size=128, vocab_size=65), batch=16),
     "baby": dict(gpt=dict(n_layer=6, n_head=6, n_embd=384, block_size=256, vocab_size=65), batch=8),
+    # GPT-2 124M trained on B=4 windows of T=64 tokens (shorter than its 1024 positions)
+    "gpt2-124m": dict(gpt=dict(n_layer=12, n_head=12, n_embd=768, block_size=1024, vocab_size=50257),
+                      batch=4, seq_len=64),
 }
 
 
 def _model_and_batch(config_name_or_model, batch_size):
+    """-> (model, batch size, window length or None for the model's block_size)"""
     from tinygpt.models import GPT, GPTConfig
     if isinstance(config_name_or_model, GPT):
-        return config_name_or_model, batch_size or 8
+        return config_name_or_model, batch_size or 8, None
     if isinstance(config_name_or_model, GPTConfig):
-        return GPT(config_name_or_model, seed=0), batch_size or 8
+        return GPT(config_name_or_model, seed=0), batch_size or 8, None
     if config_name_or_model == "default":  # `tinygpt train`'s own model (TrainConfig defaults)
         from tinygpt.train.config import TrainConfig
         c = TrainConfig()
         cfg = dict(n_layer=c.n_layer, n_head=c.n_head, n_embd=c.n_embd, block_size=c.block_size,
                    vocab_size=65, dropout=c.dropout, bias=c.bias)
-        return GPT(GPTConfig(**cfg), seed=0), batch_size or c.batch_size
+        return GPT(GPTConfig(**cfg), seed=0), batch_size or c.batch_size, None
     if config_name_or_model not in WORKLOADS:
         raise ValueError(f"profile_training_step: config {config_name_or_model!r} is not one of "
                          f"{', '.join(['default', *WORKLOADS])}, a GPTConfig or a GPT")
     w = WORKLOADS[config_name_or_model]
-    return GPT(GPTConfig(**w["gpt"]), seed=0), batch_size or w["batch"]
+    return GPT(GPTConfig(**w["gpt"]), seed=0), batch_size or w["batch"], w.get("seq_len")
 
 
-def profile_training_step(config_name_or_model="tiny", batch_size=None, warmup=1, seed=0, backend=None):
+def profile_training_step(config_name_or_model="tiny", batch_size=None, warmup=2, seed=0, backend=None,
+                          seq_len=None):
     """Profile one GPT training step (forward, backward, gradient clip, AdamW step) on random
-    tokens; `warmup` unprofiled steps first, so Numba's compile and first-touch pages are not in it.
+    tokens of seq_len (default: the config's, else block_size); `warmup` unprofiled steps first,
+    so Numba's compile and first-touch pages are not in it (GPT-2 124M's second step still pays
+    ~0.3 s of page faults for its 150 MiB embedding gradient: two steps are the default).
     backend: 'auto', 'numpy', 'numba' or 'c' for this call only; None keeps the current one."""
     if backend is not None:
         with _backend.use(backend):
-            return profile_training_step(config_name_or_model, batch_size, warmup, seed)
+            return profile_training_step(config_name_or_model, batch_size, warmup, seed, seq_len=seq_len)
     from tinygpt.optim import AdamW
     from tinygpt.optim.clip import clip_grad_norm_
-    model, batch = _model_and_batch(config_name_or_model, batch_size)
-    T, V = model.config.block_size, model.config.vocab_size
+    model, batch, default_len = _model_and_batch(config_name_or_model, batch_size)
+    T, V = seq_len or default_len or model.config.block_size, model.config.vocab_size
+    if not 1 <= T <= model.config.block_size:
+        raise ValueError(f"profile_training_step: seq_len={T} must be between 1 and the model's "
+                         f"block_size {model.config.block_size}")
     rng = np.random.default_rng(seed)
     params = list(model.parameters())
     optimizer = AdamW(params, lr=1e-3, weight_decay=0.1)
