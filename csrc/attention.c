@@ -81,6 +81,68 @@ static void small_gemm(int m, int n, int k, const float *a, long rsa, long csa,
         }
 }
 
+/* On the causal diagonal a query tile's row r sees the keys j < r + shift of the key tile only
+ * (shift = i0 + offset - j0 + 1, see visible()), so about half of each product there is zeros.
+ * These three run small_gemm one strip of STRIP rows (its register tile's height) at a time and
+ * cut the strip's columns or its k range to what its rows can see. Off the diagonal (shift >= the
+ * tile's width) each is one plain small_gemm. Skipped terms are exact zeros, so the sums are the
+ * plain ones'. */
+#define STRIP 6
+#define NO_CUT (1L << 30)  /* the shift of a tile that nothing cuts (not causal) */
+
+static inline int clamp_int(long x, int hi) { return x < 0 ? 0 : (x > hi ? hi : (int)x); }
+
+/* C = A B (S = Q K^T, dP = dout V^T) where row r needs columns < r + shift only: each strip gets
+ * the columns its last row needs, rounded up to 16; C past them is left unwritten */
+static void gemm_causal_cols(int m, int n, int k, const float *a, long rsa, long csa,
+                             const float *b, long ldb, float *c, long ldc, long shift)
+{
+    if (shift >= n) {
+        small_gemm(m, n, k, a, rsa, csa, b, ldb, c, ldc, 0);
+        return;
+    }
+    for (int i = 0; i < m; i += STRIP) {
+        int h = m - i < STRIP ? m - i : STRIP;
+        int cols = (clamp_int(i + h - 1 + shift, n) + 15) / 16 * 16;
+        if (cols > n) cols = n;
+        if (cols > 0) small_gemm(h, cols, k, a + i * rsa, rsa, csa, b, ldb, c + i * ldc, ldc, 0);
+    }
+}
+
+/* C += A B (O += P V, dQ += dS K) where A's row r is zero from column r + shift on: each strip
+ * sums over the k its last row needs */
+static void gemm_causal_k(int m, int n, int k, const float *a, long rsa, long csa,
+                          const float *b, long ldb, float *c, long ldc, long shift)
+{
+    if (shift >= k) {
+        small_gemm(m, n, k, a, rsa, csa, b, ldb, c, ldc, 1);
+        return;
+    }
+    for (int i = 0; i < m; i += STRIP) {
+        int h = m - i < STRIP ? m - i : STRIP;
+        int kk = clamp_int(i + h - 1 + shift, k);
+        if (kk > 0) small_gemm(h, n, kk, a + i * rsa, rsa, csa, b, ldb, c + i * ldc, ldc, 1);
+    }
+}
+
+/* C += A B with A = P^T or dS^T (dV += P^T dout, dK += dS^T Q): C's rows are keys, and key c
+ * gets nothing from the query rows before c - shift + 1, so each strip starts its k there */
+static void gemm_causal_k_from(int m, int n, int k, const float *a, long rsa, long csa,
+                               const float *b, long ldb, float *c, long ldc, long shift)
+{
+    if (shift >= m) {
+        small_gemm(m, n, k, a, rsa, csa, b, ldb, c, ldc, 1);
+        return;
+    }
+    for (int i = 0; i < m; i += STRIP) {
+        int h = m - i < STRIP ? m - i : STRIP;
+        int from = clamp_int(i - shift + 1, k);
+        if (from < k)
+            small_gemm(h, n, k - from, a + i * rsa + from * csa, rsa, csa, b + from * ldb, ldb,
+                       c + i * ldc, ldc, 1);
+    }
+}
+
 /* (t, hs) -> (hs, ld): rows of dst are columns of src, so S = Q K^T reads K^T by rows */
 static void transpose(float *dst, long ld, const float *src, int t, int hs)
 {
@@ -135,8 +197,9 @@ static void forward_head(float *out, float *lse, const float *q, const float *k,
         for (int j0 = 0; j0 < kend; j0 += BK) {
             int bk = kend - j0 < BK ? (int)(kend - j0) : BK;
             int bk16 = (bk + 15) / 16 * 16;
+            long shift = causal ? i0 + offset - j0 + 1 : NO_CUT;  /* row r sees keys < r + shift */
             /* S = Q K^T (bq, bk), over padded columns that the mask then ignores */
-            small_gemm(bq, bk16, hs, qh + (long)i0 * hs, hs, 1, kt + j0, ld, s, BK, 0);
+            gemm_causal_cols(bq, bk16, hs, qh + (long)i0 * hs, hs, 1, kt + j0, ld, s, BK, shift);
             for (int r = 0; r < bq; r++) {
                 float *sr = s + r * BK;
                 int n = visible(causal, i0 + r, offset, j0, bk);
@@ -184,7 +247,7 @@ static void forward_head(float *out, float *lse, const float *q, const float *k,
                 }
             }
             /* O += P V (bq, hs) */
-            small_gemm(bq, hs, bk, s, BK, 1, vh + (long)j0 * hs, hs, o, hs, 1);
+            gemm_causal_k(bq, hs, bk, s, BK, 1, vh + (long)j0 * hs, hs, o, hs, shift);
         }
         for (int r = 0; r < bq; r++) {
             if (l[r] == 0.0f) {  /* a query that sees no key (key_mask): out = 0 and lse = 0 */
@@ -220,6 +283,7 @@ void attention_forward(float *out, float *lse, const float *q, const float *k, c
          * (bench/RESULTS.md has the measurement) */
         float *kt = tg_alloc(hs * ld), *s = tg_alloc(BQ * BK);
         memset(kt, 0, sizeof(float) * hs * ld);
+        memset(s, 0, sizeof(float) * BQ * BK);  /* the causal cut leaves columns unwritten */
         for (int h = 0; h < bh; h++) forward_head(out, lse, q, k, v, h, tq, tk, hs, causal, scale, kt, ld, s,
                          options_of(h, key_mask, nh, tk, seed, drop_threshold, drop_scale));
         free(kt);
@@ -230,6 +294,7 @@ void attention_forward(float *out, float *lse, const float *q, const float *k, c
     {
         float *kt = tg_alloc(hs * ld), *s = tg_alloc(BQ * BK);
         memset(kt, 0, sizeof(float) * hs * ld);
+        memset(s, 0, sizeof(float) * BQ * BK);  /* the causal cut leaves columns unwritten */
         #pragma omp for schedule(dynamic)
         for (int h = 0; h < bh; h++) forward_head(out, lse, q, k, v, h, tq, tk, hs, causal, scale, kt, ld, s,
                          options_of(h, key_mask, nh, tk, seed, drop_threshold, drop_scale));
@@ -253,6 +318,8 @@ void attention_backward(float *dq, float *dk, float *dv, const float *dout, cons
         float *delta = tg_alloc(tq);
         memset(kt, 0, sizeof(float) * hs * ld);
         memset(vt, 0, sizeof(float) * hs * ld);
+        memset(p, 0, sizeof(float) * BQ * BK);  /* the causal cut leaves columns unwritten */
+        memset(ds, 0, sizeof(float) * BQ * BK);
         #pragma omp for schedule(dynamic)
         for (int h = 0; h < bh; h++) {
             long qo = (long)h * tq * hs, ko = (long)h * tk * hs;
@@ -280,8 +347,9 @@ void attention_backward(float *dq, float *dk, float *dv, const float *dout, cons
                 for (int i0 = (int)(first / BQ * BQ); i0 < tq; i0 += BQ) {
                     int bq = tq - i0 < BQ ? tq - i0 : BQ;
                     const float *qi = qh + (long)i0 * hs, *gi = gh + (long)i0 * hs;
+                    long shift = causal ? i0 + offset - j0 + 1 : NO_CUT;  /* as in forward */
                     /* recompute P = exp(S * scale - lse), exactly forward's softmax */
-                    small_gemm(bq, bk16, hs, qi, hs, 1, kt + j0, ld, p, BK, 0);
+                    gemm_causal_cols(bq, bk16, hs, qi, hs, 1, kt + j0, ld, p, BK, shift);
                     for (int r = 0; r < bq; r++) {
                         float *pr = p + r * BK, l = lh[i0 + r];
                         int n = visible(causal, i0 + r, offset, j0, bk);
@@ -301,31 +369,33 @@ void attention_backward(float *dq, float *dk, float *dv, const float *dout, cons
                                 kept[r * BK + j] = dropout_keep(opt.seed, first + j, opt.threshold)
                                                    ? opt.drop_scale : 0.0f;
                         }
-                        small_gemm(bq, bk16, hs, gi, hs, 1, vt + j0, ld, ds, BK, 0);  /* dout V^T */
+                        gemm_causal_cols(bq, bk16, hs, gi, hs, 1, vt + j0, ld, ds, BK, shift);  /* dout V^T */
                         for (int r = 0; r < bq; r++) {
                             float *dsr = ds + r * BK, *pr = p + r * BK, *kr = kept + r * BK;
                             float dl = delta[i0 + r];
+                            int n = visible(causal, i0 + r, offset, j0, bk);  /* dsr is unwritten past n */
                             #pragma omp simd
                             for (int j = 0; j < bk; j++) {
-                                dsr[j] = pr[j] * (dsr[j] * kr[j] - dl) * scale;
+                                dsr[j] = j < n ? pr[j] * (dsr[j] * kr[j] - dl) * scale : 0.0f;
                                 pr[j] *= kr[j];
                             }
                         }
-                        small_gemm(bk, hs, bq, p, 1, BK, gi, hs, dvh + (long)j0 * hs, hs, 1);
+                        gemm_causal_k_from(bk, hs, bq, p, 1, BK, gi, hs, dvh + (long)j0 * hs, hs, shift);
                     } else {
                         /* out = P V: dV += P^T dout (P^T is P with swapped strides) */
-                        small_gemm(bk, hs, bq, p, 1, BK, gi, hs, dvh + (long)j0 * hs, hs, 1);
+                        gemm_causal_k_from(bk, hs, bq, p, 1, BK, gi, hs, dvh + (long)j0 * hs, hs, shift);
                         /* dP = dout V^T, then dS = P (dP - delta) * scale */
-                        small_gemm(bq, bk16, hs, gi, hs, 1, vt + j0, ld, ds, BK, 0);
+                        gemm_causal_cols(bq, bk16, hs, gi, hs, 1, vt + j0, ld, ds, BK, shift);
                         for (int r = 0; r < bq; r++) {
                             float *dsr = ds + r * BK, *pr = p + r * BK, dl = delta[i0 + r];
+                            int n = visible(causal, i0 + r, offset, j0, bk);  /* dsr is unwritten past n */
                             #pragma omp simd
-                            for (int j = 0; j < bk; j++) dsr[j] = pr[j] * (dsr[j] - dl) * scale;
+                            for (int j = 0; j < bk; j++) dsr[j] = j < n ? pr[j] * (dsr[j] - dl) * scale : 0.0f;
                         }
                     }
                     /* S = Q K^T: dQ += dS K, dK += dS^T Q */
-                    small_gemm(bq, hs, bk, ds, BK, 1, kh + (long)j0 * hs, hs, dqh + (long)i0 * hs, hs, 1);
-                    small_gemm(bk, hs, bq, ds, 1, BK, qi, hs, dkh + (long)j0 * hs, hs, 1);
+                    gemm_causal_k(bq, hs, bk, ds, BK, 1, kh + (long)j0 * hs, hs, dqh + (long)i0 * hs, hs, shift);
+                    gemm_causal_k_from(bk, hs, bq, ds, 1, BK, qi, hs, dkh + (long)j0 * hs, hs, shift);
                 }
             }
         }
