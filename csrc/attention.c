@@ -143,10 +143,21 @@ static void gemm_causal_k_from(int m, int n, int k, const float *a, long rsa, lo
     }
 }
 
-/* (t, hs) -> (hs, ld): rows of dst are columns of src, so S = Q K^T reads K^T by rows */
+/* (t, hs) -> (hs, ld): rows of dst are columns of src, so S = Q K^T reads K^T by rows. Eight
+ * rows of src at a time, so that each store is 8 contiguous floats rather than one float per
+ * row of dst (which made the transpose ~10% of forward's time at T = 128). */
 static void transpose(float *dst, long ld, const float *src, int t, int hs)
 {
-    for (int i = 0; i < t; i++)
+    int i = 0;
+    for (; i + 8 <= t; i += 8)
+        for (int d = 0; d < hs; d++) {
+            const float *from = src + (long)i * hs + d;
+            long step = hs;
+            float col[8] = {from[0], from[step], from[2 * step], from[3 * step], from[4 * step],
+                            from[5 * step], from[6 * step], from[7 * step]};
+            store8(dst + d * ld + i, load8(col));
+        }
+    for (; i < t; i++)
         for (int d = 0; d < hs; d++) dst[d * ld + i] = src[i * hs + d];
 }
 
@@ -159,6 +170,53 @@ static inline int dropout_keep(uint64_t seed, uint64_t counter, uint64_t thresho
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
     z ^= z >> 31;
     return (z >> 40) >= threshold;
+}
+
+/* x[0] + ... + x[n-1] in a fixed order: 8 lanes summed as a tree at the end. An `omp simd`
+ * reduction adds its lanes one after another, a chain of 16 dependent adds per row of a tile. */
+static inline float row_sum(const float *x, int n)
+{
+    f32x8 acc0 = {0}, acc1 = {0};
+    int j = 0;
+    for (; j + 16 <= n; j += 16) {
+        acc0 += load8(x + j);
+        acc1 += load8(x + j + 8);
+    }
+    if (j + 8 <= n) {
+        acc0 += load8(x + j);
+        j += 8;
+    }
+    acc0 += acc1;
+    float sum = ((acc0[0] + acc0[4]) + (acc0[2] + acc0[6])) + ((acc0[1] + acc0[5]) + (acc0[3] + acc0[7]));
+    for (; j < n; j++) sum += x[j];
+    return sum;
+}
+
+typedef int32_t i32x8 __attribute__((vector_size(32)));
+
+/* max(x[0:n]), -inf for n = 0; like row_sum, 8 lanes and then a tree */
+static inline float row_max(const float *x, int n)
+{
+    f32x8 acc = {-INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY};
+    int j = 0;
+    for (; j + 8 <= n; j += 8) {
+        f32x8 v = load8(x + j);
+        i32x8 greater = v > acc;  /* -1 or 0 per lane (C has no ?: on vectors) */
+        acc = (f32x8)(((i32x8)v & greater) | ((i32x8)acc & ~greater));
+    }
+    float a = acc[0] > acc[4] ? acc[0] : acc[4], b = acc[1] > acc[5] ? acc[1] : acc[5];
+    float c = acc[2] > acc[6] ? acc[2] : acc[6], d = acc[3] > acc[7] ? acc[3] : acc[7];
+    a = a > c ? a : c;
+    b = b > d ? b : d;
+    float m = a > b ? a : b;
+    for (; j < n; j++) m = x[j] > m ? x[j] : m;
+    return m;
+}
+
+/* zeros x[n:bk], the masked end of a row (a plain loop there compiles to one store per float) */
+static inline void zero_tail(float *x, int n, int bk)
+{
+    if (n < bk) memset(x + n, 0, sizeof(float) * (bk - n));
 }
 
 /* What a head needs besides q, k, v: the padding mask of its batch row and the dropout. */
@@ -203,21 +261,15 @@ static void forward_head(float *out, float *lse, const float *q, const float *k,
             for (int r = 0; r < bq; r++) {
                 float *sr = s + r * BK;
                 int n = visible(causal, i0 + r, offset, j0, bk);
-                float tile_max = -INFINITY;
                 if (opt.key_mask) {
                     const unsigned char *km = opt.key_mask + j0;
-                    #pragma omp simd reduction(max:tile_max)
-                    for (int j = 0; j < n; j++) {
-                        sr[j] = km[j] ? sr[j] * scale : -INFINITY;  /* padding keys */
-                        tile_max = sr[j] > tile_max ? sr[j] : tile_max;
-                    }
+                    #pragma omp simd
+                    for (int j = 0; j < n; j++) sr[j] = km[j] ? sr[j] * scale : -INFINITY;  /* padding keys */
                 } else {
-                    #pragma omp simd reduction(max:tile_max)
-                    for (int j = 0; j < n; j++) {
-                        sr[j] *= scale;
-                        tile_max = sr[j] > tile_max ? sr[j] : tile_max;
-                    }
+                    #pragma omp simd
+                    for (int j = 0; j < n; j++) sr[j] *= scale;
                 }
+                float tile_max = row_max(sr, n);
                 /* online softmax: a larger max shrinks everything summed so far by
                  * exp(m_old - m_new) (exp(-inf) = 0 on the first tile) */
                 float m_new = tile_max > m[r] ? tile_max : m[r];
@@ -226,13 +278,10 @@ static void forward_head(float *out, float *lse, const float *q, const float *k,
                     continue;
                 }
                 float shrink = exp_approx(m[r] - m_new);
-                float sum = 0.0f;
-                #pragma omp simd reduction(+:sum)
-                for (int j = 0; j < bk; j++) {
-                    sr[j] = j < n ? exp_approx(sr[j] - m_new) : 0.0f;  /* the mask */
-                    sum += sr[j];
-                }
-                l[r] = l[r] * shrink + sum;
+                #pragma omp simd
+                for (int j = 0; j < n; j++) sr[j] = exp_approx(sr[j] - m_new);
+                zero_tail(sr, n, bk);  /* the mask */
+                l[r] = l[r] * shrink + row_sum(sr, n);
                 m[r] = m_new;
                 if (shrink != 1.0f) {
                     float *orow = o + r * hs;
@@ -254,8 +303,9 @@ static void forward_head(float *out, float *lse, const float *q, const float *k,
                 lse[(long)h * tq + i0 + r] = 0.0f;
                 continue;  /* o's row is still the memset's zeros */
             }
-            float inv = 1.0f / l[r];
-            for (int d = 0; d < hs; d++) o[r * hs + d] *= inv;
+            float inv = 1.0f / l[r], *orow = o + r * hs;
+            #pragma omp simd
+            for (int d = 0; d < hs; d++) orow[d] *= inv;
             lse[(long)h * tq + i0 + r] = m[r] + logf(l[r]);
         }
     }
@@ -354,7 +404,8 @@ void attention_backward(float *dq, float *dk, float *dv, const float *dout, cons
                         float *pr = p + r * BK, l = lh[i0 + r];
                         int n = visible(causal, i0 + r, offset, j0, bk);
                         #pragma omp simd
-                        for (int j = 0; j < bk; j++) pr[j] = j < n ? exp_approx(pr[j] * scale - l) : 0.0f;
+                        for (int j = 0; j < n; j++) pr[j] = exp_approx(pr[j] * scale - l);
+                        zero_tail(pr, n, bk);  /* the mask */
                         if (opt.key_mask)
                             #pragma omp simd
                             for (int j = 0; j < n; j++) pr[j] = opt.key_mask[j0 + j] ? pr[j] : 0.0f;
@@ -373,12 +424,13 @@ void attention_backward(float *dq, float *dk, float *dv, const float *dout, cons
                         for (int r = 0; r < bq; r++) {
                             float *dsr = ds + r * BK, *pr = p + r * BK, *kr = kept + r * BK;
                             float dl = delta[i0 + r];
-                            int n = visible(causal, i0 + r, offset, j0, bk);  /* dsr is unwritten past n */
+                            int n = visible(causal, i0 + r, offset, j0, bk);  /* P is 0 past n */
                             #pragma omp simd
-                            for (int j = 0; j < bk; j++) {
-                                dsr[j] = j < n ? pr[j] * (dsr[j] * kr[j] - dl) * scale : 0.0f;
+                            for (int j = 0; j < n; j++) {
+                                dsr[j] = pr[j] * (dsr[j] * kr[j] - dl) * scale;
                                 pr[j] *= kr[j];
                             }
+                            zero_tail(dsr, n, bk);
                         }
                         gemm_causal_k_from(bk, hs, bq, p, 1, BK, gi, hs, dvh + (long)j0 * hs, hs, shift);
                     } else {
@@ -388,9 +440,10 @@ void attention_backward(float *dq, float *dk, float *dv, const float *dout, cons
                         gemm_causal_cols(bq, bk16, hs, gi, hs, 1, vt + j0, ld, ds, BK, shift);
                         for (int r = 0; r < bq; r++) {
                             float *dsr = ds + r * BK, *pr = p + r * BK, dl = delta[i0 + r];
-                            int n = visible(causal, i0 + r, offset, j0, bk);  /* dsr is unwritten past n */
+                            int n = visible(causal, i0 + r, offset, j0, bk);  /* P is 0 past n */
                             #pragma omp simd
-                            for (int j = 0; j < bk; j++) dsr[j] = j < n ? pr[j] * (dsr[j] - dl) * scale : 0.0f;
+                            for (int j = 0; j < n; j++) dsr[j] = pr[j] * (dsr[j] - dl) * scale;
+                            zero_tail(dsr, n, bk);
                         }
                     }
                     /* S = Q K^T: dQ += dS K, dK += dS^T Q */
