@@ -156,7 +156,7 @@ static void gemm_causal_k_from(int m, int n, int k, const float *a, long rsa, lo
 
 /* (t, hs) -> (hs, ld): rows of dst are columns of src, so S = Q K^T reads K^T by rows. Eight
  * rows of src at a time, so that each store is 8 contiguous floats rather than one float per
- * row of dst (which made the transpose ~10% of forward's time at T = 128). */
+ * row of dst. */
 static void transpose(float *dst, long ld, const float *src, int t, int hs)
 {
     int i = 0;
