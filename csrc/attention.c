@@ -14,31 +14,42 @@
 #define BQ 64  /* query rows per tile */
 #define BK 64  /* keys per tile: a BQ x BK block of scores is 16 KiB, it stays in L1 */
 
+/* 16 floats: one AVX-512 register, or two AVX ones (GCC splits a vector wider than the target's) */
+typedef float f32x16 __attribute__((vector_size(64)));
+
+static inline f32x16 load16(const float *p) { f32x16 v; memcpy(&v, p, sizeof v); return v; }
+static inline void store16(float *p, f32x16 v) { memcpy(p, &v, sizeof v); }
+
 /* C[0:R, 0:16 or 8] (+)= A[0:R, 0:k] B[0:k, 0:16 or 8] in registers. A is read one scalar at a
  * time (any strides: a transposed A costs nothing), B by rows. always_inline with a constant R
- * gives one fully unrolled copy per R. */
+ * gives one fully unrolled copy per R. The 16-wide case is one f32x16 per row, so that with
+ * AVX-512 each scalar of A costs one FMA instead of two. */
 static inline __attribute__((always_inline)) void
 tile(int R, int wide, int k, const float *a, long rsa, long csa, const float *b, long ldb,
      float *c, long ldc, int accumulate)
 {
-    f32x8 acc0[6] = {0}, acc1[6] = {0};
-    for (int p = 0; p < k; p++) {
-        const float *bp = b + p * ldb;
-        f32x8 b0 = load8(bp), b1 = wide ? load8(bp + 8) : b0;
-        for (int i = 0; i < R; i++) {
-            float ai = a[i * rsa + p * csa];
-            acc0[i] += ai * b0;
-            if (wide) acc1[i] += ai * b1;
+    if (wide) {
+        f32x16 acc[6] = {0};
+        for (int p = 0; p < k; p++) {
+            f32x16 bp = load16(b + p * ldb);
+            for (int i = 0; i < R; i++) acc[i] += a[i * rsa + p * csa] * bp;
         }
+        for (int i = 0; i < R; i++) {
+            float *ci = c + i * ldc;
+            if (accumulate) acc[i] += load16(ci);
+            store16(ci, acc[i]);
+        }
+        return;
+    }
+    f32x8 acc[6] = {0};
+    for (int p = 0; p < k; p++) {
+        f32x8 bp = load8(b + p * ldb);
+        for (int i = 0; i < R; i++) acc[i] += a[i * rsa + p * csa] * bp;
     }
     for (int i = 0; i < R; i++) {
         float *ci = c + i * ldc;
-        if (accumulate) {
-            acc0[i] += load8(ci);
-            if (wide) acc1[i] += load8(ci + 8);
-        }
-        store8(ci, acc0[i]);
-        if (wide) store8(ci + 8, acc1[i]);
+        if (accumulate) acc[i] += load8(ci);
+        store8(ci, acc[i]);
     }
 }
 
@@ -81,10 +92,83 @@ static void small_gemm(int m, int n, int k, const float *a, long rsa, long csa,
         }
 }
 
-/* (t, hs) -> (hs, ld): rows of dst are columns of src, so S = Q K^T reads K^T by rows */
+/* On the causal diagonal a query tile's row r sees the keys j < r + shift of the key tile only
+ * (shift = i0 + offset - j0 + 1, see visible()), so about half of each product there is zeros.
+ * These three run small_gemm one strip of STRIP rows (its register tile's height) at a time and
+ * cut the strip's columns or its k range to what its rows can see. Off the diagonal (shift >= the
+ * tile's width) each is one plain small_gemm. Skipped terms are exact zeros, so the sums are the
+ * plain ones'. */
+#define STRIP 6
+#define NO_CUT (1L << 30)  /* the shift of a tile that nothing cuts (not causal) */
+
+static inline int clamp_int(long x, int hi) { return x < 0 ? 0 : (x > hi ? hi : (int)x); }
+
+/* C = A B (S = Q K^T, dP = dout V^T) where row r needs columns < r + shift only: each strip gets
+ * the columns its last row needs, rounded up to 16; C past them is left unwritten */
+static void gemm_causal_cols(int m, int n, int k, const float *a, long rsa, long csa,
+                             const float *b, long ldb, float *c, long ldc, long shift)
+{
+    if (shift >= n) {
+        small_gemm(m, n, k, a, rsa, csa, b, ldb, c, ldc, 0);
+        return;
+    }
+    for (int i = 0; i < m; i += STRIP) {
+        int h = m - i < STRIP ? m - i : STRIP;
+        int cols = (clamp_int(i + h - 1 + shift, n) + 15) / 16 * 16;
+        if (cols > n) cols = n;
+        if (cols > 0) small_gemm(h, cols, k, a + i * rsa, rsa, csa, b, ldb, c + i * ldc, ldc, 0);
+    }
+}
+
+/* C += A B (O += P V, dQ += dS K) where A's row r is zero from column r + shift on: each strip
+ * sums over the k its last row needs */
+static void gemm_causal_k(int m, int n, int k, const float *a, long rsa, long csa,
+                          const float *b, long ldb, float *c, long ldc, long shift)
+{
+    if (shift >= k) {
+        small_gemm(m, n, k, a, rsa, csa, b, ldb, c, ldc, 1);
+        return;
+    }
+    for (int i = 0; i < m; i += STRIP) {
+        int h = m - i < STRIP ? m - i : STRIP;
+        int kk = clamp_int(i + h - 1 + shift, k);
+        if (kk > 0) small_gemm(h, n, kk, a + i * rsa, rsa, csa, b, ldb, c + i * ldc, ldc, 1);
+    }
+}
+
+/* C += A B with A = P^T or dS^T (dV += P^T dout, dK += dS^T Q): C's rows are keys, and key c
+ * gets nothing from the query rows before c - shift + 1, so each strip starts its k there */
+static void gemm_causal_k_from(int m, int n, int k, const float *a, long rsa, long csa,
+                               const float *b, long ldb, float *c, long ldc, long shift)
+{
+    if (shift >= m) {
+        small_gemm(m, n, k, a, rsa, csa, b, ldb, c, ldc, 1);
+        return;
+    }
+    for (int i = 0; i < m; i += STRIP) {
+        int h = m - i < STRIP ? m - i : STRIP;
+        int from = clamp_int(i - shift + 1, k);
+        if (from < k)
+            small_gemm(h, n, k - from, a + i * rsa + from * csa, rsa, csa, b + from * ldb, ldb,
+                       c + i * ldc, ldc, 1);
+    }
+}
+
+/* (t, hs) -> (hs, ld): rows of dst are columns of src, so S = Q K^T reads K^T by rows. Eight
+ * rows of src at a time, so that each store is 8 contiguous floats rather than one float per
+ * row of dst. */
 static void transpose(float *dst, long ld, const float *src, int t, int hs)
 {
-    for (int i = 0; i < t; i++)
+    int i = 0;
+    for (; i + 8 <= t; i += 8)
+        for (int d = 0; d < hs; d++) {
+            const float *from = src + (long)i * hs + d;
+            long step = hs;
+            float col[8] = {from[0], from[step], from[2 * step], from[3 * step], from[4 * step],
+                            from[5 * step], from[6 * step], from[7 * step]};
+            store8(dst + d * ld + i, load8(col));
+        }
+    for (; i < t; i++)
         for (int d = 0; d < hs; d++) dst[d * ld + i] = src[i * hs + d];
 }
 
@@ -97,6 +181,53 @@ static inline int dropout_keep(uint64_t seed, uint64_t counter, uint64_t thresho
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
     z ^= z >> 31;
     return (z >> 40) >= threshold;
+}
+
+/* x[0] + ... + x[n-1] in a fixed order: 8 lanes summed as a tree at the end. An `omp simd`
+ * reduction adds its lanes one after another, a chain of 16 dependent adds per row of a tile. */
+static inline float row_sum(const float *x, int n)
+{
+    f32x8 acc0 = {0}, acc1 = {0};
+    int j = 0;
+    for (; j + 16 <= n; j += 16) {
+        acc0 += load8(x + j);
+        acc1 += load8(x + j + 8);
+    }
+    if (j + 8 <= n) {
+        acc0 += load8(x + j);
+        j += 8;
+    }
+    acc0 += acc1;
+    float sum = ((acc0[0] + acc0[4]) + (acc0[2] + acc0[6])) + ((acc0[1] + acc0[5]) + (acc0[3] + acc0[7]));
+    for (; j < n; j++) sum += x[j];
+    return sum;
+}
+
+typedef int32_t i32x8 __attribute__((vector_size(32)));
+
+/* max(x[0:n]), -inf for n = 0; like row_sum, 8 lanes and then a tree */
+static inline float row_max(const float *x, int n)
+{
+    f32x8 acc = {-INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY};
+    int j = 0;
+    for (; j + 8 <= n; j += 8) {
+        f32x8 v = load8(x + j);
+        i32x8 greater = v > acc;  /* -1 or 0 per lane (C has no ?: on vectors) */
+        acc = (f32x8)(((i32x8)v & greater) | ((i32x8)acc & ~greater));
+    }
+    float a = acc[0] > acc[4] ? acc[0] : acc[4], b = acc[1] > acc[5] ? acc[1] : acc[5];
+    float c = acc[2] > acc[6] ? acc[2] : acc[6], d = acc[3] > acc[7] ? acc[3] : acc[7];
+    a = a > c ? a : c;
+    b = b > d ? b : d;
+    float m = a > b ? a : b;
+    for (; j < n; j++) m = x[j] > m ? x[j] : m;
+    return m;
+}
+
+/* zeros x[n:bk], the masked end of a row (a plain loop there compiles to one store per float) */
+static inline void zero_tail(float *x, int n, int bk)
+{
+    if (n < bk) memset(x + n, 0, sizeof(float) * (bk - n));
 }
 
 /* What a head needs besides q, k, v: the padding mask of its batch row and the dropout. */
@@ -135,26 +266,21 @@ static void forward_head(float *out, float *lse, const float *q, const float *k,
         for (int j0 = 0; j0 < kend; j0 += BK) {
             int bk = kend - j0 < BK ? (int)(kend - j0) : BK;
             int bk16 = (bk + 15) / 16 * 16;
+            long shift = causal ? i0 + offset - j0 + 1 : NO_CUT;  /* row r sees keys < r + shift */
             /* S = Q K^T (bq, bk), over padded columns that the mask then ignores */
-            small_gemm(bq, bk16, hs, qh + (long)i0 * hs, hs, 1, kt + j0, ld, s, BK, 0);
+            gemm_causal_cols(bq, bk16, hs, qh + (long)i0 * hs, hs, 1, kt + j0, ld, s, BK, shift);
             for (int r = 0; r < bq; r++) {
                 float *sr = s + r * BK;
                 int n = visible(causal, i0 + r, offset, j0, bk);
-                float tile_max = -INFINITY;
                 if (opt.key_mask) {
                     const unsigned char *km = opt.key_mask + j0;
-                    #pragma omp simd reduction(max:tile_max)
-                    for (int j = 0; j < n; j++) {
-                        sr[j] = km[j] ? sr[j] * scale : -INFINITY;  /* padding keys */
-                        tile_max = sr[j] > tile_max ? sr[j] : tile_max;
-                    }
+                    #pragma omp simd
+                    for (int j = 0; j < n; j++) sr[j] = km[j] ? sr[j] * scale : -INFINITY;  /* padding keys */
                 } else {
-                    #pragma omp simd reduction(max:tile_max)
-                    for (int j = 0; j < n; j++) {
-                        sr[j] *= scale;
-                        tile_max = sr[j] > tile_max ? sr[j] : tile_max;
-                    }
+                    #pragma omp simd
+                    for (int j = 0; j < n; j++) sr[j] *= scale;
                 }
+                float tile_max = row_max(sr, n);
                 /* online softmax: a larger max shrinks everything summed so far by
                  * exp(m_old - m_new) (exp(-inf) = 0 on the first tile) */
                 float m_new = tile_max > m[r] ? tile_max : m[r];
@@ -163,13 +289,10 @@ static void forward_head(float *out, float *lse, const float *q, const float *k,
                     continue;
                 }
                 float shrink = exp_approx(m[r] - m_new);
-                float sum = 0.0f;
-                #pragma omp simd reduction(+:sum)
-                for (int j = 0; j < bk; j++) {
-                    sr[j] = j < n ? exp_approx(sr[j] - m_new) : 0.0f;  /* the mask */
-                    sum += sr[j];
-                }
-                l[r] = l[r] * shrink + sum;
+                #pragma omp simd
+                for (int j = 0; j < n; j++) sr[j] = exp_approx(sr[j] - m_new);
+                zero_tail(sr, n, bk);  /* the mask */
+                l[r] = l[r] * shrink + row_sum(sr, n);
                 m[r] = m_new;
                 if (shrink != 1.0f) {
                     float *orow = o + r * hs;
@@ -184,15 +307,16 @@ static void forward_head(float *out, float *lse, const float *q, const float *k,
                 }
             }
             /* O += P V (bq, hs) */
-            small_gemm(bq, hs, bk, s, BK, 1, vh + (long)j0 * hs, hs, o, hs, 1);
+            gemm_causal_k(bq, hs, bk, s, BK, 1, vh + (long)j0 * hs, hs, o, hs, shift);
         }
         for (int r = 0; r < bq; r++) {
             if (l[r] == 0.0f) {  /* a query that sees no key (key_mask): out = 0 and lse = 0 */
                 lse[(long)h * tq + i0 + r] = 0.0f;
                 continue;  /* o's row is still the memset's zeros */
             }
-            float inv = 1.0f / l[r];
-            for (int d = 0; d < hs; d++) o[r * hs + d] *= inv;
+            float inv = 1.0f / l[r], *orow = o + r * hs;
+            #pragma omp simd
+            for (int d = 0; d < hs; d++) orow[d] *= inv;
             lse[(long)h * tq + i0 + r] = m[r] + logf(l[r]);
         }
     }
@@ -220,6 +344,7 @@ void attention_forward(float *out, float *lse, const float *q, const float *k, c
          * (bench/RESULTS.md has the measurement) */
         float *kt = tg_alloc(hs * ld), *s = tg_alloc(BQ * BK);
         memset(kt, 0, sizeof(float) * hs * ld);
+        memset(s, 0, sizeof(float) * BQ * BK);  /* the causal cut leaves columns unwritten */
         for (int h = 0; h < bh; h++) forward_head(out, lse, q, k, v, h, tq, tk, hs, causal, scale, kt, ld, s,
                          options_of(h, key_mask, nh, tk, seed, drop_threshold, drop_scale));
         free(kt);
@@ -230,6 +355,7 @@ void attention_forward(float *out, float *lse, const float *q, const float *k, c
     {
         float *kt = tg_alloc(hs * ld), *s = tg_alloc(BQ * BK);
         memset(kt, 0, sizeof(float) * hs * ld);
+        memset(s, 0, sizeof(float) * BQ * BK);  /* the causal cut leaves columns unwritten */
         #pragma omp for schedule(dynamic)
         for (int h = 0; h < bh; h++) forward_head(out, lse, q, k, v, h, tq, tk, hs, causal, scale, kt, ld, s,
                          options_of(h, key_mask, nh, tk, seed, drop_threshold, drop_scale));
@@ -253,6 +379,8 @@ void attention_backward(float *dq, float *dk, float *dv, const float *dout, cons
         float *delta = tg_alloc(tq);
         memset(kt, 0, sizeof(float) * hs * ld);
         memset(vt, 0, sizeof(float) * hs * ld);
+        memset(p, 0, sizeof(float) * BQ * BK);  /* the causal cut leaves columns unwritten */
+        memset(ds, 0, sizeof(float) * BQ * BK);
         #pragma omp for schedule(dynamic)
         for (int h = 0; h < bh; h++) {
             long qo = (long)h * tq * hs, ko = (long)h * tk * hs;
@@ -280,13 +408,15 @@ void attention_backward(float *dq, float *dk, float *dv, const float *dout, cons
                 for (int i0 = (int)(first / BQ * BQ); i0 < tq; i0 += BQ) {
                     int bq = tq - i0 < BQ ? tq - i0 : BQ;
                     const float *qi = qh + (long)i0 * hs, *gi = gh + (long)i0 * hs;
+                    long shift = causal ? i0 + offset - j0 + 1 : NO_CUT;  /* as in forward */
                     /* recompute P = exp(S * scale - lse), exactly forward's softmax */
-                    small_gemm(bq, bk16, hs, qi, hs, 1, kt + j0, ld, p, BK, 0);
+                    gemm_causal_cols(bq, bk16, hs, qi, hs, 1, kt + j0, ld, p, BK, shift);
                     for (int r = 0; r < bq; r++) {
                         float *pr = p + r * BK, l = lh[i0 + r];
                         int n = visible(causal, i0 + r, offset, j0, bk);
                         #pragma omp simd
-                        for (int j = 0; j < bk; j++) pr[j] = j < n ? exp_approx(pr[j] * scale - l) : 0.0f;
+                        for (int j = 0; j < n; j++) pr[j] = exp_approx(pr[j] * scale - l);
+                        zero_tail(pr, n, bk);  /* the mask */
                         if (opt.key_mask)
                             #pragma omp simd
                             for (int j = 0; j < n; j++) pr[j] = opt.key_mask[j0 + j] ? pr[j] : 0.0f;
@@ -301,31 +431,35 @@ void attention_backward(float *dq, float *dk, float *dv, const float *dout, cons
                                 kept[r * BK + j] = dropout_keep(opt.seed, first + j, opt.threshold)
                                                    ? opt.drop_scale : 0.0f;
                         }
-                        small_gemm(bq, bk16, hs, gi, hs, 1, vt + j0, ld, ds, BK, 0);  /* dout V^T */
+                        gemm_causal_cols(bq, bk16, hs, gi, hs, 1, vt + j0, ld, ds, BK, shift);  /* dout V^T */
                         for (int r = 0; r < bq; r++) {
                             float *dsr = ds + r * BK, *pr = p + r * BK, *kr = kept + r * BK;
                             float dl = delta[i0 + r];
+                            int n = visible(causal, i0 + r, offset, j0, bk);  /* P is 0 past n */
                             #pragma omp simd
-                            for (int j = 0; j < bk; j++) {
+                            for (int j = 0; j < n; j++) {
                                 dsr[j] = pr[j] * (dsr[j] * kr[j] - dl) * scale;
                                 pr[j] *= kr[j];
                             }
+                            zero_tail(dsr, n, bk);
                         }
-                        small_gemm(bk, hs, bq, p, 1, BK, gi, hs, dvh + (long)j0 * hs, hs, 1);
+                        gemm_causal_k_from(bk, hs, bq, p, 1, BK, gi, hs, dvh + (long)j0 * hs, hs, shift);
                     } else {
                         /* out = P V: dV += P^T dout (P^T is P with swapped strides) */
-                        small_gemm(bk, hs, bq, p, 1, BK, gi, hs, dvh + (long)j0 * hs, hs, 1);
+                        gemm_causal_k_from(bk, hs, bq, p, 1, BK, gi, hs, dvh + (long)j0 * hs, hs, shift);
                         /* dP = dout V^T, then dS = P (dP - delta) * scale */
-                        small_gemm(bq, bk16, hs, gi, hs, 1, vt + j0, ld, ds, BK, 0);
+                        gemm_causal_cols(bq, bk16, hs, gi, hs, 1, vt + j0, ld, ds, BK, shift);
                         for (int r = 0; r < bq; r++) {
                             float *dsr = ds + r * BK, *pr = p + r * BK, dl = delta[i0 + r];
+                            int n = visible(causal, i0 + r, offset, j0, bk);  /* P is 0 past n */
                             #pragma omp simd
-                            for (int j = 0; j < bk; j++) dsr[j] = pr[j] * (dsr[j] - dl) * scale;
+                            for (int j = 0; j < n; j++) dsr[j] = pr[j] * (dsr[j] - dl) * scale;
+                            zero_tail(dsr, n, bk);
                         }
                     }
                     /* S = Q K^T: dQ += dS K, dK += dS^T Q */
-                    small_gemm(bq, hs, bk, ds, BK, 1, kh + (long)j0 * hs, hs, dqh + (long)i0 * hs, hs, 1);
-                    small_gemm(bk, hs, bq, ds, 1, BK, qi, hs, dkh + (long)j0 * hs, hs, 1);
+                    gemm_causal_k(bq, hs, bk, ds, BK, 1, kh + (long)j0 * hs, hs, dqh + (long)i0 * hs, hs, shift);
+                    gemm_causal_k_from(bk, hs, bq, ds, 1, BK, qi, hs, dkh + (long)j0 * hs, hs, shift);
                 }
             }
         }
