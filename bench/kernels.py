@@ -172,10 +172,16 @@ def gpt_operands(m, k, n, product):
     return {"x@W": (x, w), "dout@W^T": (g, w.T), "x^T@dout": (x.T, g)}[product]
 
 
-def gpt_gemm_sides(lib, products):
+def gpt_gemm_sides(lib, products, threads):
     """Worker builder for common's _worker: {str(i): fn} running product i of `products`
-    ([(m, k, n, product)]) with one library: "c" (tinygpt's C sgemm), "blas" (NumPy's matmul)
-    or "torch" -> (sides, missing, None). Runs in a process of its own: see gpt_gemm_rows."""
+    ([(m, k, n, product)]) with one library on `threads` threads: "c" (tinygpt's C sgemm),
+    "blas" (NumPy's matmul) or "torch" -> (sides, missing, None). Runs in a process of its own:
+    see gpt_gemm_rows.
+
+    NOTE: OpenBLAS is set here with set_blas_threads, which works without threadpoolctl (common's
+    set_threads does not): an OpenBLAS left on OPENBLAS_NUM_THREADS=2 for a 1-thread table spins
+    two threads on a loaded machine, measured 0.4 GFLOP/s at (256, 64) @ (64, 192)."""
+    set_blas_threads(threads)
     convert = lambda a: a  # noqa: E731
     if lib == "c":
         ok, why = backend.availability()["c"]
@@ -214,9 +220,9 @@ def gpt_gemm_rows(products, threads, libs=("c", "blas", "torch"), rounds=3, paus
     rows = [{"m": m, "k": k, "n": n, "product": prod} for m, k, n, prod in products]
     try:
         for lib in libs:
-            proc, conn, msg = common.start_worker(
-                ctx, common._worker, (lib, "bench.kernels", "gpt_gemm_sides", (lib, products),
-                                      threads, False))
+            builder = ("bench.kernels", "gpt_gemm_sides", (lib, products, threads))
+            proc, conn, msg = common.start_worker(ctx, common._worker,
+                                                  (lib, *builder, threads, False))
             if proc is None or msg[2]:
                 print(f"gpt_gemm: {lib} left out: {msg[1] if proc is None else msg[2]}")
                 if proc is not None:

@@ -22,13 +22,13 @@ def test_gpt_gemm_rows_one_worker_per_library():
 
 
 def test_gpt_gemm_sides_compute_the_products():
-    sides, missing, _ = kernels.gpt_gemm_sides("blas", TINY)
+    sides, missing, _ = kernels.gpt_gemm_sides("blas", TINY, 1)
     assert missing == {} and sorted(sides) == ["0", "1", "2"]
     x, w = kernels.gpt_operands(24, 16, 40, "x@W")
     np.testing.assert_array_equal(sides["0"](), x @ w)
     assert sides["1"]().shape == (24, 16) and sides["2"]().shape == (16, 40)
     with pytest.raises(ValueError, match="lib='mkl'"):
-        kernels.gpt_gemm_sides("mkl", TINY)
+        kernels.gpt_gemm_sides("mkl", TINY, 1)
 
 
 @pytest.mark.parametrize("quick", [False, True])
