@@ -584,7 +584,8 @@ def main(argv=None):
     global MODULES
     MODULES, missing = kernel_modules()
     torch = try_torch(thread_counts[0])
-    compile_times = {} if args.quick else numba_compile_times()  # two fresh processes, ~1 min
+    # two fresh processes, ~1 min; gpt_gemm alone runs no Numba kernel
+    compile_times = {} if args.quick or only == {"gpt_gemm"} else numba_compile_times()
     print(machine())
     for name, why in missing.items():
         print(f"- {name} backend not available: {why}")
