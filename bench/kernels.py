@@ -11,7 +11,8 @@ without them); they slow a current NumPy, so unset both, in the benchmark's comm
 
 Each round runs every implementation of a case once as a timed block, with a pause before each
 block so that the previous library's idle threads (OpenBLAS, OpenMP, torch) stop spinning on the
-cores. Reported: median time per call, GFLOP/s where the flop count is meaningful, and the ratio
+cores. The gpt_gemm section runs each library in a worker process of its own instead
+(gpt_gemm_rows): in one process OpenBLAS's spinning threads slow the C sgemm's second thread. Reported: median time per call, GFLOP/s where the flop count is meaningful, and the ratio
 to the NumPy reference, to BLAS and to PyTorch. Not here: end-to-end training (bench/train.py).
 """
 
