@@ -11,7 +11,8 @@ without them); they slow a current NumPy, so unset both, in the benchmark's comm
 
 Each round runs every implementation of a case once as a timed block, with a pause before each
 block so that the previous library's idle threads (OpenBLAS, OpenMP, torch) stop spinning on the
-cores. Reported: median time per call, GFLOP/s where the flop count is meaningful, and the ratio
+cores. The gpt_gemm section runs each library in a worker process of its own instead
+(gpt_gemm_rows): in one process OpenBLAS's spinning threads slow the C sgemm's second thread. Reported: median time per call, GFLOP/s where the flop count is meaningful, and the ratio
 to the NumPy reference, to BLAS and to PyTorch. Not here: end-to-end training (bench/train.py).
 """
 
@@ -164,19 +165,111 @@ def gpt_products(quick=False):
             for prod in ("x@W", "dout@W^T", "x^T@dout") if n != 50257 or m == 256]
 
 
-def case_gpt_gemm(m, k, n, product, torch):
-    """One product of a GPT step in the layout the step uses: W is (K, N) C-contiguous, x (M, K)
-    and dout (M, N); the transposes are views, as in matmul_backward."""
+def gpt_operands(m, k, n, product):
+    """(lhs, rhs) of one product of a GPT step in the layout the step uses: W is (K, N)
+    C-contiguous, x (M, K) and dout (M, N); the transposes are views, as in matmul_backward."""
     rng = np.random.default_rng(9)
     x, w, g = rand(rng, m, k), rand(rng, k, n), rand(rng, m, n)
-    lhs, rhs = {"x@W": (x, w), "dout@W^T": (g, w.T), "x^T@dout": (x.T, g)}[product]
-    impls = {"blas": lambda: lhs @ rhs}
-    if "c" in MODULES:
-        impls["c"] = lambda: MODULES["c"].matmul_forward(lhs, rhs)
-    if torch is not None:
-        tl, tr = torch.from_numpy(lhs), torch.from_numpy(rhs)  # strided views, like NumPy's
-        impls["torch"] = lambda: tl @ tr
-    return impls, 2.0 * m * k * n
+    return {"x@W": (x, w), "dout@W^T": (g, w.T), "x^T@dout": (x.T, g)}[product]
+
+
+def gpt_gemm_sides(lib, products, threads):
+    """Worker builder for common's _worker: {str(i): fn} running product i of `products`
+    ([(m, k, n, product)]) with one library on `threads` threads: "c" (tinygpt's C sgemm),
+    "blas" (NumPy's matmul) or "torch" -> (sides, missing, None). Runs in a process of its own:
+    see gpt_gemm_rows.
+
+    NOTE: OpenBLAS is set here with set_blas_threads, which works without threadpoolctl (common's
+    set_threads does not): an OpenBLAS left on OPENBLAS_NUM_THREADS=2 for a 1-thread table spins
+    two threads on a loaded machine, measured 0.4 GFLOP/s at (256, 64) @ (64, 192)."""
+    set_blas_threads(threads)
+    convert = lambda a: a  # noqa: E731
+    if lib == "c":
+        ok, why = backend.availability()["c"]
+        if not ok:
+            return {}, {"c": why}, None
+        mm = importlib.import_module(backend._KERNEL_MODULES["c"]).matmul_forward
+    elif lib == "torch":
+        torch = common.import_torch()
+        if torch is None:
+            return {}, {"torch": "torch not installed (or BENCH_NO_TORCH set)"}, None
+        mm, convert = (lambda a, b: a @ b), torch.from_numpy  # strided views, like NumPy's
+    elif lib == "blas":
+        mm = np.matmul
+    else:
+        raise ValueError(f"lib={lib!r}: expected 'c', 'blas' or 'torch'")
+    sides = {}
+    for i, (m, k, n, product) in enumerate(products):
+        lhs, rhs = (convert(a) for a in gpt_operands(m, k, n, product))
+        sides[str(i)] = lambda lhs=lhs, rhs=rhs: mm(lhs, rhs)
+    return sides, {}, None
+
+
+def gpt_gemm_rows(products, threads, libs=("c", "blas", "torch"), rounds=3, pause=0.1,
+                  target=0.03, clock="wall"):
+    """GFLOP/s of each product of `products` ([(m, k, n, product)]) per library, each library in a
+    worker process of its own (common.start_worker), products one after another, libraries
+    alternating in order each round with `pause` seconds before each block; a block repeats the
+    call to take about `target` seconds. -> [{"m", "k", "n", "product", lib: Stat of GFLOP/s}]
+
+    Why processes: in one process OpenBLAS's threads busy-wait after each call and take the
+    second core from the C sgemm's OpenMP worker (which sleeps, OMP_WAIT_POLICY=PASSIVE), so
+    a 2-thread C call then runs at about 1-thread speed; in a training step only one of them runs."""
+    import multiprocessing as mp
+    ctx = mp.get_context("spawn")
+    workers = {}
+    rows = [{"m": m, "k": k, "n": n, "product": prod} for m, k, n, prod in products]
+    try:
+        for lib in libs:
+            builder = ("bench.kernels", "gpt_gemm_sides", (lib, products, threads))
+            proc, conn, msg = common.start_worker(ctx, common._worker,
+                                                  (lib, *builder, threads, False))
+            if proc is None or msg[2]:
+                print(f"gpt_gemm: {lib} left out: {msg[1] if proc is None else msg[2]}")
+                if proc is not None:
+                    conn.send(("stop",))
+                    proc.join(timeout=10)
+                continue
+            workers[lib] = (proc, conn)
+
+        def block(lib, i, steps):
+            conn = workers[lib][1]
+            conn.send(("run", str(i), steps, clock))
+            return conn.recv()
+
+        names = list(workers)
+        for i, row in enumerate(rows):
+            flops = 2.0 * row["m"] * row["k"] * row["n"]
+            steps = {}
+            for lib in names:  # warm (pages, threads), then calls per block from the faster of two
+                block(lib, i, 1)
+                t = min(block(lib, i, 1) for _ in range(2))
+                steps[lib] = max(1, min(200, int(target / max(t, 1e-6))))
+            samples = {lib: [] for lib in names}
+            for r in range(rounds):
+                for lib in (names if r % 2 == 0 else names[::-1]):
+                    time.sleep(pause)
+                    samples[lib].append(flops * steps[lib] / block(lib, i, steps[lib]) / 1e9)
+            row.update({lib: common.Stat.of(v) for lib, v in samples.items()})
+        return rows
+    finally:
+        for proc, conn in workers.values():
+            try:
+                conn.send(("stop",))
+            except OSError:
+                pass
+            proc.join(timeout=10)
+            if proc.is_alive():
+                proc.terminate()
+
+
+def gpt_gemm_summary(ratios, target=0.95):
+    """One line on the C / BLAS ratios of a table: median, range, how many fall below target."""
+    if not ratios:
+        return "C / BLAS: no ratios (C or BLAS missing)."
+    below = sum(r < target for r in ratios)
+    return (f"C / BLAS over {len(ratios)} products: median {statistics.median(ratios):.2f}, "
+            f"min–max {min(ratios):.2f}–{max(ratios):.2f}, {below} below {target}.")
 
 
 def case_linear(torch):
@@ -492,7 +585,8 @@ def main(argv=None):
     global MODULES
     MODULES, missing = kernel_modules()
     torch = try_torch(thread_counts[0])
-    compile_times = {} if args.quick else numba_compile_times()  # two fresh processes, ~1 min
+    # two fresh processes, ~1 min; gpt_gemm alone runs no Numba kernel
+    compile_times = {} if args.quick or only == {"gpt_gemm"} else numba_compile_times()
     print(machine())
     for name, why in missing.items():
         print(f"- {name} backend not available: {why}")
@@ -516,24 +610,37 @@ def main(argv=None):
             ["threads", "n", "C", "Numba", "NumPy BLAS", "torch", "C / BLAS", "C / torch"], rows))
 
     if want("gpt_gemm"):
+        libs = [lib for lib in ("c", "blas", "torch") if not impl_filter or lib in impl_filter]
+        if torch is None and "torch" in libs:
+            libs.remove("torch")
+        products = [(m, k, n, prod) for _, m, k, n, prod in gpt_products(args.quick)]
         for threads in ((1,) if args.clock == "cpu" else (1, 2)):
-            set_threads(threads, MODULES, torch)
-            rows = []
-            for label, m, k, n, product in gpt_products(args.quick):
-                impls, flops = case_gpt_gemm(m, k, n, product, torch)
-                t = measure(pick(impls), rounds, pause, target / 2)
-                gf = {key: flops / v / 1e9 for key, v in t.items()}
-                rows.append([product, m, k, n] + [f"{gf[key]:.1f}" if key in gf else None
-                                                  for key in ("c", "blas", "torch")]
-                            + [f"{gf['c'] / gf['blas']:.2f}" if "c" in gf and "blas" in gf else None])
-                print(f"gpt_gemm threads={threads} {label}: "
-                      + ", ".join(f"{key} {v:.1f} GFLOP/s" for key, v in gf.items()), flush=True)
+            # a 1-thread library leaves no threads spinning: a short pause is enough
+            rows = gpt_gemm_rows(products, threads, libs, rounds=args.rounds or 3,
+                                 pause=min(pause, 0.15) if threads > 1 else 0.02,
+                                 target=target / 4,
+                                 clock=args.clock)
+            cells, ratios = [], []
+            for row in rows:
+                c, blas = row.get("c"), row.get("blas")
+                r = c.median / blas.median if c and blas else None
+                if r is not None:
+                    ratios.append(r)
+                cells.append([row["product"], row["m"], row["k"], row["n"]]
+                             + [f"{row[key].median:.1f}" if key in row else None
+                                for key in ("c", "blas", "torch")]
+                             + [None if r is None else f"{r:.2f}"])
+                print(f"gpt_gemm threads={threads} {row['product']} M={row['m']} K={row['k']} "
+                      f"N={row['n']}: " + ", ".join(f"{key} {row[key].median:.1f} GFLOP/s"
+                                                   for key in libs if key in row), flush=True)
             sections.append(f"### sgemm at the shapes of a GPT step, {threads} thread"
                             f"{'s' if threads > 1 else ''}, GFLOP/s{CLOCK_NOTE[args.clock]}\n\n"
                             "x (M, K), W (K, N), dout (M, N); the transposed operands are views "
-                            "(strides), as in matmul_backward.\n\n" + table(
+                            "(strides), as in matmul_backward. Each library runs in a worker "
+                            "process of its own (gpt_gemm_rows), as in a training step where only "
+                            "one of them runs; medians of the rounds.\n\n" + table(
                                 ["product", "M", "K", "N", "C", "NumPy BLAS", "torch", "C / BLAS"],
-                                rows))
+                                cells) + "\n\n" + gpt_gemm_summary(ratios))
 
     cases = [("linear", "matmul fwd+bwd, (8, 256, 384) @ (384, 1152)", case_linear),
              ("attention", "attention fwd+bwd, B=8 nh=6 T=256 hs=64 causal", case_attention),

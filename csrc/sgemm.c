@@ -95,18 +95,36 @@ static inline void transpose8x8(f32x8 r[8])
     }
 }
 
+/* The rows of a row-major B that pack_b copies into every panel before moving on to the next
+ * rows: 16 rows are 16 sequential read streams, and 1 KiB written per panel. */
+#define PACK_B_ROWS 16
+
 /* Pack a (kc, nc) block of B as column panels of NR: panel[p * NR + j] = B[p, j]. A row-major B
- * copies NR contiguous floats per p. A transposed B (W^T in dx = dout W^T, rsb == 1) has each
- * column contiguous: 8 p of 8 columns at a time are loaded as 8 vectors and transposed. */
+ * (W in x W) copies NR contiguous floats per p, PACK_B_ROWS rows across all panels at a time:
+ * going panel by panel instead reads each of the kc rows (N floats apart, on kc different pages)
+ * for only NR floats before the next panel comes back to the same pages. A transposed B (W^T in
+ * dx = dout W^T, rsb == 1) has each column contiguous: 8 p of 8 columns at a time are loaded as
+ * 8 vectors and transposed. */
 static void pack_b(float *restrict dst, int kc, int nc, const float *b, long rsb, long csb)
 {
-    for (int j0 = 0; j0 < nc; j0 += NR) {
+    int j_rows = 0;  /* columns packed by the row-major loop below: its whole panels */
+    if (csb == 1) {
+        j_rows = nc / NR * NR;
+        for (int p0 = 0; p0 < kc; p0 += PACK_B_ROWS) {
+            int p1 = kc - p0 < PACK_B_ROWS ? kc : p0 + PACK_B_ROWS;
+            for (int j0 = 0; j0 < j_rows; j0 += NR) {
+                float *panel = dst + (long)j0 * kc;
+                for (int p = p0; p < p1; p++)
+                    memcpy(panel + p * NR, b + p * rsb + j0, NR * sizeof(float));
+            }
+        }
+        dst += (long)j_rows * kc;
+    }
+    for (int j0 = j_rows; j0 < nc; j0 += NR) {
         int nr = nc - j0 < NR ? nc - j0 : NR;
         const float *src = b + j0 * csb;
         int p = 0;
-        if (csb == 1 && nr == NR) {
-            for (; p < kc; p++) memcpy(dst + p * NR, src + p * rsb, NR * sizeof(float));
-        } else if (rsb == 1 && nr == NR) {
+        if (rsb == 1 && nr == NR) {
             for (; p + 8 <= kc; p += 8)
                 for (int h = 0; h < NR; h += 8) {  /* columns h..h+7, rows p..p+7 */
                     f32x8 r[8];
