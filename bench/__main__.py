@@ -5,6 +5,7 @@
   python -m bench --quick    # 3 rounds, half the steps, nothing written
   python -m bench --only train,generate,memory,default-train,kernels,hf
   python -m bench distributed  # MPI data-parallel: 2 ranks vs 1 process (bench/distributed.py)
+  python -m bench llmc --llmc PATH  # GPT-2 124M against llm.c's CPU trainer built from PATH (bench/llmc.py)
 
 Runs: NumPy sgemm (the MFU yardstick, before and after), training (train.py), generation
 (generate.py), peak memory (memory.py, subprocesses), the default `tinygpt train` raced against
@@ -36,6 +37,9 @@ def main(argv=None):
     if args[:1] == ["distributed"]:
         from bench import distributed
         return distributed.main(args[1:])
+    if args[:1] == ["llmc"]:
+        from bench import llmc
+        return llmc.main(args[1:])
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="3 rounds, half the steps, no file written")
     parser.add_argument("--rounds", type=int, default=None)
