@@ -189,6 +189,9 @@ def test_multi_head_attention_backward_matches_finite_differences(fused):
 
 
 def test_multi_head_attention_in_a_functional_model_trains_and_errors_name_the_feature():
+    # the layers without a seed draw from Keras' global generator: fix it, or earlier tests decide
+    # the initial weights (loss ratios 0.63-0.73 after 20 epochs); 40 epochs give 0.36-0.54 over seeds
+    keras.utils.set_random_seed(0)
     rng = np.random.default_rng(10)
     x = rng.normal(size=(64, 6, 4)).astype(np.float32)
     y = x[:, :, :1].cumsum(axis=1)  # each step: the sum of the steps before it (causal attention can do this)
@@ -197,7 +200,7 @@ def test_multi_head_attention_in_a_functional_model_trains_and_errors_name_the_f
     h = layers.LayerNormalization()(layers.Add()([inp, h]))
     model = keras.Model(inp, layers.Dense(1)(h), seed=0)
     model.compile("adam", "mse")
-    history = model.fit(x, y, epochs=20, batch_size=16, verbose=0)
+    history = model.fit(x, y, epochs=40, batch_size=16, verbose=0)
     assert history.history["loss"][-1] < 0.7 * history.history["loss"][0]
     with pytest.raises(NotImplementedError, match="attention_axes"):
         layers.MultiHeadAttention(2, 4, attention_axes=(1,))
