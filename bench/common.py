@@ -190,6 +190,18 @@ def start_worker(ctx, target, args):
     return proc, parent, msg
 
 
+def stop_workers(workers):
+    """Ask each (process, connection) to stop, then end the process if it has not within 10 s."""
+    for proc, conn in workers:
+        try:
+            conn.send(("stop",))
+        except OSError:
+            pass
+        proc.join(timeout=10)
+        if proc.is_alive():
+            proc.terminate()
+
+
 def run_sides(builders, rounds=5, steps=3, warmup=2, pause=PAUSE, work=1.0, clock="wall",
               threads=THREADS, keep_memory=True):
     """Like interleave(), but each library's sides live in a worker process of their own:
@@ -240,14 +252,7 @@ def run_sides(builders, rounds=5, steps=3, warmup=2, pause=PAUSE, work=1.0, cloc
             reports[lib] = conn.recv()
         return {side: Stat.of(v) for side, v in rates.items()}, missing, reports
     finally:
-        for proc, conn in workers.values():
-            try:
-                conn.send(("stop",))
-            except OSError:
-                pass
-            proc.join(timeout=10)
-            if proc.is_alive():
-                proc.terminate()
+        stop_workers(workers.values())
 
 
 def sgemm_gflops(n=2048, repeats=5, clock="wall"):

@@ -253,14 +253,7 @@ def gpt_gemm_rows(products, threads, libs=("c", "blas", "torch"), rounds=3, paus
             row.update({lib: common.Stat.of(v) for lib, v in samples.items()})
         return rows
     finally:
-        for proc, conn in workers.values():
-            try:
-                conn.send(("stop",))
-            except OSError:
-                pass
-            proc.join(timeout=10)
-            if proc.is_alive():
-                proc.terminate()
+        common.stop_workers(workers.values())
 
 
 def gpt_gemm_summary(ratios, target=0.95):

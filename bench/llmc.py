@@ -231,9 +231,7 @@ def measure(llmc_dir, seq_lens=(64, 256), rounds=3, steps=3, threads=common.THRE
                             conn.send(("run", side, steps, "wall"))
                             rates[lib].append(BATCH * T * steps / conn.recv())
             finally:
-                for proc, conn, _ in workers.values():
-                    conn.send(("stop",))
-                    proc.join(timeout=10)
+                common.stop_workers((proc, conn) for proc, conn, _ in workers.values())
         stats = {lib: common.Stat.of(v) for lib, v in rates.items()}
         res = dict(workload=name, T=T, stats=stats, llmc_val_loss=theirs, tinygpt_val_loss=ours,
                    substitutions=made, command=command, rounds=rounds, steps=steps)
